@@ -1,0 +1,80 @@
+"""The S3 client and the pre-signed URLs Conveyor hands out. Bytes never pass through here."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+from conveyor_core.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+def make_s3_client(settings: Settings, *, public: bool = False) -> S3Client:
+    """A client for the store; `public` signs URLs for the address clients reach."""
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_public_endpoint if public else settings.s3_endpoint,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key.get_secret_value(),
+        aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+            max_pool_connections=32,
+        ),
+    )
+
+
+def incoming_key(tenant_id: str, upload_id: str) -> str:
+    """Where a user's bytes land and stay (DESIGN.md §5)."""
+    return f"incoming/{tenant_id}/{upload_id}"
+
+
+def hex_to_b64(sha256_hex: str) -> str:
+    return base64.b64encode(bytes.fromhex(sha256_hex)).decode("ascii")
+
+
+@dataclass(frozen=True)
+class PresignedPut:
+    url: str
+    headers: dict[str, str]
+
+
+def presign_put(
+    client: S3Client,
+    *,
+    bucket: str,
+    key: str,
+    size: int,
+    content_type: str,
+    sha256_hex: str | None,
+    expires_in: int,
+) -> PresignedPut:
+    """A PUT URL bound to one key with its length and type (and SHA-256 if declared) signed.
+
+    The store then refuses any other bytes itself; the client must send exactly `headers`.
+    """
+    params: dict[str, object] = {
+        "Bucket": bucket,
+        "Key": key,
+        "ContentLength": size,
+        "ContentType": content_type,
+    }
+    headers = {"Content-Type": content_type, "Content-Length": str(size)}
+    if sha256_hex is not None:
+        checksum = hex_to_b64(sha256_hex)
+        params["ChecksumSHA256"] = checksum
+        headers["x-amz-checksum-sha256"] = checksum
+    url = client.generate_presigned_url(
+        "put_object", Params=params, ExpiresIn=expires_in, HttpMethod="PUT"
+    )
+    return PresignedPut(url=url, headers=headers)

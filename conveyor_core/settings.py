@@ -1,0 +1,114 @@
+"""The one settings object: every tunable of Conveyor, read once from `CONVEYOR_*` env vars."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development defaults. They only work against the loopback stack; production refuses them.
+_DEV_SECRETS = {"conveyor-dev-access-key", "conveyor-dev-secret-key", "conveyor-dev-events-token"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", env_file=None, extra="ignore")
+
+    environment: Literal["local", "test", "production"] = "local"
+    state_dir: Path = Path(".state")
+    host: str = "127.0.0.1"
+
+    # API
+    api_port: int = 8000
+    api_public_url: str | None = None
+    cors_origins: list[str] = ["http://localhost:3000"]
+    log_level: str = "info"
+
+    # Temporal
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    ingest_task_queue: str = "ingest"
+
+    # Object store (S3 API)
+    s3_port: int = 8333
+    s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key: SecretStr = SecretStr("conveyor-dev-access-key")
+    s3_secret_key: SecretStr = SecretStr("conveyor-dev-secret-key")
+    bucket: str = "conveyor"
+    # SeaweedFS internals (local stack only); never exposed beyond loopback.
+    swfs_master_port: int = 9333
+    swfs_volume_port: int = 9340
+    swfs_filer_port: int = 8888
+
+    # Store events: adapter (SeaweedFS webhook receiver) -> JetStream -> relay
+    nats_port: int = 4222
+    nats_monitor_port: int = 8222
+    nats_url: str | None = None
+    events_stream: str = "STORE_EVENTS"
+    events_subject: str = "conveyor.store.events"
+    relay_durable: str = "conveyor-relay"
+    adapter_port: int = 8701
+    store_events_token: SecretStr = SecretStr("conveyor-dev-events-token")
+
+    # PostgreSQL
+    pg_port: int = 5433
+    database_url: str | None = None
+
+    # ClamAV and the edge
+    clamd_port: int = 3310
+    edge_port: int = 8080
+
+    # Uploads
+    upload_url_ttl_seconds: int = 900
+    upload_expiry_seconds: int = 24 * 3600
+    reconcile_after_seconds: int = 30
+    max_file_size: int = 5 * 1024**4
+    max_filename_length: int = 255
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> Settings:
+        if self.environment == "production":
+            for name in ("s3_access_key", "s3_secret_key", "store_events_token"):
+                value: SecretStr = getattr(self, name)
+                if value.get_secret_value() in _DEV_SECRETS:
+                    raise ValueError(f"CONVEYOR_{name.upper()} must be set in production")
+        return self
+
+    @property
+    def state_path(self) -> Path:
+        return self.state_dir.resolve()
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"{self.host}:{self.temporal_port}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return self.s3_endpoint_url or f"http://{self.host}:{self.s3_port}"
+
+    @property
+    def s3_public_endpoint(self) -> str:
+        return self.s3_public_endpoint_url or self.s3_endpoint
+
+    @property
+    def nats_servers(self) -> str:
+        return self.nats_url or f"nats://{self.host}:{self.nats_port}"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"postgresql+psycopg://postgres@{self.host}:{self.pg_port}/conveyor"
+
+    @property
+    def api_url(self) -> str:
+        return self.api_public_url or f"http://{self.host}:{self.api_port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
