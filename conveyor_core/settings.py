@@ -102,7 +102,10 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        return self.database_url or f"postgresql+psycopg://postgres@{self.host}:{self.pg_port}/conveyor"
+        return (
+            self.database_url
+            or f"postgresql+psycopg://postgres@{self.host}:{self.pg_port}/conveyor"
+        )
 
     @property
     def api_url(self) -> str:

@@ -1,0 +1,70 @@
+"""Verify stage: one streaming pass over the object for SHA-256, real size and sniffed type."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import TYPE_CHECKING
+
+import magic
+from botocore.exceptions import ClientError
+from temporalio import activity
+
+from conveyor_core.types import VerifyInput, VerifyResult
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+CHUNK_SIZE = 1024 * 1024
+SNIFF_BYTES = 64 * 1024
+HEARTBEAT_EVERY_SECONDS = 5.0
+
+
+def sniff_content_type(head: bytes) -> str:
+    if not head:
+        return "application/x-empty"
+    return str(magic.from_buffer(head, mime=True))
+
+
+class VerifyActivities:
+    def __init__(self, s3: S3Client) -> None:
+        self._s3 = s3
+
+    @activity.defn(name="verify_object")
+    def verify_object(self, inp: VerifyInput) -> VerifyResult:
+        try:
+            response = self._s3.get_object(Bucket=inp.bucket, Key=inp.key)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return VerifyResult(ok=False, detail="the object is no longer in the store")
+            raise
+        digest = hashlib.sha256()
+        head = bytearray()
+        size = 0
+        last_beat = time.monotonic()
+        body = response["Body"]
+        try:
+            for chunk in body.iter_chunks(CHUNK_SIZE):
+                digest.update(chunk)
+                size += len(chunk)
+                if len(head) < SNIFF_BYTES:
+                    head += chunk[: SNIFF_BYTES - len(head)]
+                if time.monotonic() - last_beat > HEARTBEAT_EVERY_SECONDS:
+                    activity.heartbeat(size)
+                    last_beat = time.monotonic()
+        finally:
+            body.close()
+        sha256 = digest.hexdigest()
+        content_type = sniff_content_type(bytes(head))
+        detail = _mismatch(inp, size, sha256)
+        return VerifyResult(
+            ok=detail is None, detail=detail, sha256=sha256, size=size, content_type=content_type
+        )
+
+
+def _mismatch(inp: VerifyInput, size: int, sha256: str) -> str | None:
+    if size != inp.declared_size:
+        return f"size mismatch: declared {inp.declared_size} bytes, the object has {size}"
+    if inp.declared_sha256 is not None and sha256 != inp.declared_sha256:
+        return f"sha256 mismatch: declared {inp.declared_sha256}, the object hashes to {sha256}"
+    return None

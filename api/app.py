@@ -1,0 +1,51 @@
+"""The FastAPI application: clients are created once in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from temporalio.client import Client
+
+from api.deps import AppState
+from api.errors import install_error_handlers
+from api.routes import files, health, uploads
+from conveyor_core.objectstore import make_s3_client
+from conveyor_core.settings import Settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_async_engine(settings.sqlalchemy_url, pool_pre_ping=True, pool_size=10)
+        # lazy: the API starts (and answers /healthz) even while Temporal is still coming up.
+        temporal = await Client.connect(
+            settings.temporal_target, namespace=settings.temporal_namespace, lazy=True
+        )
+        app.state.conveyor = AppState(
+            settings=settings,
+            sessions=async_sessionmaker(engine, expire_on_commit=False),
+            temporal=temporal,
+            s3=make_s3_client(settings),
+            s3_presign=make_s3_client(settings, public=True),
+        )
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(title="Conveyor", version="1", lifespan=lifespan)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=["Authorization", "Content-Type"],
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(uploads.router)
+    app.include_router(files.router)
+    return app

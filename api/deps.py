@@ -1,0 +1,87 @@
+"""Dependency wiring: clients made once in the lifespan, handed to routes as `Annotated` aliases."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from api.errors import Unauthorized
+from conveyor_core.db.models import ApiKey, Tenant
+from conveyor_core.keys import hash_api_key
+from conveyor_core.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+@dataclass
+class AppState:
+    """What the lifespan builds once per process."""
+
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    temporal: Client
+    s3: S3Client
+    s3_presign: S3Client
+
+
+@dataclass(frozen=True)
+class Tenancy:
+    tenant_id: uuid.UUID
+    tenant_name: str
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.conveyor
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_settings_dep(state: StateDep) -> Settings:
+    return state.settings
+
+
+async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    async with state.sessions() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_tenancy(
+    session: SessionDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Tenancy:
+    if not authorization:
+        raise Unauthorized(
+            "Send an API key as 'Authorization: Bearer <key>'.", code="missing_api_key"
+        )
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized(
+            "Send an API key as 'Authorization: Bearer <key>'.", code="missing_api_key"
+        )
+    row = (
+        await session.execute(
+            select(Tenant.id, Tenant.name)
+            .join(ApiKey, ApiKey.tenant_id == Tenant.id)
+            .where(ApiKey.key_hash == hash_api_key(key.strip()), ApiKey.revoked_at.is_(None))
+        )
+    ).first()
+    if row is None:
+        raise Unauthorized("The API key is not valid.")
+    return Tenancy(tenant_id=row.id, tenant_name=row.name)
+
+
+TenancyDep = Annotated[Tenancy, Depends(get_tenancy)]

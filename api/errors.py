@@ -1,0 +1,111 @@
+"""Domain errors and the one error shape: `{"error": {"code", "message"}}`.
+
+ConveyorError(code, message, status)
+├── Unauthorized             401 missing_api_key | invalid_api_key
+├── NotFound                 404 upload_not_found | file_not_found
+├── PayloadTooLarge          413 file_too_large
+└── ServiceUnavailable       503 dependency_unavailable (a dependency is down; retry later)
+
+Validation failures answer 422 `invalid_request`; anything unexpected answers 500
+`internal_error`, which is always a bug.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ConveyorError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class Unauthorized(ConveyorError):
+    status = 401
+    code = "invalid_api_key"
+
+
+class NotFound(ConveyorError):
+    status = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(ConveyorError):
+    status = 413
+    code = "file_too_large"
+
+
+class ServiceUnavailable(ConveyorError):
+    status = 503
+    code = "dependency_unavailable"
+
+
+def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    body = ErrorBody(error=ErrorDetail(code=code, message=message))
+    return JSONResponse(status_code=status, content=body.model_dump(), headers=headers or None)
+
+
+def responses(*errors: type[ConveyorError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the errors a route can answer."""
+    documented: dict[int | str, dict[str, Any]] = {
+        422: {"model": ErrorBody, "description": "invalid_request"}
+    }
+    for error in errors:
+        documented[error.status] = {"model": ErrorBody, "description": error.code}
+    return documented
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "invalid_api_key"}
+
+
+def _first_validation_message(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "The request is not valid."
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    return f"{where or 'request'}: {first.get('msg', 'invalid value')}."
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ConveyorError)
+    async def _conveyor(_: Request, exc: ConveyorError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", _first_validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "internal_error", "An unexpected error occurred.")

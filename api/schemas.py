@@ -1,0 +1,107 @@
+"""Request and response bodies of the v1 REST contract (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from conveyor_core.types import FileStatus, StageStatus, Visibility
+
+# type/subtype per RFC 6838 (parameters such as charset allowed), no wildcards.
+_MEDIA_TYPE = re.compile(
+    r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
+    r"(\s*;\s*[a-z0-9!#$&^_.+-]+=(\"[^\"\\\r\n]*\"|[a-z0-9!#$&^_.+-]+))*$",
+    re.IGNORECASE,
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class UploadCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filename: Annotated[str, Field(min_length=1, max_length=255)]
+    size: Annotated[int, Field(ge=0)]
+    content_type: Annotated[str, Field(min_length=3, max_length=255)]
+    sha256: Annotated[str | None, Field(pattern=r"^[0-9a-fA-F]{64}$")] = None
+    visibility: Visibility = Visibility.PRIVATE
+
+    @field_validator("filename")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if _CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        if value in (".", "..") or "/" in value or "\\" in value:
+            raise ValueError("must be a file name, not a path")
+        return value
+
+    @field_validator("content_type")
+    @classmethod
+    def _media_type(cls, value: str) -> str:
+        if not _MEDIA_TYPE.match(value):
+            raise ValueError("must be a media type such as image/jpeg")
+        return value
+
+    @field_validator("sha256")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return value.lower() if value is not None else None
+
+
+class UploadPut(BaseModel):
+    upload_id: uuid.UUID
+    file_id: uuid.UUID
+    method: Literal["PUT"] = "PUT"
+    url: str
+    headers: dict[str, str]
+    expires_at: datetime
+
+
+class StagePublic(BaseModel):
+    status: StageStatus
+    detail: str | None = None
+    duration_ms: int | None = None
+
+
+class ThumbnailPublic(BaseModel):
+    size: int
+    width: int
+    height: int
+    url: str
+
+
+class FilePublic(BaseModel):
+    id: uuid.UUID
+    filename: str
+    size: int
+    content_type: str
+    sha256: str | None
+    visibility: Visibility
+    status: FileStatus
+    status_detail: str | None = None
+    stages: dict[str, StagePublic]
+    thumbnails: list[ThumbnailPublic] = []
+    cdn_url: str | None = None
+    workflow_id: str
+    created_at: datetime
+    ready_at: datetime | None
+
+
+class UploadPublic(BaseModel):
+    upload_id: uuid.UUID
+    file_id: uuid.UUID
+    method: str
+    status: FileStatus
+    expires_at: datetime
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadinessPublic(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str]

@@ -1,0 +1,20 @@
+"""The API process: uvicorn serving api.app on the configured port."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from api.app import create_app
+from conveyor_core.settings import get_settings
+from observability.logging import configure_logging
+
+if __name__ == "__main__":
+    settings = get_settings()
+    configure_logging("api", settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.api_port,
+        log_level=settings.log_level,
+        proxy_headers=False,
+    )

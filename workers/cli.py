@@ -1,0 +1,92 @@
+"""The `conveyor` command: local stack, migrations and API keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from sqlalchemy import select
+
+from conveyor_core.db.models import ApiKey, Tenant
+from conveyor_core.db.session import make_engine, make_session_factory, transaction
+from conveyor_core.keys import display_prefix, generate_api_key, hash_api_key
+from conveyor_core.settings import Settings, get_settings
+
+app = typer.Typer(help="Conveyor: workflow-orchestrated file ingestion.", no_args_is_help=True)
+stack_app = typer.Typer(help="The local stack (every server, under one supervisor).")
+keys_app = typer.Typer(help="API keys.")
+app.add_typer(stack_app, name="stack")
+app.add_typer(keys_app, name="keys")
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Install nothing, start everything, return once every part answers its readiness check."""
+    from workers.stack import manage
+
+    settings = get_settings()
+    manage.up(settings)
+    typer.echo(
+        f"Conveyor is up: API {settings.api_url}, Temporal UI "
+        f"http://{settings.host}:{settings.temporal_ui_port}"
+    )
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop everything `stack up` started; state is kept."""
+    from workers.stack import manage
+
+    manage.down(get_settings())
+    typer.echo("Conveyor is down.")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Each program of the local stack and its supervisor state."""
+    from workers.stack import manage
+
+    for name, state in sorted(manage.status(get_settings()).items()):
+        typer.echo(f"{name:<12} {state}")
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database schema to the newest revision."""
+    from conveyor_core.migrations import upgrade_head
+
+    upgrade_head(get_settings())
+    typer.echo("database schema is current")
+
+
+def create_key(settings: Settings, tenant_name: str) -> str:
+    """Creates the tenant if it is new and a key for it; returns the key (shown only once)."""
+    key = generate_api_key()
+    with transaction(make_session_factory(make_engine(settings))) as session:
+        tenant = session.execute(
+            select(Tenant).where(Tenant.name == tenant_name)
+        ).scalar_one_or_none()
+        if tenant is None:
+            tenant = Tenant(name=tenant_name)
+            session.add(tenant)
+            session.flush()
+        session.add(
+            ApiKey(tenant_id=tenant.id, key_hash=hash_api_key(key), prefix=display_prefix(key))
+        )
+    return key
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant name; created if it does not exist.")],
+) -> None:
+    """Create an API key; the key itself is the last line of the output."""
+    if not tenant.strip() or len(tenant) > 100:
+        raise typer.BadParameter("the tenant name must be 1 to 100 characters")
+    key = create_key(get_settings(), tenant.strip())
+    typer.echo(f"API key for tenant {tenant.strip()!r} (store it now; it is not shown again):")
+    typer.echo(key)
+
+
+if __name__ == "__main__":
+    app()

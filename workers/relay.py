@@ -1,0 +1,133 @@
+"""The event relay: a durable JetStream consumer that turns object-created events into
+`object_uploaded` signals, acknowledging each message only after its signal was accepted.
+
+Unknown objects are acknowledged and skipped; a closed workflow ignores the event; any other
+failure is negatively acknowledged so JetStream redelivers it later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from dataclasses import dataclass
+
+import nats
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from conveyor_core.db.models import File, Upload
+from conveyor_core.db.session import make_engine, make_session_factory
+from conveyor_core.events import ObjectCreated, parse_s3_event
+from conveyor_core.settings import Settings, get_settings
+from conveyor_core.types import ObjectUploaded
+from observability.logging import configure_logging
+from workflows.ingest import IngestWorkflow
+
+log = logging.getLogger(__name__)
+FETCH_BATCH = 32
+ACK_WAIT_SECONDS = 30
+REDELIVER_DELAY_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class Target:
+    workflow_id: str
+
+
+def resolve(sessions: sessionmaker[Session], event: ObjectCreated) -> Target | None:
+    """The workflow waiting for this object, if it is an upload of ours."""
+    with sessions() as session:
+        workflow_id = session.execute(
+            select(File.workflow_id)
+            .join(Upload, Upload.file_id == File.id)
+            .where(Upload.bucket == event.bucket, Upload.object_key == event.key)
+        ).scalar_one_or_none()
+    return Target(workflow_id) if workflow_id is not None else None
+
+
+class Relay:
+    def __init__(self, temporal: Client, sessions: sessionmaker[Session]) -> None:
+        self._temporal = temporal
+        self._sessions = sessions
+
+    async def handle(self, msg: Msg) -> None:
+        try:
+            payload = json.loads(msg.data)
+        except ValueError:
+            log.warning("dropping a message that is not JSON (seq %s)", msg.metadata.sequence)
+            await msg.term()
+            return
+        events = parse_s3_event(payload) if isinstance(payload, dict) else []
+        try:
+            for event in events:
+                await self._signal(event)
+        except Exception:
+            log.exception("event not relayed; it will be redelivered")
+            await msg.nak(delay=REDELIVER_DELAY_SECONDS)
+            return
+        await msg.ack()
+
+    async def _signal(self, event: ObjectCreated) -> None:
+        target = await asyncio.to_thread(resolve, self._sessions, event)
+        if target is None:
+            log.info("no upload waits for %s/%s; skipped", event.bucket, event.key)
+            return
+        handle = self._temporal.get_workflow_handle_for(IngestWorkflow.run, target.workflow_id)
+        try:
+            await handle.signal(
+                IngestWorkflow.object_uploaded,
+                ObjectUploaded(
+                    bucket=event.bucket,
+                    key=event.key,
+                    size=event.size,
+                    etag=event.etag,
+                    sequencer=event.sequencer,
+                ),
+            )
+        except RPCError as e:
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise
+            log.info("workflow %s is closed; event for it ignored", target.workflow_id)
+
+
+async def main(settings: Settings) -> None:
+    temporal = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+    relay = Relay(temporal, make_session_factory(make_engine(settings)))
+    nc = await nats.connect(settings.nats_servers, max_reconnect_attempts=-1)
+    js = nc.jetstream()
+    subscription = await js.pull_subscribe(
+        settings.events_subject,
+        durable=settings.relay_durable,
+        stream=settings.events_stream,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=ACK_WAIT_SECONDS,
+            max_deliver=-1,
+        ),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("relay consuming %s as %s", settings.events_subject, settings.relay_durable)
+    while not stop.is_set():
+        try:
+            messages = await subscription.fetch(FETCH_BATCH, timeout=1)
+        except nats.errors.TimeoutError:
+            continue
+        for msg in messages:
+            await relay.handle(msg)
+    await nc.drain()
+
+
+if __name__ == "__main__":
+    settings = get_settings()
+    configure_logging("relay", settings.log_level)
+    asyncio.run(main(settings))
