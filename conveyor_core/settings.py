@@ -71,6 +71,18 @@ class Settings(BaseSettings):
     max_file_size: int = 5 * 1024**4
     max_filename_length: int = 255
 
+    # Local stack (workers/stack)
+    # More loopback ports the local stack opens. None means derived from a base port above
+    # (workers/stack/ports.py), so a stack with other base ports never collides with this one.
+    temporal_http_port: int | None = None  # temporal_port + 10
+    temporal_metrics_port: int | None = None  # temporal_port + 11
+    swfs_master_grpc_port: int | None = None  # swfs_master_port + 10000
+    swfs_volume_grpc_port: int | None = None  # swfs_volume_port + 10000
+    swfs_filer_grpc_port: int | None = None  # swfs_filer_port + 10000
+    swfs_s3_grpc_port: int | None = None  # s3_port + 10000
+    swfs_admin_port: int | None = None  # swfs_master_port + 1 (the admin UI stays off)
+    swfs_admin_grpc_port: int | None = None  # swfs_admin_port + 10000
+
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.environment == "production":
