@@ -1,0 +1,178 @@
+"""One-time and idempotent set-up: the PostgreSQL cluster, the database, bucket and stream."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import stat
+import subprocess
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import nats
+import psycopg
+from botocore.exceptions import ClientError
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+from psycopg import sql
+
+from conveyor_core.objectstore import make_s3_client
+from conveyor_core.settings import Settings
+from workers.stack.errors import StackError
+from workers.stack.layout import POSTGRES_BIN, StackLayout
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import CORSRuleTypeDef
+
+DATABASE = "conveyor"
+# Long enough to absorb a re-delivered store event; Nats-Msg-Id dedups within it.
+DUPLICATE_WINDOW_SECONDS = 120.0
+
+T = TypeVar("T")
+
+
+def _searchable_by(path: Path, user: pwd.struct_passwd) -> bool:
+    st = path.stat()
+    if st.st_uid == user.pw_uid:
+        return bool(st.st_mode & stat.S_IXUSR)
+    if st.st_gid in os.getgrouplist(user.pw_name, user.pw_gid):
+        return bool(st.st_mode & stat.S_IXGRP)
+    return bool(st.st_mode & stat.S_IXOTH)
+
+
+def _let_postgres_reach(layout: StackLayout, user: pwd.struct_passwd) -> None:
+    """postgres runs as its own user: it must be able to walk down to its data directory."""
+    if not _searchable_by(layout.state, user):
+        # Our own directory (mkdtemp makes it 0700): let others pass through, not list it.
+        layout.state.chmod(layout.state.stat().st_mode | stat.S_IXGRP | stat.S_IXOTH)
+    for parent in layout.state.parents:
+        if not _searchable_by(parent, user):
+            raise StackError(f"user postgres cannot enter {parent} (on the way to {layout.pg})")
+
+
+def init_postgres_cluster(layout: StackLayout) -> None:
+    """initdb once, as the postgres user, into STATE/pg/data."""
+    postgres = pwd.getpwnam("postgres")
+    _let_postgres_reach(layout, postgres)
+    for path, mode in ((layout.pg, 0o755), (layout.pg_data, 0o700), (layout.pg_socket_dir, 0o755)):
+        path.mkdir(parents=True, exist_ok=True)
+        os.chown(path, postgres.pw_uid, postgres.pw_gid)
+        path.chmod(mode)
+    if (layout.pg_data / "PG_VERSION").exists():
+        return
+    subprocess.run(
+        [
+            str(POSTGRES_BIN / "initdb"),
+            "-D",
+            str(layout.pg_data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",  # loopback only, local stack only
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ],
+        user=postgres.pw_uid,
+        group=postgres.pw_gid,
+        extra_groups=[],
+        cwd=layout.pg,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+        check=True,
+        capture_output=True,
+    )
+
+
+def create_database(settings: Settings) -> None:
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=settings.pg_port,
+        user="postgres",
+        dbname="postgres",
+        autocommit=True,
+        connect_timeout=5,
+    ) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+        ).fetchone()
+        if exists is None:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER postgres").format(sql.Identifier(DATABASE))
+            )
+
+
+def create_bucket(settings: Settings) -> None:
+    """The bucket, with a CORS rule so browsers can PUT parts and read the ETag back."""
+    s3 = make_s3_client(settings)
+    try:
+        s3.head_bucket(Bucket=settings.bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+        s3.create_bucket(Bucket=settings.bucket)
+    rule: CORSRuleTypeDef = {
+        "AllowedOrigins": sorted(settings.cors_origins),
+        "AllowedMethods": ["GET", "HEAD", "PUT"],
+        "AllowedHeaders": ["*"],
+        "ExposeHeaders": ["ETag"],
+        "MaxAgeSeconds": 3600,
+    }
+    try:
+        current = s3.get_bucket_cors(Bucket=settings.bucket).get("CORSRules", [])
+    except ClientError:
+        current = []
+    if [_comparable(r) for r in current] != [_comparable(rule)]:
+        s3.put_bucket_cors(Bucket=settings.bucket, CORSConfiguration={"CORSRules": [rule]})
+
+
+def _comparable(rule: object) -> dict[str, object]:
+    assert isinstance(rule, dict)
+    keys = ("AllowedOrigins", "AllowedMethods", "AllowedHeaders", "ExposeHeaders", "MaxAgeSeconds")
+    return {k: sorted(v) if isinstance(v, list) else v for k, v in rule.items() if k in keys}
+
+
+async def _ensure_stream(settings: Settings) -> None:
+    nc = await nats.connect(
+        settings.nats_servers, connect_timeout=5, allow_reconnect=False, max_reconnect_attempts=0
+    )
+    try:
+        js = nc.jetstream()
+        wanted = StreamConfig(
+            name=settings.events_stream,
+            subjects=[settings.events_subject],
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        )
+        try:
+            info = await js.stream_info(settings.events_stream)
+        except NotFoundError:
+            await js.add_stream(wanted)
+            return
+        have = info.config
+        if have.subjects != wanted.subjects or have.duplicate_window != wanted.duplicate_window:
+            have.subjects = wanted.subjects
+            have.duplicate_window = wanted.duplicate_window
+            await js.update_stream(have)
+    finally:
+        await nc.close()
+
+
+def create_stream(settings: Settings) -> None:
+    """The JetStream stream the adapter publishes store events to and the relay reads."""
+    _run_async(lambda: _ensure_stream(settings))
+
+
+def _run_async(make: Callable[[], Awaitable[T]]) -> T:
+    async def main() -> T:
+        return await make()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    # Called from inside an event loop (an async test, say): run on a loop of our own.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, main()).result()
