@@ -1,0 +1,27 @@
+# The two commands a newcomer needs are `make up` and `make test` (see README.md).
+VENV := .venv/bin
+
+.PHONY: up down status test lint bench install
+
+install:
+	@bash workers/stack/bootstrap.sh
+
+up: install
+	@$(VENV)/conveyor stack up
+
+down:
+	@$(VENV)/conveyor stack down
+
+status:
+	@$(VENV)/conveyor stack status
+
+lint: install
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/mypy
+
+test: lint
+	$(VENV)/pytest
+
+bench: install
+	$(VENV)/python -m bench.put_to_ready

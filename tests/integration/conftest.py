@@ -1,0 +1,121 @@
+"""One real local stack for the whole test session: its own ports and state directory,
+started through the same manager as `conveyor stack up`, stopped and removed at the end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from conveyor_core.db.session import make_engine, make_session_factory
+from conveyor_core.objectstore import make_s3_client
+from conveyor_core.settings import Settings
+from workers.stack import manage
+from workers.stack.environment import settings_env
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _test_settings(state_dir: Path) -> Settings:
+    """Ports far from the defaults, so a developer's own stack can keep running."""
+    return Settings(
+        environment="test",
+        state_dir=state_dir,
+        api_port=28000,
+        temporal_port=27233,
+        temporal_ui_port=28233,
+        s3_port=28333,
+        swfs_master_port=29333,
+        swfs_volume_port=29340,
+        swfs_filer_port=28888,
+        nats_port=24222,
+        nats_monitor_port=28222,
+        adapter_port=28701,
+        pg_port=25433,
+        clamd_port=23310,
+        edge_port=28080,
+        reconcile_after_seconds=8,
+        upload_url_ttl_seconds=120,
+        upload_expiry_seconds=3600,
+    )
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Settings]:
+    state_dir = Path(tempfile.mkdtemp(prefix="conveyor-test-"))
+    state_dir.chmod(0o755)  # the postgres user must reach its data directory inside
+    settings = _test_settings(state_dir)
+    try:
+        manage.up(settings, timeout=180)
+        yield settings
+    finally:
+        manage.down(settings)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs the real `conveyor` command against the test stack."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    env.update(settings_env(settings))
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "conveyor"), *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def create_key(settings: Settings, tenant: str) -> str:
+    return run_cli(settings, "keys", "create", "--tenant", tenant).stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def key_a(stack: Settings) -> str:
+    return create_key(stack, "tenant-a")
+
+
+@pytest.fixture(scope="session")
+def key_b(stack: Settings) -> str:
+    return create_key(stack, "tenant-b")
+
+
+@pytest.fixture(scope="session")
+def engine(stack: Settings) -> Iterator[Engine]:
+    engine = make_engine(stack)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(engine)
+
+
+@pytest.fixture(scope="session")
+def s3(stack: Settings):  # type: ignore[no-untyped-def]
+    return make_s3_client(stack)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api(stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def temporal(stack: Settings) -> Client:
+    return await Client.connect(stack.temporal_target, namespace=stack.temporal_namespace)

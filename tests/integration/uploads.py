@@ -1,0 +1,65 @@
+"""What a client does: declare an upload, PUT the bytes to the store, follow the file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import httpx
+
+from tests.helpers import assert_eventually
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def sample_bytes(size: int = 1024) -> bytes:
+    """Text with a random marker, so each test's bytes are its own."""
+    marker = os.urandom(8).hex()
+    line = f"conveyor test {marker}\n".encode()
+    return (line * (size // len(line) + 1))[:size]
+
+
+async def declare(
+    api: httpx.AsyncClient,
+    key: str,
+    content: bytes,
+    *,
+    content_type: str = "text/plain",
+    declare_sha256: bool = True,
+    size: int | None = None,
+    filename: str = "hello.txt",
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "filename": filename,
+        "size": len(content) if size is None else size,
+        "content_type": content_type,
+        "visibility": "private",
+    }
+    if declare_sha256:
+        body["sha256"] = hashlib.sha256(content).hexdigest()
+    response = await api.post("/v1/uploads", json=body, headers=auth(key))
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def put(upload: dict[str, Any], content: bytes, **header_overrides: str) -> httpx.Response:
+    headers = {**upload["headers"], **header_overrides}
+    async with httpx.AsyncClient(timeout=60) as client:
+        return await client.put(upload["url"], content=content, headers=headers)
+
+
+async def wait_for_status(
+    api: httpx.AsyncClient, key: str, file_id: str, status: str, timeout: float = 60
+) -> dict[str, Any]:
+    async def check() -> dict[str, Any]:
+        response = await api.get(f"/v1/files/{file_id}", headers=auth(key))
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        assert body["status"] == status, body
+        return body
+
+    return await assert_eventually(check, timeout=timeout, interval=0.05)
