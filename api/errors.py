@@ -79,7 +79,10 @@ def responses(*errors: type[ConveyorError]) -> dict[int | str, dict[str, Any]]:
     return documented
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "invalid_api_key"}
+_HTTP_ERRORS = {
+    404: ("not_found", "There is nothing at this address."),
+    405: ("method_not_allowed", "This address does not accept that method."),
+}
 
 
 def _first_validation_message(exc: RequestValidationError) -> str:
@@ -102,8 +105,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        return error_response(exc.status_code, code, str(exc.detail))
+        code, message = _HTTP_ERRORS.get(
+            exc.status_code, (f"http_{exc.status_code}", f"{str(exc.detail).rstrip('.')}.")
+        )
+        return error_response(exc.status_code, code, message)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -124,7 +124,8 @@ async def main(settings: Settings) -> None:
             continue
         for msg in messages:
             await relay.handle(msg)
-    await nc.drain()
+    log.info("relay stopping")
+    await nc.close()
 
 
 if __name__ == "__main__":
