@@ -37,9 +37,10 @@ def run(files: int, size: int) -> dict[str, object]:
     put_ms: list[float] = []
     ready_ms: list[float] = []
     verify_ms: list[float] = []
-    with httpx.Client(base_url=settings.api_url, headers=headers, timeout=30) as api, httpx.Client(
-        timeout=30
-    ) as store:
+    with (
+        httpx.Client(base_url=settings.api_url, headers=headers, timeout=30) as api,
+        httpx.Client(timeout=30) as store,
+    ):
         for _ in range(files):
             content = os.urandom(size)
             created = api.post(

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     nats_port: int = 4222
     nats_monitor_port: int = 8222
     nats_url: str | None = None
+    nats_monitor_url: str | None = None
     events_stream: str = "STORE_EVENTS"
     events_subject: str = "conveyor.store.events"
     relay_durable: str = "conveyor-relay"
@@ -60,9 +61,12 @@ class Settings(BaseSettings):
     pg_port: int = 5433
     database_url: str | None = None
 
-    # ClamAV and the edge
+    # ClamAV and the edge (hosts default to `host`; set them where each runs elsewhere)
+    clamd_host: str | None = None
     clamd_port: int = 3310
     edge_port: int = 8080
+    edge_url: str | None = None
+    edge_public_url: str | None = None
 
     # Uploads
     upload_url_ttl_seconds: int = 900
@@ -111,6 +115,24 @@ class Settings(BaseSettings):
     @property
     def nats_servers(self) -> str:
         return self.nats_url or f"nats://{self.host}:{self.nats_port}"
+
+    @property
+    def nats_monitor(self) -> str:
+        return self.nats_monitor_url or f"http://{self.host}:{self.nats_monitor_port}"
+
+    @property
+    def clamd_address(self) -> tuple[str, int]:
+        return (self.clamd_host or self.host, self.clamd_port)
+
+    @property
+    def edge(self) -> str:
+        """Where Conveyor's own processes reach the edge (readiness, purges)."""
+        return self.edge_url or f"http://{self.host}:{self.edge_port}"
+
+    @property
+    def edge_public(self) -> str:
+        """Where clients reach the edge (CDN URLs)."""
+        return self.edge_public_url or self.edge
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -25,7 +25,11 @@ def stack_up() -> None:
     from workers.stack import manage
 
     settings = get_settings()
-    manage.up(settings)
+    try:
+        manage.up(settings)
+    except manage.StackError as e:
+        typer.echo(f"The stack did not come up: {e}", err=True)
+        raise typer.Exit(1) from e
     typer.echo(
         f"Conveyor is up: API {settings.api_url}, Temporal UI "
         f"http://{settings.host}:{settings.temporal_ui_port}"

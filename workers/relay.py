@@ -120,7 +120,11 @@ async def main(settings: Settings) -> None:
     while not stop.is_set():
         try:
             messages = await subscription.fetch(FETCH_BATCH, timeout=1)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nothing to fetch (nats-py raises both its own and asyncio's)
+            continue
+        except nats.errors.Error as e:  # the connection reconnects by itself; poll again
+            log.warning("fetch failed: %s", e)
+            await asyncio.sleep(1)
             continue
         for msg in messages:
             await relay.handle(msg)

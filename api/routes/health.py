@@ -68,13 +68,13 @@ async def _temporal(state: AppState) -> None:
 
 
 async def _nats(state: AppState) -> None:
-    url = f"http://{state.settings.host}:{state.settings.nats_monitor_port}/healthz?js-enabled-only=true"
+    url = f"{state.settings.nats_monitor}/healthz?js-enabled-only=true"
     async with httpx.AsyncClient() as client:
         (await client.get(url)).raise_for_status()
 
 
 async def _clamd(state: AppState) -> None:
-    reader, writer = await asyncio.open_connection(state.settings.host, state.settings.clamd_port)
+    reader, writer = await asyncio.open_connection(*state.settings.clamd_address)
     try:
         writer.write(b"zPING\0")
         await writer.drain()
@@ -86,4 +86,4 @@ async def _clamd(state: AppState) -> None:
 
 async def _edge(state: AppState) -> None:
     async with httpx.AsyncClient() as client:
-        await client.get(f"http://{state.settings.host}:{state.settings.edge_port}/")
+        await client.get(f"{state.settings.edge}/")

@@ -59,9 +59,14 @@ def stack() -> Iterator[Settings]:
     try:
         manage.up(settings, timeout=180)
         yield settings
+        # Tests stop and start programs on purpose; none may ever have crashed.
+        log = (state_dir / "logs" / "supervisord.log").read_text()
+        crashes = [line for line in log.splitlines() if "not expected" in line]
+        assert crashes == [], crashes
     finally:
         manage.down(settings)
-        shutil.rmtree(state_dir, ignore_errors=True)
+        if os.environ.get("CONVEYOR_TEST_KEEP_STATE") != "1":  # keep logs for a post-mortem
+            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
