@@ -24,4 +24,6 @@ test: lint
 	$(VENV)/pytest
 
 bench: install
+	$(VENV)/python -m bench.stack_timings
+	$(VENV)/conveyor stack up
 	$(VENV)/python -m bench.put_to_ready
