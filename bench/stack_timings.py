@@ -18,21 +18,11 @@ from pathlib import Path
 
 from conveyor_core.settings import Settings
 from workers.stack import manage
-
-PORT_SHIFT = 30000  # every base port moved by this much, away from the default stack
+from workers.stack.ports import consecutive_ports
 
 
 def shifted_settings(state_dir: Path) -> Settings:
-    defaults = Settings()
-    ports = {
-        name: getattr(defaults, name) + PORT_SHIFT
-        for name, field in Settings.model_fields.items()
-        if name.endswith("_port") and field.annotation is int
-    }
-    # SeaweedFS's gRPC ports sit 10000 above their HTTP ports: keep them under 65536.
-    for name in ("s3_port", "swfs_master_port", "swfs_volume_port", "swfs_filer_port"):
-        ports[name] = getattr(defaults, name) + 12000
-    return Settings(state_dir=state_dir, **ports)
+    return Settings(state_dir=state_dir, **consecutive_ports(22000))
 
 
 def timed(action: Callable[[Settings], None], settings: Settings) -> float:

@@ -23,31 +23,22 @@ from conveyor_core.objectstore import make_s3_client
 from conveyor_core.settings import Settings
 from workers.stack import manage
 from workers.stack.environment import settings_env
+from workers.stack.ports import consecutive_ports
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _test_settings(state_dir: Path) -> Settings:
-    """Ports far from the defaults, so a developer's own stack can keep running."""
+    """Ports of their own (CONVEYOR_TEST_SLOT picks another block, for parallel runs), so a
+    developer's own stack keeps running while the tests do."""
+    slot = int(os.environ.get("CONVEYOR_TEST_SLOT", "0"))
     return Settings(
         environment="test",
         state_dir=state_dir,
-        api_port=28000,
-        temporal_port=27233,
-        temporal_ui_port=28233,
-        s3_port=28333,
-        swfs_master_port=29333,
-        swfs_volume_port=29340,
-        swfs_filer_port=28888,
-        nats_port=24222,
-        nats_monitor_port=28222,
-        adapter_port=28701,
-        pg_port=25433,
-        clamd_port=23310,
-        edge_port=28080,
         reconcile_after_seconds=8,
         upload_url_ttl_seconds=120,
         upload_expiry_seconds=3600,
+        **consecutive_ports(21000 + 100 * slot),
     )
 
 

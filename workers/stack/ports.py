@@ -55,3 +55,14 @@ def all_ports(settings: Settings) -> dict[str, int]:
     for name, value in vars(stack_ports(settings)).items():
         ports[name + "_port"] = value
     return ports
+
+
+def consecutive_ports(base: int) -> dict[str, int]:
+    """Every port setting as consecutive numbers from `base`: one Settings(**...) stack that
+    sits beside a default stack (and beside another block of ports) without any overlap."""
+    names = [
+        name
+        for name, field in Settings.model_fields.items()
+        if name.endswith("_port") and field.annotation in (int, int | None)
+    ]
+    return {name: base + offset for offset, name in enumerate(names)}
