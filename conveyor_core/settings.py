@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     temporal_address: str | None = None
     temporal_namespace: str = "default"
     ingest_task_queue: str = "ingest"
+    scan_task_queue: str = "scan"
+    media_task_queue: str = "media"
 
     # Object store (S3 API)
     s3_port: int = 8333
@@ -41,6 +43,11 @@ class Settings(BaseSettings):
     s3_access_key: SecretStr = SecretStr("conveyor-dev-access-key")
     s3_secret_key: SecretStr = SecretStr("conveyor-dev-secret-key")
     bucket: str = "conveyor"
+    # The edge's origin: the only bucket anonymous clients may read (clean public files).
+    public_bucket: str = "conveyor-public"
+    # Infected objects are moved here, out of every client's reach.
+    quarantine_bucket: str = "conveyor-quarantine"
+    download_url_ttl_seconds: int = 300
     # SeaweedFS internals (local stack only); never exposed beyond loopback.
     swfs_master_port: int = 9333
     swfs_volume_port: int = 9340
@@ -67,6 +74,15 @@ class Settings(BaseSettings):
     edge_port: int = 8080
     edge_url: str | None = None
     edge_public_url: str | None = None
+
+    # Stages
+    scan_max_bytes: int = 2000 * 1024 * 1024  # clamd's StreamMaxLength; larger: "too large to scan"
+    thumbnail_sizes: list[int] = [256, 1024]
+    max_image_pixels: int = 64_000_000  # decompression-bomb limit for every decoded image
+    ocr_languages: str = "eng"
+    ocr_max_pages: int = 20
+    ocr_page_timeout_seconds: int = 60
+    pdf_render_dpi: int = 150
 
     # Uploads
     upload_url_ttl_seconds: int = 900

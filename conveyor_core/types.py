@@ -135,3 +135,73 @@ class FinalizeInput:
     status: FileStatus
     detail: str | None
     stages: dict[str, StageState]
+
+
+# --- Processing stages (scan, thumbnails, ocr) -------------------------------------------
+# A stage that cannot process its input raises ApplicationError(reason, type=<one of the
+# *_ERROR types below>, non_retryable=True); the workflow records `reason` as the stage's
+# detail. Transient trouble (a server down) raises anything else and is retried.
+
+SCAN_TOO_LARGE_ERROR = "TooLargeToScan"
+SCANNER_ERROR = "ScannerError"
+INVALID_IMAGE_ERROR = "InvalidImage"
+INVALID_DOCUMENT_ERROR = "InvalidDocument"
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """Verified bytes in the store: where they are and what they are."""
+
+    bucket: str
+    key: str
+    sha256: str
+    size: int
+    content_type: str
+
+
+@dataclass(frozen=True)
+class ScanInput:
+    blob: BlobRef
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    infected: bool
+    signature: str | None = None  # e.g. "Conveyor.Test.EICAR.UNOFFICIAL"
+    detail: str = "clean"
+
+
+@dataclass(frozen=True)
+class ThumbnailsInput:
+    blob: BlobRef
+    sizes: list[int]
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    size: int  # the requested longest side
+    width: int
+    height: int
+    bucket: str
+    key: str  # derivatives/<sha256>/thumb-<size>.<ext>
+    content_type: str
+
+
+@dataclass(frozen=True)
+class ThumbnailsResult:
+    thumbnails: list[Thumbnail] = field(default_factory=list)
+    skipped_reason: str | None = None  # e.g. "no thumbnails for text/plain"
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class OcrInput:
+    blob: BlobRef
+
+
+@dataclass(frozen=True)
+class OcrResult:
+    pages: int = 0
+    characters: int = 0
+    skipped_reason: str | None = None  # e.g. "no OCR for application/zip"
+    detail: str | None = None  # e.g. "eng, 2 pages"

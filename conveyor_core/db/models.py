@@ -6,8 +6,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, MetaData, String, func
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    BigInteger,
+    Computed,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -55,7 +66,34 @@ class Blob(Base):
     object_key: Mapped[str] = mapped_column(String(1024))
     size: Mapped[int] = mapped_column(BigInteger)
     content_type: Mapped[str] = mapped_column(String(255))
+    # processing | ready | quarantined | failed: the stages run once per blob, and files
+    # holding the same bytes share their outcome.
+    status: Mapped[str] = mapped_column(String(32), server_default="ready")
+    # The workflow processing the blob's stages; duplicates wait for it.
+    owner_file_id: Mapped[uuid.UUID | None]
+    stages: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    thumbnails: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
+    public_key: Mapped[str | None] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class BlobText(Base):
+    """OCR text of a blob (derivatives are per content, not per file)."""
+
+    __tablename__ = "blob_text"
+
+    sha256: Mapped[str] = mapped_column(
+        ForeignKey("blob.sha256", ondelete="CASCADE"), primary_key=True
+    )
+    text: Mapped[str] = mapped_column(Text)
+    pages: Mapped[int] = mapped_column(Integer)
+    languages: Mapped[str] = mapped_column(String(64))
+    search_vector: Mapped[str] = mapped_column(
+        TSVECTOR, Computed("to_tsvector('english', text)", persisted=True)
+    )
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (Index("ix_blob_text_search_vector", "search_vector", postgresql_using="gin"),)
 
 
 class File(Base):
@@ -79,6 +117,18 @@ class File(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     ready_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+    search_vector: Mapped[str] = mapped_column(
+        TSVECTOR,
+        Computed(
+            "to_tsvector('simple', regexp_replace(filename, '[._-]+', ' ', 'g'))", persisted=True
+        ),
+    )
+
+    __table_args__ = (
+        Index("ix_file_search_vector", "search_vector", postgresql_using="gin"),
+        Index("ix_file_tenant_created", "tenant_id", "created_at", "id"),
+    )
 
 
 class Upload(Base):

@@ -9,7 +9,8 @@ cd "$root"
 debian_packages=(
   clamav clamav-daemon clamdscan
   tesseract-ocr tesseract-ocr-eng poppler-utils
-  nginx postgresql libmagic1 fonts-dejavu-core
+  nginx libnginx-mod-http-cache-purge postgresql libmagic1 fonts-dejavu-core
+  libvips-tools
 )
 
 missing=()
