@@ -1,0 +1,297 @@
+"""The make_thumbnails activity against the real object store (SeaweedFS of the test stack).
+
+Every fixture is generated here; its content type is sniffed from its bytes by the same
+function the verify stage uses, as the workflow would pass it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from PIL import Image
+from pillow_heif import register_heif_opener
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.thumbnails import CACHE_CONTROL, ThumbnailActivities
+from activities.verify import sniff_content_type
+from conveyor_core.settings import Settings
+from conveyor_core.types import (
+    INVALID_IMAGE_ERROR,
+    BlobRef,
+    Thumbnail,
+    ThumbnailsInput,
+    ThumbnailsResult,
+)
+
+register_heif_opener()
+
+SIZES = [256, 1024]
+
+
+@pytest.fixture
+def thumbnails(stack: Settings, s3: Any) -> ThumbnailActivities:
+    return ThumbnailActivities(s3, stack)
+
+
+@pytest.fixture
+def upload(stack: Settings, s3: Any) -> Callable[..., BlobRef]:
+    def _upload(data: bytes, content_type: str | None = None) -> BlobRef:
+        key = f"incoming/thumbnail-tests/{uuid.uuid4()}"
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=data)
+        return BlobRef(
+            bucket=stack.bucket,
+            key=key,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            content_type=content_type or sniff_content_type(data[:65536]),
+        )
+
+    return _upload
+
+
+def _run(activities: ThumbnailActivities, blob: BlobRef, sizes: list[int]) -> ThumbnailsResult:
+    result = ActivityEnvironment().run(activities.make_thumbnails, ThumbnailsInput(blob, sizes))
+    assert isinstance(result, ThumbnailsResult)
+    return result
+
+
+def _fetch(s3: Any, thumb: Thumbnail) -> Image.Image:
+    body = s3.get_object(Bucket=thumb.bucket, Key=thumb.key)["Body"].read()
+    im = Image.open(io.BytesIO(body))
+    im.load()
+    return im
+
+
+def _noise(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
+    """Realistic, distinct bytes per call: noise over a gradient."""
+    base = Image.linear_gradient("L").resize(size)
+    noise = Image.effect_noise(size, 40)
+    grey = Image.blend(base, noise, 0.5)
+    return Image.merge("RGB", (grey, noise, base)).convert(mode)
+
+
+def _encoded(im: Image.Image, fmt: str, **options: Any) -> bytes:
+    buffer = io.BytesIO()
+    im.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _assert_thumbnails(
+    s3: Any, result: ThumbnailsResult, blob: BlobRef, expected: list[tuple[int, int]]
+) -> list[Image.Image]:
+    """Checks keys, reported and real dimensions, format and headers; returns the images."""
+    assert result.skipped_reason is None and result.detail == f"{len(SIZES)} sizes"
+    assert [t.size for t in result.thumbnails] == SIZES
+    images = []
+    for thumb, (width, height) in zip(result.thumbnails, expected, strict=True):
+        assert thumb.key == f"derivatives/{blob.sha256}/thumb-{thumb.size}.webp"
+        assert thumb.bucket == blob.bucket and thumb.content_type == "image/webp"
+        assert (thumb.width, thumb.height) == (width, height)
+        head = s3.head_object(Bucket=thumb.bucket, Key=thumb.key)
+        assert head["ContentType"] == "image/webp" and head["CacheControl"] == CACHE_CONTROL
+        im = _fetch(s3, thumb)
+        assert im.format == "WEBP" and im.size == (width, height)
+        images.append(im)
+    return images
+
+
+CASES: dict[str, tuple[Callable[[], bytes], str, list[tuple[int, int]]]] = {
+    "jpeg": (
+        lambda: _encoded(_noise((4000, 3000)), "JPEG", quality=85),
+        "image/jpeg",
+        [(256, 192), (1024, 768)],
+    ),
+    "cmyk-jpeg": (
+        lambda: _encoded(_noise((1200, 1600), "CMYK"), "JPEG"),
+        "image/jpeg",
+        [(192, 256), (768, 1024)],
+    ),
+    "gif": (
+        lambda: _encoded(
+            _noise((500, 250)).convert("P"),
+            "GIF",
+            save_all=True,
+            append_images=[Image.new("P", (500, 250), 3)],
+        ),
+        "image/gif",
+        [(256, 128), (500, 250)],
+    ),
+    "webp": (lambda: _encoded(_noise((2000, 500)), "WEBP"), "image/webp", [(256, 64), (1024, 256)]),
+    "tiff": (
+        lambda: _encoded(_noise((1500, 1500)), "TIFF"),
+        "image/tiff",
+        [(256, 256), (1024, 1024)],
+    ),
+    "bmp": (lambda: _encoded(_noise((300, 600)), "BMP"), "image/bmp", [(128, 256), (300, 600)]),
+    "heic": (
+        lambda: _encoded(_noise((1280, 960)), "HEIF"),
+        "image/heic",
+        [(256, 192), (1024, 768)],
+    ),
+    "avif": (
+        lambda: _encoded(_noise((1280, 720)), "AVIF"),
+        "image/avif",
+        [(256, 144), (1024, 576)],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_make_thumbnails_of_each_image_format(
+    name: str,
+    thumbnails: ThumbnailActivities,
+    upload: Callable[..., BlobRef],
+    s3: Any,
+) -> None:
+    make, sniffed, expected = CASES[name]
+    blob = upload(make())
+    # libmagic names BMP differently across versions; the activity accepts both.
+    assert blob.content_type == sniffed or {blob.content_type, sniffed} == {
+        "image/bmp",
+        "image/x-ms-bmp",
+    }
+    result = _run(thumbnails, blob, SIZES)
+    images = _assert_thumbnails(s3, result, blob, expected)
+    assert all(im.mode == "RGB" for im in images)
+
+
+def test_make_thumbnails_keeps_png_alpha(
+    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+) -> None:
+    im = _noise((2048, 1024), "RGBA")
+    im.putalpha(Image.linear_gradient("L").rotate(90).resize((2048, 1024)))
+    blob = upload(_encoded(im, "PNG"))
+    assert blob.content_type == "image/png"
+    images = _assert_thumbnails(s3, _run(thumbnails, blob, SIZES), blob, [(256, 128), (1024, 512)])
+    alpha = images[0].getchannel("A")
+    assert images[0].mode == "RGBA"
+    assert alpha.getpixel((5, 64)) < 15 and alpha.getpixel((250, 64)) > 240  # type: ignore[operator]
+
+
+def test_make_thumbnails_of_animated_gif_uses_first_frame(
+    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+) -> None:
+    frames = [Image.new("RGB", (400, 400), color) for color in ("red", "blue", "lime")]
+    data = _encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
+    result = _run(thumbnails, upload(data), [256])
+    red, green, blue = _fetch(s3, result.thumbnails[0]).getpixel((128, 128))  # type: ignore[misc]
+    assert red > 200 and green < 60 and blue < 60
+
+
+def test_make_thumbnails_turns_exif_rotated_jpeg_upright(
+    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+) -> None:
+    im = _noise((400, 200))
+    exif = im.getexif()
+    exif[0x0112] = 6  # the camera was held upright: rotate 90° clockwise to display
+    blob = upload(_encoded(im, "JPEG", exif=exif))
+    images = _assert_thumbnails(s3, _run(thumbnails, blob, SIZES), blob, [(128, 256), (200, 400)])
+    assert images[1].size == (200, 400)  # never upscaled, portrait
+
+
+def test_make_thumbnails_of_pdf_first_page(
+    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+) -> None:
+    first, second = Image.new("RGB", (595, 842), "red"), Image.new("RGB", (595, 842), "blue")
+    blob = upload(_encoded(first, "PDF", save_all=True, append_images=[second], resolution=72))
+    assert blob.content_type == "application/pdf"
+    images = _assert_thumbnails(s3, _run(thumbnails, blob, SIZES), blob, [(181, 256), (724, 1024)])
+    red, green, blue = images[0].getpixel((90, 128))  # type: ignore[misc]
+    assert red > 200 and green < 60 and blue < 60  # page 1 (red), not page 2 (blue)
+
+
+def _invalid(activities: ThumbnailActivities, blob: BlobRef) -> ApplicationError:
+    with pytest.raises(ApplicationError) as caught:
+        _run(activities, blob, SIZES)
+    assert caught.value.type == INVALID_IMAGE_ERROR and caught.value.non_retryable
+    return caught.value
+
+
+def test_make_thumbnails_refuses_pixel_bomb(
+    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef]
+) -> None:
+    data = _encoded(Image.new("1", (20000, 20000)), "PNG")
+    assert len(data) < 100_000  # 400 Mpx declared in a few kB
+    error = _invalid(thumbnails, upload(data))
+    assert error.message == "image is larger than the 64000000-pixel limit (400000000 pixels)"
+
+
+def test_make_thumbnails_refuses_image_just_over_the_limit(
+    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef]
+) -> None:
+    error = _invalid(thumbnails, upload(_encoded(Image.new("1", (9000, 8000)), "PNG")))
+    assert error.message == "image is larger than the 64000000-pixel limit (72000000 pixels)"
+
+
+def test_make_thumbnails_refuses_truncated_jpeg(
+    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef]
+) -> None:
+    data = _encoded(_noise((1600, 1200)), "JPEG")
+    blob = upload(data[: len(data) // 2])
+    assert blob.content_type == "image/jpeg"
+    assert _invalid(thumbnails, blob).message == "image data is truncated"
+
+
+def test_make_thumbnails_refuses_pdf_bytes_typed_as_png(
+    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef]
+) -> None:
+    data = _encoded(Image.new("RGB", (300, 300), "red"), "PDF")
+    error = _invalid(thumbnails, upload(data, content_type="image/png"))
+    assert error.message == "the data is not a valid PNG image"
+
+
+def test_make_thumbnails_refuses_unrenderable_pdf(
+    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef]
+) -> None:
+    blob = upload(b"%PDF-1.7\n" + uuid.uuid4().bytes * 100)
+    assert blob.content_type == "application/pdf"
+    assert _invalid(thumbnails, blob).message.startswith("the PDF could not be rendered: ")
+
+
+def test_make_thumbnails_skips_text(
+    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+) -> None:
+    blob = upload(f"hello {uuid.uuid4()}\n".encode())
+    result = _run(thumbnails, blob, SIZES)
+    assert result == ThumbnailsResult(skipped_reason="no thumbnails for text/plain")
+    listed = s3.list_objects_v2(Bucket=blob.bucket, Prefix=f"derivatives/{blob.sha256}/")
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_make_thumbnails_reuses_stored_thumbnails(
+    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+) -> None:
+    data = _encoded(_noise((1000, 800)), "JPEG")
+    first = _run(thumbnails, upload(data), SIZES)
+    # The same bytes uploaded again (another file, same blob hash)...
+    again = upload(data)
+    # ...and a marker in place of one stored thumbnail shows whether it is encoded again.
+    marker = first.thumbnails[0]
+    s3.put_object(
+        Bucket=marker.bucket,
+        Key=marker.key,
+        Body=b"marker",
+        Metadata={"width": str(marker.width), "height": str(marker.height)},
+    )
+    second = _run(thumbnails, again, SIZES)
+    assert second == first
+    assert [(t.width, t.height) for t in second.thumbnails] == [(256, 205), (1000, 800)]
+    body = s3.get_object(Bucket=marker.bucket, Key=marker.key)["Body"].read()
+    assert body == b"marker"
+
+
+def test_make_thumbnails_remakes_a_thumbnail_without_dimensions(
+    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+) -> None:
+    blob = upload(_encoded(_noise((640, 480)), "PNG"))
+    key = f"derivatives/{blob.sha256}/thumb-256.webp"
+    s3.put_object(Bucket=blob.bucket, Key=key, Body=b"not ours")
+    result = _run(thumbnails, blob, [256])
+    assert (result.thumbnails[0].width, result.thumbnails[0].height) == (256, 192)
+    assert _fetch(s3, result.thumbnails[0]).size == (256, 192)
