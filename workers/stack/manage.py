@@ -2,7 +2,7 @@
 
 `up` renders every config from the Settings object into its state dir, starts supervisord
 (with the settings in its environment, so the app programs see the caller's settings), waits
-for each server, provisions database, bucket and stream, then starts the app programs.
+for each server, provisions database, buckets and stream, then starts the app programs.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def up(settings: Settings, *, timeout: float = 120.0) -> None:
     from conveyor_core.migrations import upgrade_head  # the app's schema, imported only here
 
     upgrade_head(settings)
-    provision.create_bucket(settings)
+    provision.create_buckets(settings)
     provision.create_stream(settings)
 
     for program, state in supervisor.states().items():

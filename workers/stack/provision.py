@@ -1,8 +1,9 @@
-"""One-time and idempotent set-up: the PostgreSQL cluster, the database, bucket and stream."""
+"""One-time and idempotent set-up: the PostgreSQL cluster, the database, buckets and stream."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pwd
 import stat
@@ -25,6 +26,7 @@ from workers.stack.errors import StackError
 from workers.stack.layout import POSTGRES_BIN, StackLayout
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CORSRuleTypeDef
 
 DATABASE = "conveyor"
@@ -104,15 +106,71 @@ def create_database(settings: Settings) -> None:
             )
 
 
-def create_bucket(settings: Settings) -> None:
-    """The bucket, with a CORS rule so browsers can PUT parts and read the ETag back."""
+def create_buckets(settings: Settings) -> None:
+    """The three buckets: uploads (private, CORS for browsers), the edge's origin (anonymous
+    GetObject on its objects, nothing else) and quarantine (private)."""
     s3 = make_s3_client(settings)
+    for bucket in (settings.bucket, settings.public_bucket, settings.quarantine_bucket):
+        _ensure_bucket(s3, bucket)
+    _ensure_cors(s3, settings)
+    _ensure_policy(s3, settings.public_bucket, public_read_policy(settings.public_bucket))
+    _ensure_policy(s3, settings.bucket, None)
+    _ensure_policy(s3, settings.quarantine_bucket, None)
+
+
+def public_read_policy(bucket: str) -> dict[str, object]:
+    """Anyone may GET an object of `bucket`; nobody anonymous may list it or write to it."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "EdgeOriginPublicRead",
+                "Effect": "Allow",
+                "Principal": "*",
+                # Scalars, not one-item lists: the form the store answers with, so an unchanged
+                # policy compares equal and is not written again.
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+            }
+        ],
+    }
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _ensure_bucket(s3: S3Client, bucket: str) -> None:
     try:
-        s3.head_bucket(Bucket=settings.bucket)
+        s3.head_bucket(Bucket=bucket)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+        if _error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
             raise
-        s3.create_bucket(Bucket=settings.bucket)
+        try:
+            s3.create_bucket(Bucket=bucket)
+        except ClientError as exc2:  # created meanwhile by a concurrent `up`
+            if _error_code(exc2) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
+
+
+def _ensure_policy(s3: S3Client, bucket: str, wanted: dict[str, object] | None) -> None:
+    """Set the bucket's policy to `wanted`, or remove any policy when `wanted` is None."""
+    try:
+        current: object = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    except ClientError as exc:
+        if _error_code(exc) not in ("NoSuchBucketPolicy", "404", "NotFound"):
+            raise
+        current = None
+    if current == wanted:
+        return
+    if wanted is None:
+        s3.delete_bucket_policy(Bucket=bucket)
+    else:
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(wanted))
+
+
+def _ensure_cors(s3: S3Client, settings: Settings) -> None:
+    """A CORS rule on the uploads bucket so browsers can PUT parts and read the ETag back."""
     rule: CORSRuleTypeDef = {
         "AllowedOrigins": sorted(settings.cors_origins),
         "AllowedMethods": ["GET", "HEAD", "PUT"],

@@ -8,10 +8,14 @@ from pathlib import Path
 from string import Template
 
 from conveyor_core.settings import Settings
+from workers.stack.errors import StackError
 from workers.stack.jwt_keys import load_or_create
 from workers.stack.layout import StackLayout, write_file
 
 TEMPLATES = Path(__file__).parent / "templates"
+EDGE_CACHE_MAX_SIZE = "1g"
+# libclamav scans at most this many bytes of one file (or stream).
+CLAMAV_MAX_SCAN_BYTES = 2**31 - 1
 
 
 def _render(template: str, **values: object) -> str:
@@ -51,6 +55,16 @@ def clamd_config_path(layout: StackLayout) -> Path:
 
 def nginx_config_path(layout: StackLayout) -> Path:
     return layout.nginx / "nginx.conf"
+
+
+def _scan_max_bytes(settings: Settings) -> int:
+    limit = settings.scan_max_bytes
+    if not 0 < limit <= CLAMAV_MAX_SCAN_BYTES:
+        raise StackError(
+            f"CONVEYOR_SCAN_MAX_BYTES must be between 1 and {CLAMAV_MAX_SCAN_BYTES} "
+            f"(the most clamd scans of one file), not {limit}"
+        )
+    return limit
 
 
 def write_server_configs(settings: Settings, layout: StackLayout) -> dict[str, str]:
@@ -107,6 +121,7 @@ def write_server_configs(settings: Settings, layout: StackLayout) -> dict[str, s
                     db_dir=layout.clamav_db,
                     socket=layout.clamd_socket,
                     port=settings.clamd_port,
+                    scan_max_bytes=_scan_max_bytes(settings),
                 ),
                 0o644,
             )
@@ -119,6 +134,8 @@ def write_server_configs(settings: Settings, layout: StackLayout) -> dict[str, s
                     prefix=layout.nginx,
                     edge_port=settings.edge_port,
                     s3_port=settings.s3_port,
+                    public_bucket=settings.public_bucket,
+                    cache_max_size=EDGE_CACHE_MAX_SIZE,
                 ),
                 0o644,
             )
