@@ -1,0 +1,183 @@
+"""Publish stage: a clean public file gets one server-side copy into the edge's origin bucket,
+under its SHA-256, and a CDN URL; unpublishing deletes that copy and purges the edge's cache.
+
+This copy is the one DESIGN.md §5 allows. Content addressing makes it idempotent (a second
+publish of the same bytes finds the object and copies nothing) and lets the edge cache a URL
+forever: the bytes behind `<edge>/<sha256>` never change, they only go away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import httpx
+from botocore.exceptions import ClientError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from conveyor_core.settings import Settings
+from conveyor_core.types import BlobRef
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+# Public objects never change under their URL: browsers and CDNs may keep them for a year.
+PUBLIC_CACHE_CONTROL = "public, max-age=31536000, immutable"
+# CopyObject copies at most 5 GiB (AWS); above that, a multipart copy of ranges (UploadPartCopy).
+COPY_OBJECT_MAX_BYTES = 5 * 1024**3
+COPY_PART_MIN_BYTES = 512 * 1024**2
+MAX_PARTS = 10_000
+PURGE_TIMEOUT_SECONDS = 10.0
+
+PUBLISH_SOURCE_MISSING_ERROR = "PublishSourceMissing"
+INVALID_SHA256_ERROR = "InvalidSha256"
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class PublishInput:
+    blob: BlobRef
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    public_key: str  # the object's key in settings.public_bucket: its SHA-256
+    cdn_url: str
+
+
+@dataclass(frozen=True)
+class UnpublishInput:
+    sha256: str
+
+
+def public_key(sha256: str) -> str:
+    """The key of a blob in the public bucket; refuses anything but a SHA-256 in hex."""
+    if not _SHA256.fullmatch(sha256):
+        raise ApplicationError(
+            f"not a SHA-256 in lower-case hex: {sha256!r}",
+            type=INVALID_SHA256_ERROR,
+            non_retryable=True,
+        )
+    return sha256
+
+
+def cdn_url(settings: Settings, sha256: str) -> str:
+    return f"{settings.edge_public}/{public_key(sha256)}"
+
+
+def edge_purge_url(settings: Settings, sha256: str) -> str:
+    """The edge's purge endpoint for `<edge>/<sha256>` (workers/stack/templates/nginx.conf):
+    its cache key is the URI path, named on disk by the key's MD5."""
+    cache_key = f"/{public_key(sha256)}"
+    digest = hashlib.md5(cache_key.encode(), usedforsecurity=False).hexdigest()
+    return f"{settings.edge}/_purge/{digest}"
+
+
+class PublishActivities:
+    def __init__(
+        self,
+        s3: S3Client,
+        settings: Settings,
+        *,
+        copy_object_max_bytes: int = COPY_OBJECT_MAX_BYTES,
+        copy_part_min_bytes: int = COPY_PART_MIN_BYTES,
+    ) -> None:
+        self._s3 = s3
+        self._settings = settings
+        self._copy_object_max_bytes = copy_object_max_bytes
+        self._copy_part_min_bytes = copy_part_min_bytes
+
+    @activity.defn(name="publish_blob")
+    def publish_blob(self, inp: PublishInput) -> PublishResult:
+        blob = inp.blob
+        key = public_key(blob.sha256)
+        bucket = self._settings.public_bucket
+        if self._published_size(bucket, key) != blob.size:
+            try:
+                if blob.size <= self._copy_object_max_bytes:
+                    self._s3.copy_object(
+                        Bucket=bucket,
+                        Key=key,
+                        CopySource={"Bucket": blob.bucket, "Key": blob.key},
+                        ContentType=blob.content_type,
+                        CacheControl=PUBLIC_CACHE_CONTROL,
+                        MetadataDirective="REPLACE",
+                    )
+                else:
+                    self._multipart_copy(blob, bucket, key)
+            except ClientError as e:
+                if _code(e) in ("NoSuchKey", "404", "NotFound"):
+                    raise ApplicationError(
+                        "the object is no longer in the store",
+                        type=PUBLISH_SOURCE_MISSING_ERROR,
+                        non_retryable=True,
+                    ) from e
+                raise
+            # The edge may hold a short-lived 404 for this URL (asked for before, or after an
+            # unpublish): forget it, so the URL serves the bytes from now on.
+            self._purge_edge(blob.sha256)
+        return PublishResult(public_key=key, cdn_url=cdn_url(self._settings, blob.sha256))
+
+    @activity.defn(name="unpublish_blob")
+    def unpublish_blob(self, inp: UnpublishInput) -> None:
+        # The object first: purged before, a GET in between would cache it again.
+        self._s3.delete_object(Bucket=self._settings.public_bucket, Key=public_key(inp.sha256))
+        self._purge_edge(inp.sha256)
+
+    def _purge_edge(self, sha256: str) -> None:
+        response = httpx.delete(
+            edge_purge_url(self._settings, sha256), timeout=PURGE_TIMEOUT_SECONDS
+        )
+        # 204: purged; 404: the edge had nothing cached for it. Anything else is retried.
+        if response.status_code not in (204, 404):
+            raise RuntimeError(
+                f"edge purge answered {response.status_code}: {response.text[:200]!r}"
+            )
+
+    def _published_size(self, bucket: str, key: str) -> int | None:
+        try:
+            return self._s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        except ClientError as e:
+            if _code(e) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def _multipart_copy(self, blob: BlobRef, bucket: str, key: str) -> None:
+        """A server-side copy in ranges, for objects CopyObject cannot copy in one request."""
+        part_size = max(self._copy_part_min_bytes, math.ceil(blob.size / MAX_PARTS))
+        upload_id = self._s3.create_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            ContentType=blob.content_type,
+            CacheControl=PUBLIC_CACHE_CONTROL,
+        )["UploadId"]
+        try:
+            parts: list[CompletedPartTypeDef] = []
+            for number, start in enumerate(range(0, blob.size, part_size), start=1):
+                end = min(start + part_size, blob.size) - 1
+                copied = self._s3.upload_part_copy(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource={"Bucket": blob.bucket, "Key": blob.key},
+                    CopySourceRange=f"bytes={start}-{end}",
+                )
+                parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
+                activity.heartbeat(end + 1)
+            self._s3.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            self._s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            raise
+
+
+def _code(e: ClientError) -> str:
+    return str(e.response.get("Error", {}).get("Code", ""))
