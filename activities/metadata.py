@@ -1,21 +1,29 @@
-"""Metadata stage: the file's row and its blob, each change in one idempotent transaction."""
+"""Metadata stage: a file's terminal status (and its blob's outcome) in one idempotent
+transaction, and the release of a deleted file's blob."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from conveyor_core.db.models import Blob, File
+from activities.dedup import thumbnails_json
+from conveyor_core.db.models import Blob, BlobText, File
 from conveyor_core.db.session import transaction
-from conveyor_core.types import CommitReadyInput, FileStatus, FinalizeInput, StageState
+from conveyor_core.types import (
+    BlobStatus,
+    CommitInput,
+    FileStatus,
+    ObjectRef,
+    ReleaseInput,
+    ReleaseResult,
+    StageState,
+)
 
 NON_TERMINAL = (FileStatus.AWAITING_UPLOAD.value, FileStatus.PROCESSING.value)
 
@@ -25,58 +33,82 @@ def stages_json(stages: dict[str, StageState]) -> dict[str, Any]:
 
 
 class MetadataActivities:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], quarantine_bucket: str) -> None:
         self._sessions = sessions
+        self._quarantine_bucket = quarantine_bucket
 
-    @activity.defn(name="commit_ready")
-    def commit_ready(self, inp: CommitReadyInput) -> None:
-        """Records the blob (sha256 -> where the bytes landed) and makes the file ready."""
+    @activity.defn(name="commit_file")
+    def commit_file(self, inp: CommitInput) -> None:
         with transaction(self._sessions) as session:
-            session.execute(
-                insert(Blob)
-                .values(
-                    sha256=inp.sha256,
-                    bucket=inp.bucket,
-                    object_key=inp.object_key,
-                    size=inp.size,
-                    content_type=inp.content_type,
+            if inp.blob_status is not None and inp.blob_sha256 is not None:
+                session.execute(
+                    update(Blob)
+                    .where(Blob.sha256 == inp.blob_sha256)
+                    .values(
+                        status=inp.blob_status.value,
+                        stages=stages_json(inp.blob_stages),
+                        thumbnails=thumbnails_json(inp.thumbnails),
+                    )
                 )
-                .on_conflict_do_nothing(index_elements=[Blob.sha256])
-            )
+            if inp.public_key is not None and inp.blob_sha256 is not None:
+                session.execute(
+                    update(Blob)
+                    .where(Blob.sha256 == inp.blob_sha256)
+                    .values(public_key=inp.public_key)
+                )
+            values: dict[str, Any] = {
+                "status": inp.status.value,
+                "status_detail": inp.detail,
+                "stages": stages_json(inp.stages),
+                "updated_at": func.now(),
+            }
+            if inp.status is FileStatus.READY:
+                values["ready_at"] = func.now()
             changed = session.execute(
                 update(File)
                 .where(File.id == uuid.UUID(inp.file_id), File.status.in_(NON_TERMINAL))
-                .values(
-                    status=FileStatus.READY.value,
-                    status_detail=None,
-                    sha256=inp.sha256,
-                    size=inp.size,
-                    content_type=inp.content_type,
-                    stages=stages_json(inp.stages),
-                    ready_at=func.now(),
-                )
-                .returning(File.id)
-            ).first()
-            if changed is None:
-                _require_status(session, inp.file_id, FileStatus.READY)
-
-    @activity.defn(name="finalize_file")
-    def finalize_file(self, inp: FinalizeInput) -> None:
-        """Ends the file in a terminal status other than ready, with the reason."""
-        with transaction(self._sessions) as session:
-            changed = session.execute(
-                update(File)
-                .where(File.id == uuid.UUID(inp.file_id), File.status.in_(NON_TERMINAL))
-                .values(
-                    status=inp.status.value,
-                    status_detail=inp.detail,
-                    stages=stages_json(inp.stages),
-                    updated_at=datetime.now(UTC),
-                )
+                .values(**values)
                 .returning(File.id)
             ).first()
             if changed is None:
                 _require_status(session, inp.file_id, inp.status)
+
+    @activity.defn(name="release_blob")
+    def release_blob(self, inp: ReleaseInput) -> ReleaseResult:
+        """Drops a deleted file's reference; the last reference releases the blob and names
+        the objects to remove (the bytes, their derivatives, a quarantined copy)."""
+        with transaction(self._sessions) as session:
+            file = session.get(File, uuid.UUID(inp.file_id))
+            if file is None or file.sha256 is None:
+                return ReleaseResult(blob_released=False)
+            blob = session.execute(
+                select(Blob).where(Blob.sha256 == file.sha256).with_for_update()
+            ).scalar_one()
+            if blob.status == BlobStatus.RELEASED.value:
+                return ReleaseResult(blob_released=False, sha256=blob.sha256)
+            others = session.execute(
+                select(func.count())
+                .select_from(File)
+                .where(
+                    File.sha256 == blob.sha256,
+                    File.id != file.id,
+                    File.status != FileStatus.DELETED.value,
+                )
+            ).scalar_one()
+            if others:
+                return ReleaseResult(blob_released=False, sha256=blob.sha256)
+            objects = [ObjectRef(bucket=blob.bucket, key=blob.object_key)]
+            objects += [ObjectRef(bucket=t["bucket"], key=t["key"]) for t in blob.thumbnails]
+            if blob.status == BlobStatus.QUARANTINED.value:
+                objects.append(ObjectRef(bucket=self._quarantine_bucket, key=blob.sha256))
+            public_key = blob.public_key
+            session.execute(delete(BlobText).where(BlobText.sha256 == blob.sha256))
+            blob.status = BlobStatus.RELEASED.value
+            blob.stages, blob.thumbnails, blob.public_key = {}, [], None
+            blob.owner_file_id = None
+            return ReleaseResult(
+                blob_released=True, sha256=blob.sha256, objects=objects, public_key=public_key
+            )
 
 
 def _require_status(session: Session, file_id: str, wanted: FileStatus) -> None:

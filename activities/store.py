@@ -1,4 +1,4 @@
-"""Object-store side effects around an upload: reconcile probe (HEAD) and cleanup."""
+"""Object-store side effects around an upload: reconcile probe (HEAD), cleanup, quarantine."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 from temporalio import activity
 
-from conveyor_core.types import ObjectProbe, ObjectRef
+from conveyor_core.types import DeleteObjectsInput, ObjectProbe, ObjectRef, QuarantineInput
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 
 def _is_not_found(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+
+
+def derivatives_prefix(sha256: str) -> str:
+    return f"derivatives/{sha256}/"
 
 
 class StoreActivities:
@@ -34,5 +38,34 @@ class StoreActivities:
 
     @activity.defn(name="delete_object")
     def delete_object(self, ref: ObjectRef) -> None:
-        """Removes an abandoned or rejected upload's object; deleting nothing is fine."""
+        """Removes an abandoned, rejected or duplicate upload's object; deleting nothing is fine."""
         self._s3.delete_object(Bucket=ref.bucket, Key=ref.key)
+
+    @activity.defn(name="delete_objects")
+    def delete_objects(self, inp: DeleteObjectsInput) -> None:
+        for ref in inp.objects:
+            self._s3.delete_object(Bucket=ref.bucket, Key=ref.key)
+
+    @activity.defn(name="quarantine_object")
+    def quarantine_object(self, inp: QuarantineInput) -> None:
+        """Moves infected bytes out of every client's reach and drops their derivatives.
+
+        Idempotent: a retry after the copy finds the source gone and the copy in place.
+        """
+        blob = inp.blob
+        try:
+            self._s3.copy_object(
+                Bucket=inp.quarantine_bucket,
+                Key=blob.sha256,
+                CopySource={"Bucket": blob.bucket, "Key": blob.key},
+            )
+        except ClientError as e:
+            if not _is_not_found(e):
+                raise
+            self._s3.head_object(Bucket=inp.quarantine_bucket, Key=blob.sha256)
+        self._s3.delete_object(Bucket=blob.bucket, Key=blob.key)
+        listed = self._s3.list_objects_v2(
+            Bucket=blob.bucket, Prefix=derivatives_prefix(blob.sha256)
+        )
+        for item in listed.get("Contents", []):
+            self._s3.delete_object(Bucket=blob.bucket, Key=item["Key"])

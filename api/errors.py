@@ -2,7 +2,10 @@
 
 ConveyorError(code, message, status)
 ├── Unauthorized             401 missing_api_key | invalid_api_key
-├── NotFound                 404 upload_not_found | file_not_found
+├── Forbidden                403 file_quarantined
+├── NotFound                 404 upload_not_found | file_not_found | text_not_available
+├── Conflict                 409 file_not_ready | file_not_finished
+├── Gone                     410 file_deleted
 ├── PayloadTooLarge          413 file_too_large
 └── ServiceUnavailable       503 dependency_unavailable (a dependency is down; retry later)
 
@@ -52,6 +55,21 @@ class Unauthorized(ConveyorError):
 class NotFound(ConveyorError):
     status = 404
     code = "not_found"
+
+
+class Forbidden(ConveyorError):
+    status = 403
+    code = "forbidden"
+
+
+class Conflict(ConveyorError):
+    status = 409
+    code = "conflict"
+
+
+class Gone(ConveyorError):
+    status = 410
+    code = "gone"
 
 
 class PayloadTooLarge(ConveyorError):

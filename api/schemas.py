@@ -51,13 +51,16 @@ class UploadCreate(BaseModel):
         return value.lower() if value is not None else None
 
 
-class UploadPut(BaseModel):
-    upload_id: uuid.UUID
+class UploadCreated(BaseModel):
+    """`PUT`: send the bytes to `url` with exactly `headers` before `expires_at`.
+    `DEDUPLICATED`: the tenant already holds these bytes; nothing to send."""
+
+    upload_id: uuid.UUID | None
     file_id: uuid.UUID
-    method: Literal["PUT"] = "PUT"
-    url: str
-    headers: dict[str, str]
-    expires_at: datetime
+    method: Literal["PUT", "DEDUPLICATED"]
+    url: str | None = None
+    headers: dict[str, str] | None = None
+    expires_at: datetime | None = None
 
 
 class StagePublic(BaseModel):
@@ -88,6 +91,11 @@ class FilePublic(BaseModel):
     workflow_id: str
     created_at: datetime
     ready_at: datetime | None
+
+
+class FileList(BaseModel):
+    files: list[FilePublic]
+    next_cursor: str | None
 
 
 class UploadPublic(BaseModel):

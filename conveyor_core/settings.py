@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     ingest_task_queue: str = "ingest"
     scan_task_queue: str = "scan"
     media_task_queue: str = "media"
+    # Which task queues this worker process polls: run one process per queue to scale a
+    # stage on its own (e.g. CONVEYOR_WORKER_QUEUES='["media"]' on OCR machines).
+    worker_queues: list[Literal["ingest", "scan", "media"]] = ["ingest", "scan", "media"]
+    worker_max_concurrent_activities: int = 8
 
     # Object store (S3 API)
     s3_port: int = 8333

@@ -57,6 +57,13 @@ class IngestInput:
     declared_sha256: str | None
     expire_after_seconds: int
     reconcile_after_seconds: int
+    visibility: Visibility = Visibility.PRIVATE
+    # Known at creation: the tenant already holds these bytes, nothing will be uploaded.
+    deduplicated: bool = False
+    scan_task_queue: str = "scan"
+    media_task_queue: str = "media"
+    thumbnail_sizes: list[int] = field(default_factory=lambda: [256, 1024])
+    quarantine_bucket: str = "conveyor-quarantine"
 
 
 @dataclass(frozen=True)
@@ -114,17 +121,6 @@ class VerifyResult:
     sha256: str | None = None
     size: int | None = None
     content_type: str | None = None
-
-
-@dataclass(frozen=True)
-class CommitReadyInput:
-    file_id: str
-    bucket: str
-    object_key: str
-    sha256: str
-    size: int
-    content_type: str
-    stages: dict[str, StageState]
 
 
 @dataclass(frozen=True)
@@ -205,3 +201,111 @@ class OcrResult:
     characters: int = 0
     skipped_reason: str | None = None  # e.g. "no OCR for application/zip"
     detail: str | None = None  # e.g. "eng, 2 pages"
+
+
+# --- Dedup and commit ---------------------------------------------------------------------
+
+
+class BlobStatus(StrEnum):
+    PROCESSING = "processing"
+    READY = "ready"
+    QUARANTINED = "quarantined"
+    FAILED = "failed"
+    # Its last file was deleted and its bytes removed; the next upload of them starts afresh.
+    RELEASED = "released"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not BlobStatus.PROCESSING
+
+
+class BlobRole(StrEnum):
+    OWNER = "owner"  # this file's workflow runs the blob's stages
+    DUPLICATE = "duplicate"  # another file's workflow did (or does): reuse its outcome
+
+
+@dataclass(frozen=True)
+class ClaimInput:
+    file_id: str
+    blob: BlobRef  # the verified bytes at this upload's own key
+    # DEDUPLICATED at creation: there are no bytes of its own, only a usable blob will do.
+    existing_only: bool = False
+
+
+@dataclass(frozen=True)
+class BlobState:
+    """A blob as recorded: where its bytes are, how its stages went, its derivatives."""
+
+    blob: BlobRef
+    status: BlobStatus
+    stages: dict[str, StageState] = field(default_factory=dict)
+    thumbnails: list[Thumbnail] = field(default_factory=list)
+    public_key: str | None = None
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    role: BlobRole
+    state: BlobState
+
+
+@dataclass(frozen=True)
+class CommitInput:
+    """Ends a file: its status, its stages, and (for the blob's owner) the blob's outcome."""
+
+    file_id: str
+    status: FileStatus
+    detail: str | None
+    stages: dict[str, StageState]
+    blob_sha256: str | None = None
+    blob_status: BlobStatus | None = None  # set by the owner only
+    blob_stages: dict[str, StageState] = field(default_factory=dict)
+    thumbnails: list[Thumbnail] = field(default_factory=list)
+    public_key: str | None = None
+
+
+@dataclass(frozen=True)
+class PublishInput:
+    blob: BlobRef
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    public_key: str
+    cdn_url: str
+
+
+@dataclass(frozen=True)
+class ReleaseInput:
+    """A file was deleted: drop its reference, and the blob's bytes with the last one."""
+
+    file_id: str
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    blob_released: bool
+    sha256: str | None = None
+    objects: list[ObjectRef] = field(default_factory=list)  # to delete from the store
+    public_key: str | None = None
+
+
+@dataclass(frozen=True)
+class QuarantineInput:
+    blob: BlobRef
+    quarantine_bucket: str
+
+
+@dataclass(frozen=True)
+class DeleteObjectsInput:
+    objects: list[ObjectRef]
+
+
+@dataclass(frozen=True)
+class DeleteFileInput:
+    file_id: str
+
+
+@dataclass(frozen=True)
+class UnpublishInput:
+    sha256: str

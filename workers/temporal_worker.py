@@ -1,48 +1,96 @@
-"""The Temporal worker process: runs IngestWorkflow and its activities."""
+"""The Temporal worker process: one Worker per task queue in `settings.worker_queues`.
+
+`ingest` runs the workflows and their light activities (verify, dedup, metadata, store,
+publish); `scan` runs ClamAV; `media` runs thumbnails and OCR. Scale a stage by starting more
+processes that poll only its queue.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.dedup import DedupActivities
 from activities.metadata import MetadataActivities
+from activities.ocr import OcrActivities
+from activities.publish import PublishActivities
+from activities.scan import ScanActivities
 from activities.store import StoreActivities
+from activities.thumbnails import ThumbnailActivities
 from activities.verify import VerifyActivities
 from conveyor_core.db.session import make_engine, make_session_factory
 from conveyor_core.objectstore import make_s3_client
 from conveyor_core.settings import Settings, get_settings
 from observability.logging import configure_logging
+from workflows.delete import DeleteFileWorkflow
 from workflows.ingest import IngestWorkflow
 
-MAX_CONCURRENT_ACTIVITIES = 16
 log = logging.getLogger(__name__)
 
 
-def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
+def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any]]]:
+    """Each task queue's activities, built once with the clients they share."""
     s3 = make_s3_client(settings)
-    sessions = make_session_factory(make_engine(settings, pool_size=MAX_CONCURRENT_ACTIVITIES))
+    sessions = make_session_factory(
+        make_engine(settings, pool_size=settings.worker_max_concurrent_activities)
+    )
     verify = VerifyActivities(s3)
     store = StoreActivities(s3)
-    metadata = MetadataActivities(sessions)
-    return Worker(
-        client,
-        task_queue=settings.ingest_task_queue,
-        workflows=[IngestWorkflow],
-        activities=[
+    dedup = DedupActivities(sessions)
+    metadata = MetadataActivities(sessions, settings.quarantine_bucket)
+    publish = PublishActivities(s3, settings)
+    thumbnails = ThumbnailActivities(s3, settings)
+    ocr = OcrActivities(s3, sessions, settings)
+    return {
+        settings.ingest_task_queue: [
             verify.verify_object,
             store.probe_object,
             store.delete_object,
-            metadata.commit_ready,
-            metadata.finalize_file,
+            store.delete_objects,
+            store.quarantine_object,
+            dedup.claim_blob,
+            dedup.await_blob,
+            metadata.commit_file,
+            metadata.release_blob,
+            publish.publish_blob,
+            publish.unpublish_blob,
         ],
-        activity_executor=executor,
-        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
-    )
+        settings.scan_task_queue: [ScanActivities(s3, settings).scan_blob],
+        settings.media_task_queue: [thumbnails.make_thumbnails, ocr.ocr_blob],
+    }
+
+
+def build_workers(
+    client: Client, settings: Settings, executor: ThreadPoolExecutor
+) -> list[Worker]:
+    activities = queue_activities(settings)
+    names = {
+        "ingest": settings.ingest_task_queue,
+        "scan": settings.scan_task_queue,
+        "media": settings.media_task_queue,
+    }
+    workers = []
+    for queue in (names[q] for q in settings.worker_queues):
+        is_ingest = queue == settings.ingest_task_queue
+        workers.append(
+            Worker(
+                client,
+                task_queue=queue,
+                workflows=[IngestWorkflow, DeleteFileWorkflow] if is_ingest else [],
+                activities=activities[queue],
+                activity_executor=executor,
+                max_concurrent_activities=settings.worker_max_concurrent_activities,
+            )
+        )
+    return workers
 
 
 async def main(settings: Settings) -> None:
@@ -51,10 +99,12 @@ async def main(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ACTIVITIES) as executor:
-        worker = build_worker(client, settings, executor)
-        async with worker:
-            log.info("worker polling task queue %s", settings.ingest_task_queue)
+    threads = settings.worker_max_concurrent_activities * len(settings.worker_queues)
+    with ThreadPoolExecutor(max_workers=threads) as executor:
+        async with AsyncExitStack() as workers:
+            for worker in build_workers(client, settings, executor):
+                await workers.enter_async_context(worker)
+            log.info("worker polling %s", ", ".join(settings.worker_queues))
             await stop.wait()
 
 

@@ -1,36 +1,64 @@
 """IngestWorkflow: one per upload, id `ingest-<file_id>` (DESIGN.md §1).
 
-Waits for the object (a store event, or a reconcile HEAD when no event came), verifies it
-and commits the file. Deterministic: every side effect is an activity.
+Waits for the object (a store event, or a reconcile HEAD when no event came), verifies it,
+claims its blob by SHA-256, runs scan, thumbnails and OCR in parallel once per blob,
+publishes clean public files to the edge and commits the outcome. Deterministic: every side
+effect is an activity.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import asyncio
+import builtins
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.dedup import DedupActivities
     from activities.metadata import MetadataActivities
     from activities.store import StoreActivities
     from activities.verify import VerifyActivities
     from conveyor_core.types import (
-        CommitReadyInput,
+        INVALID_DOCUMENT_ERROR,
+        INVALID_IMAGE_ERROR,
+        SCAN_TOO_LARGE_ERROR,
+        BlobRef,
+        BlobRole,
+        BlobState,
+        BlobStatus,
+        ClaimInput,
+        ClaimResult,
+        CommitInput,
         FileStatus,
-        FinalizeInput,
         IngestInput,
         IngestProgress,
         IngestResult,
         ObjectProbe,
         ObjectRef,
         ObjectUploaded,
+        OcrInput,
+        OcrResult,
+        PublishInput,
+        PublishResult,
+        QuarantineInput,
+        ScanInput,
+        ScanResult,
         StageState,
         StageStatus,
+        Thumbnail,
+        ThumbnailsInput,
+        ThumbnailsResult,
         VerifyInput,
         VerifyResult,
+        Visibility,
     )
+
+T = TypeVar("T")
 
 STORE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -43,14 +71,47 @@ DATABASE_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=0,  # a committed outcome must never be lost: retry until Postgres is back
-    non_retryable_error_types=["FileMissing", "FileStatusConflict"],
+    non_retryable_error_types=["FileMissing", "FileStatusConflict", "BlobMissing", "BlobGone"],
+)
+# The scanner being down fails the file after about 15 s of retries: never ready unscanned.
+SCAN_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+    non_retryable_error_types=[SCAN_TOO_LARGE_ERROR],
+)
+MEDIA_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_attempts=3,
+    non_retryable_error_types=[INVALID_IMAGE_ERROR, INVALID_DOCUMENT_ERROR],
+)
+# A duplicate polls (as retries of await_blob) until the blob's owner has finished.
+AWAIT_BLOB_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=1.5,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=0,
+    non_retryable_error_types=["BlobMissing"],
 )
 # The reconcile probe backs off, so a day-long wait costs a few hundred events, not thousands.
 RECONCILE_MAX_INTERVAL = timedelta(minutes=10)
+PROCESSING_STAGES = ("scan", "thumbnails", "ocr")
 
 
 def workflow_id_for(file_id: str) -> str:
     return f"ingest-{file_id}"
+
+
+def failure_reason(error: ActivityError) -> str:
+    """One sentence for a stage's detail: the activity's own reason where it gave one."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.message:
+        return cause.message
+    if isinstance(cause, TimeoutError):
+        return "timed out"
+    return str(cause or error)
 
 
 @workflow.defn
@@ -61,7 +122,7 @@ class IngestWorkflow:
         self._progress = IngestProgress(
             file_id="",
             status=FileStatus.AWAITING_UPLOAD,
-            stages={"verify": StageState()},
+            stages={name: StageState() for name in ("verify", *PROCESSING_STAGES)},
         )
 
     @workflow.signal
@@ -81,44 +142,47 @@ class IngestWorkflow:
     @workflow.run
     async def run(self, inp: IngestInput) -> IngestResult:
         self._progress.file_id = inp.file_id
-        ref = ObjectRef(bucket=inp.bucket, key=inp.object_key)
+        own = ObjectRef(bucket=inp.bucket, key=inp.object_key)
+        if inp.deduplicated:
+            self._progress.stages["verify"] = StageState(
+                StageStatus.SKIPPED, "deduplicated: the tenant already holds these bytes"
+            )
+            declared = BlobRef(
+                bucket=inp.bucket,
+                key=inp.object_key,
+                sha256=inp.declared_sha256 or "",
+                size=inp.declared_size,
+                content_type=inp.declared_content_type,
+            )
+            self._progress.status = FileStatus.PROCESSING
+            return await self._claim_and_process(inp, declared)
 
-        if not await self._wait_for_object(inp, ref):
+        if not await self._wait_for_object(inp, own):
             status = FileStatus.CANCELLED if self._cancel_requested else FileStatus.EXPIRED
             detail = (
                 "the upload was cancelled"
                 if self._cancel_requested
                 else f"no object arrived within {inp.expire_after_seconds} s"
             )
-            await self._delete(ref)
-            self._skip_pending(detail)
-            return await self._finish_without_ready(inp, status, detail)
+            await self._delete(own)
+            return await self._finish(inp, status, detail)
 
         self._progress.status = FileStatus.PROCESSING
         verified = await self._verify(inp)
         if not verified.ok:
-            await self._delete(ref)
-            return await self._finish_without_ready(
-                inp, FileStatus.FAILED, f"verify: {verified.detail}"
-            )
-
+            await self._delete(own)
+            return await self._finish(inp, FileStatus.FAILED, f"verify: {verified.detail}")
         assert verified.sha256 is not None and verified.size is not None
-        await workflow.execute_activity_method(
-            MetadataActivities.commit_ready,
-            CommitReadyInput(
-                file_id=inp.file_id,
-                bucket=inp.bucket,
-                object_key=inp.object_key,
-                sha256=verified.sha256,
-                size=verified.size,
-                content_type=verified.content_type or "application/octet-stream",
-                stages=self._progress.stages,
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=DATABASE_RETRY,
+        mine = BlobRef(
+            bucket=inp.bucket,
+            key=inp.object_key,
+            sha256=verified.sha256,
+            size=verified.size,
+            content_type=verified.content_type or "application/octet-stream",
         )
-        self._progress.status = FileStatus.READY
-        return IngestResult(status=FileStatus.READY)
+        return await self._claim_and_process(inp, mine)
+
+    # --- waiting for the bytes -----------------------------------------------------------
 
     async def _wait_for_object(self, inp: IngestInput, ref: ObjectRef) -> bool:
         """True once the object is there; False if the upload expired or was cancelled."""
@@ -133,7 +197,7 @@ class IngestWorkflow:
                     lambda: self._uploaded is not None or self._cancel_requested,
                     timeout=min(interval, remaining),
                 )
-            except TimeoutError:
+            except builtins.TimeoutError:
                 probe = await self._probe(ref)
                 if probe.exists and self._uploaded is None:
                     self._uploaded = ObjectUploaded(
@@ -143,29 +207,196 @@ class IngestWorkflow:
         return self._uploaded is not None and not self._cancel_requested
 
     async def _verify(self, inp: IngestInput) -> VerifyResult:
-        stage = self._progress.stages["verify"]
-        stage.status = StageStatus.RUNNING
-        started = workflow.now()
-        result = await workflow.execute_activity_method(
-            VerifyActivities.verify_object,
-            VerifyInput(
-                bucket=inp.bucket,
-                key=inp.object_key,
-                declared_size=inp.declared_size,
-                declared_sha256=inp.declared_sha256,
+        result = await self._stage(
+            "verify",
+            workflow.execute_activity_method(
+                VerifyActivities.verify_object,
+                VerifyInput(
+                    bucket=inp.bucket,
+                    key=inp.object_key,
+                    declared_size=inp.declared_size,
+                    declared_sha256=inp.declared_sha256,
+                ),
+                start_to_close_timeout=timedelta(hours=2),
+                heartbeat_timeout=timedelta(seconds=60),
+                retry_policy=STORE_RETRY,
             ),
-            start_to_close_timeout=timedelta(hours=2),
-            heartbeat_timeout=timedelta(seconds=60),
+        )
+        if result is None:
+            return VerifyResult(ok=False, detail=self._progress.stages["verify"].detail)
+        stage = self._progress.stages["verify"]
+        stage.status = StageStatus.SUCCEEDED if result.ok else StageStatus.FAILED
+        stage.detail = result.content_type if result.ok else result.detail
+        return result
+
+    # --- dedup and the stages ------------------------------------------------------------
+
+    async def _claim_and_process(self, inp: IngestInput, mine: BlobRef) -> IngestResult:
+        claim: ClaimResult = await workflow.execute_activity_method(
+            DedupActivities.claim_blob,
+            ClaimInput(file_id=inp.file_id, blob=mine, existing_only=inp.deduplicated),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=DATABASE_RETRY,
+        )
+        state = claim.state
+        if not inp.deduplicated and state.blob.key != inp.object_key:
+            # These bytes are already held elsewhere: never copied, this object just goes.
+            await self._delete(ObjectRef(bucket=inp.bucket, key=inp.object_key))
+        if claim.role is BlobRole.DUPLICATE:
+            if not state.status.is_terminal:
+                state = await workflow.execute_activity_method(
+                    DedupActivities.await_blob,
+                    state.blob.sha256,
+                    schedule_to_close_timeout=timedelta(hours=6),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=AWAIT_BLOB_RETRY,
+                )
+            return await self._finish_as_duplicate(inp, state)
+        return await self._process_as_owner(inp, state.blob)
+
+    async def _process_as_owner(self, inp: IngestInput, blob: BlobRef) -> IngestResult:
+        scan_task = asyncio.ensure_future(self._scan(inp, blob))
+        thumbnails_task = asyncio.ensure_future(self._thumbnails(inp, blob))
+        ocr_task = asyncio.ensure_future(self._ocr(inp, blob))
+        scan = await scan_task
+        if scan is None or scan.infected:
+            for task in (thumbnails_task, ocr_task):
+                task.cancel()
+            await asyncio.gather(thumbnails_task, ocr_task, return_exceptions=True)
+            self._skip_pending("not run: the scan did not pass")
+            if scan is None:
+                detail = f"scan: {self._progress.stages['scan'].detail}"
+                return await self._finish(inp, FileStatus.FAILED, detail, blob, BlobStatus.FAILED)
+            await workflow.execute_activity_method(
+                StoreActivities.quarantine_object,
+                QuarantineInput(blob=blob, quarantine_bucket=inp.quarantine_bucket),
+                start_to_close_timeout=timedelta(minutes=30),
+                retry_policy=STORE_RETRY,
+            )
+            return await self._finish(
+                inp, FileStatus.QUARANTINED, scan.detail, blob, BlobStatus.QUARANTINED
+            )
+        thumbnails = await thumbnails_task
+        await ocr_task
+        public_key = await self._publish(inp, blob, None)
+        return await self._finish(
+            inp,
+            FileStatus.READY,
+            None,
+            blob,
+            BlobStatus.READY,
+            thumbnails=thumbnails.thumbnails if thumbnails else [],
+            public_key=public_key,
+        )
+
+    async def _finish_as_duplicate(self, inp: IngestInput, state: BlobState) -> IngestResult:
+        for name in PROCESSING_STAGES:
+            if name in state.stages:
+                self._progress.stages[name] = state.stages[name]
+        if state.status is BlobStatus.READY:
+            public_key = await self._publish(inp, state.blob, state.public_key)
+            return await self._finish(
+                inp, FileStatus.READY, None, state.blob, public_key=public_key
+            )
+        if state.status is BlobStatus.QUARANTINED:
+            detail = self._progress.stages["scan"].detail or "infected"
+            return await self._finish(inp, FileStatus.QUARANTINED, detail, state.blob)
+        detail = f"scan: {self._progress.stages['scan'].detail}"
+        return await self._finish(inp, FileStatus.FAILED, detail, state.blob)
+
+    async def _scan(self, inp: IngestInput, blob: BlobRef) -> ScanResult | None:
+        result = await self._stage(
+            "scan",
+            workflow.execute_activity(
+                "scan_blob",
+                ScanInput(blob=blob),
+                result_type=ScanResult,
+                task_queue=inp.scan_task_queue,
+                start_to_close_timeout=timedelta(hours=1),
+                heartbeat_timeout=timedelta(seconds=60),
+                retry_policy=SCAN_RETRY,
+            ),
+        )
+        if result is not None:
+            self._progress.stages["scan"].detail = result.detail
+        return result
+
+    async def _thumbnails(self, inp: IngestInput, blob: BlobRef) -> ThumbnailsResult | None:
+        result = await self._stage(
+            "thumbnails",
+            workflow.execute_activity(
+                "make_thumbnails",
+                ThumbnailsInput(blob=blob, sizes=list(inp.thumbnail_sizes)),
+                result_type=ThumbnailsResult,
+                task_queue=inp.media_task_queue,
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=MEDIA_RETRY,
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            ),
+        )
+        if result is not None:
+            self._record_optional_stage("thumbnails", result.skipped_reason, result.detail)
+        return result
+
+    async def _ocr(self, inp: IngestInput, blob: BlobRef) -> OcrResult | None:
+        result = await self._stage(
+            "ocr",
+            workflow.execute_activity(
+                "ocr_blob",
+                OcrInput(blob=blob),
+                result_type=OcrResult,
+                task_queue=inp.media_task_queue,
+                start_to_close_timeout=timedelta(hours=1),
+                heartbeat_timeout=timedelta(minutes=3),
+                retry_policy=MEDIA_RETRY,
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            ),
+        )
+        if result is not None:
+            self._record_optional_stage("ocr", result.skipped_reason, result.detail)
+        return result
+
+    async def _publish(self, inp: IngestInput, blob: BlobRef, public_key: str | None) -> str | None:
+        if inp.visibility is not Visibility.PUBLIC or public_key is not None:
+            return public_key
+        published: PublishResult = await workflow.execute_activity(
+            "publish_blob",
+            PublishInput(blob=blob),
+            result_type=PublishResult,
+            start_to_close_timeout=timedelta(minutes=30),
             retry_policy=STORE_RETRY,
         )
-        elapsed = workflow.now() - started
-        self._progress.stages["verify"] = replace(
-            stage,
-            status=StageStatus.SUCCEEDED if result.ok else StageStatus.FAILED,
-            detail=result.detail if not result.ok else result.content_type,
-            duration_ms=int(elapsed.total_seconds() * 1000),
-        )
+        return published.public_key
+
+    async def _stage(self, name: str, run: Awaitable[T]) -> T | None:
+        """Runs one stage's activity, keeping its status, detail and duration current.
+
+        A failed activity marks the stage failed with its reason and returns None.
+        """
+        stage = self._progress.stages[name]
+        stage.status = StageStatus.RUNNING
+        started = workflow.now()
+        try:
+            result = await run
+        except ActivityError as e:
+            stage.status, stage.detail = StageStatus.FAILED, failure_reason(e)
+            return None
+        except asyncio.CancelledError:
+            stage.status, stage.detail = StageStatus.SKIPPED, "not run: the scan did not pass"
+            return None
+        finally:
+            stage.duration_ms = int((workflow.now() - started).total_seconds() * 1000)
+        stage.status = StageStatus.SUCCEEDED
         return result
+
+    def _record_optional_stage(self, name: str, skipped: str | None, detail: str | None) -> None:
+        stage = self._progress.stages[name]
+        if skipped is not None:
+            stage.status, stage.detail = StageStatus.SKIPPED, skipped
+        else:
+            stage.detail = detail
+
+    # --- small activities and the end ----------------------------------------------------
 
     async def _probe(self, ref: ObjectRef) -> ObjectProbe:
         return await workflow.execute_activity_method(
@@ -184,19 +415,35 @@ class IngestWorkflow:
         )
 
     def _skip_pending(self, reason: str) -> None:
-        for name, stage in self._progress.stages.items():
+        for stage in self._progress.stages.values():
             if stage.status in (StageStatus.PENDING, StageStatus.RUNNING):
-                self._progress.stages[name] = replace(
-                    stage, status=StageStatus.SKIPPED, detail=reason
-                )
+                stage.status, stage.detail = StageStatus.SKIPPED, reason
 
-    async def _finish_without_ready(
-        self, inp: IngestInput, status: FileStatus, detail: str
+    async def _finish(
+        self,
+        inp: IngestInput,
+        status: FileStatus,
+        detail: str | None,
+        blob: BlobRef | None = None,
+        blob_status: BlobStatus | None = None,
+        *,
+        thumbnails: list[Thumbnail] | None = None,
+        public_key: str | None = None,
     ) -> IngestResult:
+        if status is not FileStatus.READY:
+            self._skip_pending(detail or status.value)
         await workflow.execute_activity_method(
-            MetadataActivities.finalize_file,
-            FinalizeInput(
-                file_id=inp.file_id, status=status, detail=detail, stages=self._progress.stages
+            MetadataActivities.commit_file,
+            CommitInput(
+                file_id=inp.file_id,
+                status=status,
+                detail=detail,
+                stages=self._progress.stages,
+                blob_sha256=blob.sha256 if blob else None,
+                blob_status=blob_status,
+                blob_stages={n: self._progress.stages[n] for n in PROCESSING_STAGES},
+                thumbnails=thumbnails or [],
+                public_key=public_key,
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DATABASE_RETRY,

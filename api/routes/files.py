@@ -1,32 +1,206 @@
-"""Files: a file's metadata and processing status."""
+"""Files: metadata and status, content, OCR text, search, delete."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
+import json
 import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import PlainTextResponse, RedirectResponse
+from sqlalchemy import exists, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WorkflowQueryRejectedError
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from api.deps import AppState, SessionDep, StateDep, TenancyDep
-from api.errors import NotFound, responses
-from api.schemas import FilePublic, StagePublic
-from conveyor_core.db.models import File
-from conveyor_core.types import FileStatus, IngestProgress, Visibility
+from api.errors import (
+    Conflict,
+    ConveyorError,
+    Forbidden,
+    Gone,
+    NotFound,
+    ServiceUnavailable,
+    responses,
+)
+from api.schemas import FileList, FilePublic, StagePublic, ThumbnailPublic
+from conveyor_core.db.models import Blob, BlobText, File
+from conveyor_core.types import DeleteFileInput, FileStatus, IngestProgress, Visibility
+from workflows.delete import DeleteFileWorkflow, delete_workflow_id
 from workflows.ingest import IngestWorkflow
 
+
+class InvalidCursor(ConveyorError):
+    status = 400
+    code = "invalid_cursor"
+
+
 router = APIRouter(prefix="/v1/files", tags=["files"])
+MAX_PAGE = 100
 
 
-@router.get("/{file_id}", response_model=FilePublic, responses=responses(NotFound))
+async def _owned_file(session: AsyncSession, file_id: uuid.UUID, tenant_id: uuid.UUID) -> File:
+    file = await session.get(File, file_id)
+    if file is None or file.tenant_id != tenant_id:
+        raise NotFound("No such file.", code="file_not_found")
+    if file.status == FileStatus.DELETED.value:
+        raise Gone("This file was deleted.", code="file_deleted")
+    return file
+
+
+@router.get("/{file_id}", response_model=FilePublic, responses=responses(NotFound, Gone))
 async def get_file(
     file_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
 ) -> FilePublic:
-    file = await session.get(File, file_id)
-    if file is None or file.tenant_id != tenancy.tenant_id:
-        raise NotFound("No such file.", code="file_not_found")
+    file = await _owned_file(session, file_id, tenancy.tenant_id)
     return await file_public(state, session, file)
+
+
+@router.get(
+    "/{file_id}/content",
+    status_code=status.HTTP_307_TEMPORARY_REDIRECT,
+    response_class=RedirectResponse,
+    responses=responses(NotFound, Forbidden, Conflict, Gone),
+)
+async def get_content(
+    file_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
+) -> RedirectResponse:
+    """Redirects to the bytes: the CDN URL for public files, a short-lived pre-signed GET
+    for private ones."""
+    file = await _owned_file(session, file_id, tenancy.tenant_id)
+    if file.status == FileStatus.QUARANTINED.value:
+        raise Forbidden(
+            "This file is quarantined: its bytes are never served.", code="file_quarantined"
+        )
+    blob = await session.get(Blob, file.sha256) if file.sha256 else None
+    if file.status != FileStatus.READY.value or blob is None:
+        raise Conflict(f"This file is {file.status}, not ready.", code="file_not_ready")
+    if file.visibility == Visibility.PUBLIC.value and blob.public_key:
+        return RedirectResponse(_cdn_url(state, blob.public_key), status_code=307)
+    url = await asyncio.to_thread(
+        state.s3_presign.generate_presigned_url,
+        "get_object",
+        Params={
+            "Bucket": blob.bucket,
+            "Key": blob.object_key,
+            "ResponseContentDisposition": content_disposition(file.filename),
+            "ResponseContentType": file.content_type or blob.content_type,
+        },
+        ExpiresIn=state.settings.download_url_ttl_seconds,
+    )
+    return RedirectResponse(url, status_code=307)
+
+
+@router.get(
+    "/{file_id}/text",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}}, **responses(NotFound, Gone)},
+)
+async def get_text(
+    file_id: uuid.UUID, session: SessionDep, tenancy: TenancyDep
+) -> PlainTextResponse:
+    file = await _owned_file(session, file_id, tenancy.tenant_id)
+    text = await session.get(BlobText, file.sha256) if file.sha256 else None
+    if text is None or file.status != FileStatus.READY.value:
+        ocr = file.stages.get("ocr") or {}
+        why = ocr.get("detail") or f"the file is {file.status}"
+        raise NotFound(f"This file has no OCR text ({why}).", code="text_not_available")
+    return PlainTextResponse(text.text)
+
+
+@router.get("", response_model=FileList, responses=responses(InvalidCursor))
+async def list_files(
+    state: StateDep,
+    session: SessionDep,
+    tenancy: TenancyDep,
+    q: Annotated[str | None, Query(max_length=500, description="full-text search")] = None,
+    file_status: Annotated[FileStatus | None, Query(alias="status")] = None,
+    content_type: Annotated[str | None, Query(max_length=255)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> FileList:
+    """The tenant's files, newest first: full-text search over names and OCR text."""
+    query = select(File).where(
+        File.tenant_id == tenancy.tenant_id, File.status != FileStatus.DELETED.value
+    )
+    if q and q.strip():
+        names = File.search_vector.op("@@")(func.websearch_to_tsquery("simple", q))
+        in_text = exists().where(
+            BlobText.sha256 == File.sha256,
+            BlobText.search_vector.op("@@")(func.websearch_to_tsquery("english", q)),
+        )
+        query = query.where(or_(names, in_text))
+    if file_status is not None:
+        query = query.where(File.status == file_status.value)
+    if content_type:
+        column = func.coalesce(File.content_type, File.declared_content_type)
+        query = query.where(
+            column.startswith(content_type.rstrip("*"))
+            if content_type.endswith("/*")
+            else column == content_type
+        )
+    if cursor:
+        created_at, last_id = decode_cursor(cursor)
+        query = query.where(tuple_(File.created_at, File.id) < tuple_(created_at, last_id))
+    rows = (
+        (
+            await session.execute(
+                query.order_by(File.created_at.desc(), File.id.desc()).limit(limit + 1)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    page = list(rows[:limit])
+    blobs = await _blobs_of(session, page)
+    files = [_from_row(state, f, blobs.get(f.sha256 or "")) for f in page]
+    next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+    return FileList(files=files, next_cursor=next_cursor)
+
+
+@router.delete(
+    "/{file_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=responses(NotFound, Conflict, Gone, ServiceUnavailable),
+)
+async def delete_file(
+    file_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
+) -> Response:
+    """Deletes the file; its blob and derivatives go with the last reference to them."""
+    file = await _owned_file(session, file_id, tenancy.tenant_id)
+    if not FileStatus(file.status).is_terminal:
+        raise Conflict(
+            f"This file is {file.status}; delete it once processing has finished.",
+            code="file_not_finished",
+        )
+    await session.execute(
+        update(File)
+        .where(File.id == file.id)
+        .values(status=FileStatus.DELETED.value, deleted_at=datetime.now(UTC))
+    )
+    try:
+        await state.temporal.start_workflow(
+            DeleteFileWorkflow.run,
+            DeleteFileInput(file_id=str(file.id)),
+            id=delete_workflow_id(str(file.id)),
+            task_queue=state.settings.ingest_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+    except RPCError as e:
+        await session.rollback()
+        raise ServiceUnavailable("The workflow engine is not reachable; try again shortly.") from e
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- the file as the API shows it -------------------------------------------------------
 
 
 async def file_public(state: AppState, session: AsyncSession, file: File) -> FilePublic:
@@ -34,14 +208,16 @@ async def file_public(state: AppState, session: AsyncSession, file: File) -> Fil
     if not FileStatus(file.status).is_terminal:
         progress = await _query_progress(state, file.workflow_id)
         if progress is not None and not progress.status.is_terminal:
-            return _public(file, progress.status, progress.detail, _stages(progress))
+            public = _from_row(state, file, None)
+            public.status, public.status_detail = progress.status, progress.detail
+            public.stages = {
+                name: StagePublic(status=s.status, detail=s.detail, duration_ms=s.duration_ms)
+                for name, s in progress.stages.items()
+            }
+            return public
         await session.refresh(file)
-    return _public(
-        file,
-        FileStatus(file.status),
-        file.status_detail,
-        {name: StagePublic.model_validate(stage) for name, stage in file.stages.items()},
-    )
+    blob = await session.get(Blob, file.sha256) if file.sha256 else None
+    return _from_row(state, file, blob)
 
 
 async def _query_progress(state: AppState, workflow_id: str) -> IngestProgress | None:
@@ -53,16 +229,27 @@ async def _query_progress(state: AppState, workflow_id: str) -> IngestProgress |
         return None
 
 
-def _stages(progress: IngestProgress) -> dict[str, StagePublic]:
-    return {
-        name: StagePublic(status=s.status, detail=s.detail, duration_ms=s.duration_ms)
-        for name, s in progress.stages.items()
-    }
+async def _blobs_of(session: AsyncSession, files: list[File]) -> dict[str, Blob]:
+    hashes = {f.sha256 for f in files if f.sha256}
+    if not hashes:
+        return {}
+    found = await session.execute(select(Blob).where(Blob.sha256.in_(hashes)))
+    return {b.sha256: b for b in found.scalars()}
 
 
-def _public(
-    file: File, status: FileStatus, detail: str | None, stages: dict[str, StagePublic]
-) -> FilePublic:
+def _from_row(state: AppState, file: File, blob: Blob | None) -> FilePublic:
+    ready = file.status == FileStatus.READY.value and blob is not None
+    thumbnails = (
+        [_thumbnail(state, t) for t in blob.thumbnails] if ready and blob is not None else []
+    )
+    cdn_url = None
+    if (
+        ready
+        and blob is not None
+        and blob.public_key
+        and file.visibility == Visibility.PUBLIC.value
+    ):
+        cdn_url = _cdn_url(state, blob.public_key)
     return FilePublic(
         id=file.id,
         filename=file.filename,
@@ -70,10 +257,49 @@ def _public(
         content_type=file.content_type or file.declared_content_type,
         sha256=file.sha256,
         visibility=Visibility(file.visibility),
-        status=status,
-        status_detail=detail,
-        stages=stages,
+        status=FileStatus(file.status),
+        status_detail=file.status_detail,
+        stages={name: StagePublic.model_validate(s) for name, s in file.stages.items()},
+        thumbnails=thumbnails,
+        cdn_url=cdn_url,
         workflow_id=file.workflow_id,
         created_at=file.created_at,
         ready_at=file.ready_at,
     )
+
+
+def _thumbnail(state: AppState, thumb: dict[str, Any]) -> ThumbnailPublic:
+    url = state.s3_presign.generate_presigned_url(
+        "get_object",
+        Params={"Bucket": thumb["bucket"], "Key": thumb["key"]},
+        ExpiresIn=state.settings.download_url_ttl_seconds,
+    )
+    return ThumbnailPublic(
+        size=thumb["size"], width=thumb["width"], height=thumb["height"], url=url
+    )
+
+
+def _cdn_url(state: AppState, public_key: str) -> str:
+    return f"{state.settings.edge_public}/{public_key}"
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with an ASCII fallback and the real (UTF-8) name, safe in a header."""
+    fallback = (
+        "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename) or "download"
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def encode_cursor(file: File) -> str:
+    raw = json.dumps([file.created_at.isoformat(), str(file.id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, file_id = json.loads(raw)
+        return datetime.fromisoformat(created_at), uuid.UUID(file_id)
+    except (binascii.Error, ValueError, TypeError) as e:
+        raise InvalidCursor("The cursor is not one this API gave out.") from e

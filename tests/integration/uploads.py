@@ -63,3 +63,48 @@ async def wait_for_status(
         return body
 
     return await assert_eventually(check, timeout=timeout, interval=0.05)
+
+
+TERMINAL = ("ready", "quarantined", "failed", "expired", "cancelled")
+
+
+async def wait_until_terminal(
+    api: httpx.AsyncClient, key: str, file_id: str, timeout: float = 90
+) -> dict[str, Any]:
+    async def check() -> dict[str, Any]:
+        response = await api.get(f"/v1/files/{file_id}", headers=auth(key))
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        assert body["status"] in TERMINAL, body
+        return body
+
+    return await assert_eventually(check, timeout=timeout, interval=0.1)
+
+
+async def upload(
+    api: httpx.AsyncClient,
+    key: str,
+    content: bytes,
+    *,
+    content_type: str = "application/octet-stream",
+    filename: str = "file.bin",
+    visibility: str = "private",
+) -> dict[str, Any]:
+    """Declares, PUTs and waits for a terminal status; returns the file as the API shows it."""
+    response = await api.post(
+        "/v1/uploads",
+        json={
+            "filename": filename,
+            "size": len(content),
+            "content_type": content_type,
+            "sha256": hashlib.sha256(content).hexdigest(),
+            "visibility": visibility,
+        },
+        headers=auth(key),
+    )
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    if created["method"] == "PUT":
+        put_response = await put(created, content)
+        assert put_response.status_code == 200, put_response.text
+    return await wait_until_terminal(api, key, created["file_id"])

