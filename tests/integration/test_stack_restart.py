@@ -21,7 +21,8 @@ async def test_state_survives_down_and_up(
     before = await declare(api, key_a, content)
     assert (await put(before, content)).status_code == 200
     await wait_for_status(api, key_a, before["file_id"], "ready")
-    waiting = await declare(api, key_a, content)  # not uploaded yet when the stack stops
+    later = sample_bytes(2048)
+    waiting = await declare(api, key_a, later)  # not uploaded yet when the stack stops
 
     manage.down(stack)
     assert manage.status(stack) == {}
