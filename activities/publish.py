@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httpx
@@ -20,7 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from conveyor_core.settings import Settings
-from conveyor_core.types import BlobRef
+from conveyor_core.types import BlobRef, PublishInput, PublishResult, UnpublishInput
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -38,22 +37,6 @@ PUBLISH_SOURCE_MISSING_ERROR = "PublishSourceMissing"
 INVALID_SHA256_ERROR = "InvalidSha256"
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-@dataclass(frozen=True)
-class PublishInput:
-    blob: BlobRef
-
-
-@dataclass(frozen=True)
-class PublishResult:
-    public_key: str  # the object's key in settings.public_bucket: its SHA-256
-    cdn_url: str
-
-
-@dataclass(frozen=True)
-class UnpublishInput:
-    sha256: str
 
 
 def public_key(sha256: str) -> str:

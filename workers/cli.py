@@ -45,6 +45,17 @@ def stack_down() -> None:
     typer.echo("Conveyor is down.")
 
 
+@stack_app.command("restart")
+def stack_restart(
+    programs: Annotated[list[str] | None, typer.Argument(help="Programs; all apps if none.")] = None,
+) -> None:
+    """Restart programs of a running stack, e.g. the apps after the code changed."""
+    from workers.stack import manage
+
+    targets = programs or ["api", "worker", "adapter", "relay"]
+    typer.echo(manage.supervisorctl(get_settings(), "restart", *targets).rstrip())
+
+
 @stack_app.command("status")
 def stack_status() -> None:
     """Each program of the local stack and its supervisor state."""

@@ -9,7 +9,7 @@ cd "$root"
 debian_packages=(
   clamav clamav-daemon clamdscan
   tesseract-ocr tesseract-ocr-eng poppler-utils
-  nginx libnginx-mod-http-cache-purge postgresql libmagic1 fonts-dejavu-core
+  nginx postgresql libmagic1 fonts-dejavu-core
   libvips-tools
 )
 
