@@ -12,16 +12,9 @@ import httpx
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.publish import (
-    PUBLIC_CACHE_CONTROL,
-    PublishActivities,
-    PublishInput,
-    PublishResult,
-    UnpublishInput,
-    edge_purge_url,
-)
+from activities.publish import PUBLIC_CACHE_CONTROL, PublishActivities, edge_purge_url
 from conveyor_core.settings import Settings
-from conveyor_core.types import BlobRef
+from conveyor_core.types import BlobRef, PublishInput, PublishResult, UnpublishInput
 from workers.stack import provision
 
 if TYPE_CHECKING:
