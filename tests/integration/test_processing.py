@@ -4,6 +4,7 @@ publication, downloads, search and delete, on the real stack."""
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from typing import Any
 
@@ -17,6 +18,7 @@ from conveyor_core.settings import Settings
 from tests.helpers import assert_eventually
 from tests.integration import samples
 from tests.integration.uploads import auth, sample_bytes, upload, wait_until_terminal
+from workers.stack import manage
 from workers.stack.signatures import eicar
 
 
@@ -293,3 +295,38 @@ async def test_list_paginates_and_filters(api: httpx.AsyncClient, key_b: str) ->
     assert ready.json()["files"] == []
     bad = await api.get("/v1/files", params={"cursor": "nonsense"}, headers=auth(key_b))
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cursor"
+
+
+async def test_over_the_scan_limit_fails_with_reason(
+    api: httpx.AsyncClient, key_a: str, stack: Settings
+) -> None:
+    content = os.urandom(stack.scan_max_bytes + 1)
+    file = await upload(api, key_a, content, filename="big.bin")
+    assert file["status"] == "failed"
+    limit = stack.scan_max_bytes
+    reason = f"too large to scan ({limit + 1} bytes, limit {limit})"
+    assert file["stages"]["scan"] == {
+        "status": "failed",
+        "detail": reason,
+        "duration_ms": file["stages"]["scan"]["duration_ms"],
+    }
+    assert file["status_detail"] == f"scan: {reason}"
+    assert file["stages"]["thumbnails"]["status"] == "skipped"
+    content_response = await api.get(f"/v1/files/{file['id']}/content", headers=auth(key_a))
+    assert content_response.status_code == 409
+
+
+async def test_scanner_down_fails_the_file_never_ready_unscanned(
+    api: httpx.AsyncClient, key_a: str, stack: Settings
+) -> None:
+    manage.supervisorctl(stack, "stop", "clamd")
+    try:
+        file = await upload(api, key_a, sample_bytes(300), content_type="text/plain")
+    finally:
+        manage.supervisorctl(stack, "start", "clamd")
+    assert file["status"] == "failed"
+    assert file["stages"]["scan"]["status"] == "failed"
+    assert file["status_detail"].startswith("scan: scanner error")
+    # With the scanner back, the same bytes go through (the failed blob is taken over).
+    again = await upload(api, key_a, sample_bytes(300), content_type="text/plain")
+    assert again["status"] == "ready"
