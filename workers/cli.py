@@ -47,7 +47,9 @@ def stack_down() -> None:
 
 @stack_app.command("restart")
 def stack_restart(
-    programs: Annotated[list[str] | None, typer.Argument(help="Programs; all apps if none.")] = None,
+    programs: Annotated[
+        list[str] | None, typer.Argument(help="Programs; all apps if none.")
+    ] = None,
 ) -> None:
     """Restart programs of a running stack, e.g. the apps after the code changed."""
     from workers.stack import manage

@@ -5,6 +5,7 @@ Named to run after the other integration tests, since it restarts the shared sta
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 
 import httpx
@@ -34,9 +35,8 @@ async def test_state_survives_down_and_up(
     manage.up(stack)
     await wait_for_status(api, key_a, before["file_id"], "ready")
     # A workflow that was waiting before the restart picks up its upload afterwards.
-    assert (await put(waiting, content)).status_code == 200
+    assert (await put(waiting, later)).status_code == 200
     after = await wait_for_status(api, key_a, waiting["file_id"], "ready")
-    assert (
-        after["sha256"]
-        == (await api.get(f"/v1/files/{before['file_id']}", headers=auth(key_a))).json()["sha256"]
-    )
+    assert after["sha256"] == hashlib.sha256(later).hexdigest()
+    kept = await api.get(f"/v1/files/{before['file_id']}", headers=auth(key_a))
+    assert kept.json()["sha256"] == hashlib.sha256(content).hexdigest()
