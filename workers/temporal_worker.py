@@ -68,9 +68,7 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
     }
 
 
-def build_workers(
-    client: Client, settings: Settings, executor: ThreadPoolExecutor
-) -> list[Worker]:
+def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> list[Worker]:
     activities = queue_activities(settings)
     names = {
         "ingest": settings.ingest_task_queue,
