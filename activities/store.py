@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 from temporalio import activity
 
-from conveyor_core.types import DeleteObjectsInput, ObjectProbe, ObjectRef, QuarantineInput
+from conveyor_core.types import (
+    DeleteObjectsInput,
+    DiscardInput,
+    ObjectProbe,
+    ObjectRef,
+    QuarantineInput,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -40,6 +46,22 @@ class StoreActivities:
     def delete_object(self, ref: ObjectRef) -> None:
         """Removes an abandoned, rejected or duplicate upload's object; deleting nothing is fine."""
         self._s3.delete_object(Bucket=ref.bucket, Key=ref.key)
+
+    @activity.defn(name="discard_upload")
+    def discard_upload(self, inp: DiscardInput) -> None:
+        """An expired or cancelled upload: abort its multipart (dropping the parts) and
+        delete whatever object landed. Both are idempotent."""
+        if inp.multipart_upload_id is not None:
+            try:
+                self._s3.abort_multipart_upload(
+                    Bucket=inp.object.bucket,
+                    Key=inp.object.key,
+                    UploadId=inp.multipart_upload_id,
+                )
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                    raise
+        self._s3.delete_object(Bucket=inp.object.bucket, Key=inp.object.key)
 
     @activity.defn(name="delete_objects")
     def delete_objects(self, inp: DeleteObjectsInput) -> None:

@@ -78,3 +78,56 @@ def presign_put(
         "put_object", Params=params, ExpiresIn=expires_in, HttpMethod="PUT"
     )
     return PresignedPut(url=url, headers=headers)
+
+
+S3_MAX_PARTS = 10_000
+S3_MIN_PART_SIZE = 5 * 1024 * 1024
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PartLayout:
+    part_size: int
+    part_count: int
+
+    def part_length(self, size: int, part_number: int) -> int:
+        """Bytes in part `part_number` (1-based) of a file of `size` bytes."""
+        start = (part_number - 1) * self.part_size
+        return max(0, min(self.part_size, size - start))
+
+
+def part_layout(size: int, preferred_part_size: int) -> PartLayout:
+    """Parts of `preferred_part_size`, grown (in whole MiB) so no file needs more than
+    10,000 parts; never below S3's 5 MiB minimum."""
+    needed = -(-size // S3_MAX_PARTS)
+    part_size = max(preferred_part_size, S3_MIN_PART_SIZE, -(-needed // MIB) * MIB)
+    return PartLayout(part_size=part_size, part_count=max(1, -(-size // part_size)))
+
+
+def presign_part(
+    client: S3Client,
+    *,
+    bucket: str,
+    key: str,
+    multipart_upload_id: str,
+    part_number: int,
+    length: int,
+    sha256_b64: str | None,
+    expires_in: int,
+) -> PresignedPut:
+    """An UploadPart URL bound to one part number and its length (and SHA-256 if given)."""
+    params: dict[str, object] = {
+        "Bucket": bucket,
+        "Key": key,
+        "UploadId": multipart_upload_id,
+        "PartNumber": part_number,
+        "ContentLength": length,
+    }
+    headers = {"Content-Length": str(length)}
+    if sha256_b64 is not None:
+        params["ChecksumSHA256"] = sha256_b64
+        headers["x-amz-checksum-sha256"] = sha256_b64
+    url = client.generate_presigned_url(
+        "upload_part", Params=params, ExpiresIn=expires_in, HttpMethod="PUT"
+    )
+    return PresignedPut(url=url, headers=headers)

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     pdf_render_dpi: int = 150
 
     # Uploads
+    multipart_threshold: int = 32 * 1024 * 1024  # from this size on, MULTIPART instead of PUT
+    multipart_part_size: int = 8 * 1024 * 1024  # grows for huge files: at most 10,000 parts
+    max_parts_per_request: int = 100
     upload_url_ttl_seconds: int = 900
     upload_expiry_seconds: int = 24 * 3600
     reconcile_after_seconds: int = 30

@@ -64,6 +64,8 @@ class IngestInput:
     media_task_queue: str = "media"
     thumbnail_sizes: list[int] = field(default_factory=lambda: [256, 1024])
     quarantine_bucket: str = "conveyor-quarantine"
+    # MULTIPART uploads: the store's upload id, aborted if the upload expires or is cancelled.
+    multipart_upload_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -309,3 +311,11 @@ class DeleteFileInput:
 @dataclass(frozen=True)
 class UnpublishInput:
     sha256: str
+
+
+@dataclass(frozen=True)
+class DiscardInput:
+    """An upload that will not be processed: its object and any unfinished multipart go."""
+
+    object: ObjectRef
+    multipart_upload_id: str | None = None

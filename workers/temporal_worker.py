@@ -54,6 +54,7 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
             verify.verify_object,
             store.probe_object,
             store.delete_object,
+            store.discard_upload,
             store.delete_objects,
             store.quarantine_object,
             dedup.claim_blob,

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         ClaimInput,
         ClaimResult,
         CommitInput,
+        DiscardInput,
         FileStatus,
         IngestInput,
         IngestProgress,
@@ -164,7 +165,12 @@ class IngestWorkflow:
                 if self._cancel_requested
                 else f"no object arrived within {inp.expire_after_seconds} s"
             )
-            await self._delete(own)
+            await workflow.execute_activity_method(
+                StoreActivities.discard_upload,
+                DiscardInput(object=own, multipart_upload_id=inp.multipart_upload_id),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=STORE_RETRY,
+            )
             return await self._finish(inp, status, detail)
 
         self._progress.status = FileStatus.PROCESSING

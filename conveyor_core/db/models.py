@@ -142,5 +142,9 @@ class Upload(Base):
     bucket: Mapped[str] = mapped_column(String(63))
     object_key: Mapped[str] = mapped_column(String(1024), unique=True)
     method: Mapped[str] = mapped_column(String(16))
+    # MULTIPART only: the store's own upload id and the layout of the parts.
+    multipart_upload_id: Mapped[str | None] = mapped_column(String(1024))
+    part_size: Mapped[int | None] = mapped_column(BigInteger)
+    part_count: Mapped[int | None] = mapped_column(Integer)
     expires_at: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -30,6 +30,7 @@ from conveyor_core.types import (
     ClaimResult,
     CommitInput,
     DeleteObjectsInput,
+    DiscardInput,
     FileStatus,
     IngestInput,
     ObjectProbe,
@@ -94,6 +95,7 @@ class Stubs:
     calls: Counter[str] = field(default_factory=Counter)
     commits: list[CommitInput] = field(default_factory=list)
     claims: list[ClaimInput] = field(default_factory=list)
+    discarded: list[DiscardInput] = field(default_factory=list)
 
     def activities(self) -> list[Any]:
         @activity.defn(name="probe_object")
@@ -104,6 +106,11 @@ class Stubs:
         @activity.defn(name="delete_object")
         def delete_object(ref: ObjectRef) -> None:
             self.calls["delete_object"] += 1
+
+        @activity.defn(name="discard_upload")
+        def discard_upload(inp: DiscardInput) -> None:
+            self.calls["discard_upload"] += 1
+            self.discarded.append(inp)
 
         @activity.defn(name="delete_objects")
         def delete_objects(inp: DeleteObjectsInput) -> None:
@@ -162,6 +169,7 @@ class Stubs:
         return [
             probe_object,
             delete_object,
+            discard_upload,
             delete_objects,
             verify_object,
             claim_blob,
@@ -245,9 +253,12 @@ async def test_ingest_reconciles_when_no_event_comes(env: WorkflowEnvironment) -
 
 async def test_ingest_expires_and_cleans_up(env: WorkflowEnvironment) -> None:
     stubs = Stubs(object_exists=False)
-    result, _ = await _run(env.client, stubs, signal=False, expire=2, reconcile=1)
+    result, _ = await _run(
+        env.client, stubs, signal=False, expire=2, reconcile=1, multipart_upload_id="mp-1"
+    )
     assert result.status == FileStatus.EXPIRED
-    assert stubs.calls["delete_object"] == 1 and stubs.calls["verify_object"] == 0
+    assert stubs.calls["discard_upload"] == 1 and stubs.calls["verify_object"] == 0
+    assert stubs.discarded[0].multipart_upload_id == "mp-1"
     assert stubs.commits[0].status == FileStatus.EXPIRED
     assert stubs.commits[0].stages["verify"].status == StageStatus.SKIPPED
 
@@ -274,7 +285,7 @@ async def test_ingest_cancel_ends_cancelled(env: WorkflowEnvironment) -> None:
         await handle.signal(IngestWorkflow.cancel)
         result = await handle.result()
     assert result.status == FileStatus.CANCELLED
-    assert stubs.commits[0].status == FileStatus.CANCELLED and stubs.calls["delete_object"] == 1
+    assert stubs.commits[0].status == FileStatus.CANCELLED and stubs.calls["discard_upload"] == 1
 
 
 async def test_ingest_verify_mismatch_fails_with_reason(env: WorkflowEnvironment) -> None:
