@@ -1,0 +1,67 @@
+"""Conveyor's Python client: resumable parallel uploads, files, search.
+
+Example:
+    >>> from conveyor_client import Client
+    >>> with Client("http://127.0.0.1:8000", "cvk_...") as client:
+    ...     file = client.upload("big.iso", progress=print, wait=True)
+"""
+
+from conveyor_client._client import Client
+from conveyor_client._exceptions import (
+    APIError,
+    AuthenticationError,
+    ConflictError,
+    ConveyorError,
+    GoneError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    ServerError,
+    StoreError,
+    TransportError,
+    UploadPaused,
+    ValidationError,
+    WaitTimeout,
+)
+from conveyor_client._models import (
+    TERMINAL_STATUSES,
+    File,
+    Stage,
+    Thumbnail,
+    Upload,
+    UploadPart,
+    UploadProgress,
+)
+from conveyor_client._progress import ProgressCallback
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "Client",
+    "ConflictError",
+    "ConveyorError",
+    "File",
+    "GoneError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "ProgressCallback",
+    "ServerError",
+    "Stage",
+    "StoreError",
+    "TERMINAL_STATUSES",
+    "Thumbnail",
+    "TransportError",
+    "Upload",
+    "UploadPart",
+    "UploadPaused",
+    "UploadProgress",
+    "ValidationError",
+    "WaitTimeout",
+]
+
+# Let the exported names report this package as their home, as httpx does.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = "conveyor_client"

@@ -1,0 +1,506 @@
+"""The Conveyor client: uploads (single PUT or resumable parallel multipart), files, search."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import mimetypes
+import os
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+import httpx
+
+from conveyor_client._exceptions import (
+    ConveyorError,
+    NotFoundError,
+    StoreError,
+    UploadPaused,
+    ValidationError,
+    WaitTimeout,
+    store_error,
+    transport_error,
+)
+from conveyor_client._http import API, USER_AGENT, retrying
+from conveyor_client._models import File, Upload, UploadProgress
+from conveyor_client._multipart import MultipartSender, _Stopped
+from conveyor_client._progress import ProgressCallback, ProgressCounter
+from conveyor_client._source import Source
+from conveyor_client._state import StateStore, UploadState, default_state_dir, state_key
+
+DEFAULT_TIMEOUT = 60.0
+RESUMABLE_STATUSES = frozenset({"awaiting_upload"})
+COMPLETED_STATUSES = frozenset({"processing", "ready", "quarantined"})
+_RETRY_COMPLETE_CODES = frozenset({"missing_parts", "etag_mismatch"})
+
+
+class Client:
+    """A client of one Conveyor API with one API key.
+
+    Example:
+        >>> with Client("http://127.0.0.1:8000", key) as client:
+        ...     file = client.upload("scan.pdf", wait=True)
+        ...     print(file.status)
+
+    Args:
+        api_url: The API's base URL, e.g. ``http://127.0.0.1:8000``.
+        api_key: A key from ``conveyor keys create``.
+        timeout: Seconds to wait for a connection or for any read or write to progress.
+        part_concurrency: How many multipart parts are sent at once.
+        part_retries: Attempts per part (and per single PUT) before giving up.
+        state_dir: Where resume state is kept (default ``~/.cache/conveyor/uploads``, or
+            ``$CONVEYOR_CLIENT_STATE_DIR``).
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        api_key: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        part_concurrency: int = 4,
+        part_retries: int = 8,
+        state_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if part_concurrency < 1:
+            raise ValueError("part_concurrency must be at least 1")
+        self.api_url = api_url.rstrip("/")
+        self.part_concurrency = part_concurrency
+        self.part_retries = part_retries
+        self._api = API(self.api_url, api_key, timeout)
+        # The store gets no Authorization header: pre-signed URLs carry their own signature.
+        self._store = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            limits=httpx.Limits(max_connections=part_concurrency + 2),
+            headers={"User-Agent": USER_AGENT},
+        )
+        directory = Path(state_dir).expanduser() if state_dir is not None else None
+        self._states = StateStore(directory or default_state_dir())
+        self.last_part_puts = 0
+        """Part PUT attempts of the most recent multipart upload (held parts are not sent)."""
+        self.last_parts_skipped = 0
+        """Parts of the most recent multipart upload found held by the store on resume."""
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Closes the client's connections."""
+        self._api.close()
+        self._store.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- uploads --------------------------------------------------------------------------
+
+    def upload(
+        self,
+        file: str | os.PathLike[str] | BinaryIO,
+        *,
+        filename: str | None = None,
+        content_type: str | None = None,
+        visibility: str = "private",
+        sha256: str | None = None,
+        progress: ProgressCallback | None = None,
+        wait: bool = False,
+        wait_timeout: float = 600.0,
+        stop: threading.Event | None = None,
+    ) -> File:
+        """Uploads a file and returns it as the API shows it afterwards.
+
+        A file the server asks to send in parts is sent by ``part_concurrency`` threads, each
+        part signed with its own SHA-256 so the store refuses corrupted bytes. Uploading the
+        same path again after an interruption resumes it: the parts the store holds are not
+        sent again.
+
+        Args:
+            file: A path, or a binary file object (read from its current position; only paths
+                can be resumed).
+            filename: The name to declare; defaults to the path's or file object's name.
+            content_type: Defaults to a guess from the name, else application/octet-stream.
+            visibility: ``private`` or ``public``.
+            sha256: The file's hex SHA-256 if known; computed by reading the file otherwise.
+            progress: Called as ``progress(bytes_done, bytes_total)`` as bytes reach the store.
+            wait: Wait for a terminal status (see `wait_until_ready`) before returning.
+            wait_timeout: Seconds to wait when ``wait`` is true.
+            stop: Setting this event pauses the upload after its in-flight parts.
+
+        Returns:
+            The file; with ``wait``, in a terminal status (check ``file.status``).
+
+        Raises:
+            UploadPaused: ``stop`` was set or Ctrl-C was pressed; the state is kept.
+            ConveyorError: The API or the store refused the upload, or the link failed
+                beyond the retries (a multipart upload's state is kept; run it again).
+        """
+        with Source(file) as source:
+            name = filename or source.name
+            ctype = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+            counter = ProgressCounter(source.size, progress)
+            key = None
+            if source.path is not None:
+                key = state_key(source.path, source.size, source.mtime_ns, self.api_url)
+            file_id = self._resume(source, key, counter, stop) if key is not None else None
+            if file_id is None:
+                file_id = self._upload_fresh(
+                    source, key, name, ctype, visibility, sha256, counter, stop
+                )
+        if wait:
+            return self.wait_until_ready(file_id, timeout=wait_timeout)
+        return self.get_file(file_id)
+
+    def _upload_fresh(
+        self,
+        source: Source,
+        key: str | None,
+        name: str,
+        content_type: str,
+        visibility: str,
+        sha256: str | None,
+        counter: ProgressCounter,
+        stop: threading.Event | None,
+    ) -> str:
+        digest = sha256.lower() if sha256 else self._hash(source, counter, stop)
+        created: dict[str, Any] = self._api.json(
+            "POST",
+            "/v1/uploads",
+            json={
+                "filename": name,
+                "size": source.size,
+                "content_type": content_type,
+                "sha256": digest,
+                "visibility": visibility,
+            },
+        )
+        file_id = str(created["file_id"])
+        method = created["method"]
+        if method == "DEDUPLICATED":
+            counter.add(source.size)
+        elif method == "PUT":
+            self._put_single(source, created, counter)
+        elif method == "MULTIPART":
+            state = UploadState(
+                api_url=self.api_url,
+                path=str(source.path or ""),
+                size=source.size,
+                mtime_ns=source.mtime_ns,
+                upload_id=str(created["upload_id"]),
+                file_id=file_id,
+                part_size=int(created["part_size"]),
+                part_count=int(created["part_count"]),
+                sha256=digest,
+            )
+            if key is not None:
+                self._states.save(key, state)
+            self._multipart(source, state, key, {}, counter, stop)
+        else:
+            raise ConveyorError("unknown_method", f"The API asked for upload method {method!r}.")
+        return file_id
+
+    def _hash(self, source: Source, counter: ProgressCounter, stop: threading.Event | None) -> str:
+        digest = hashlib.sha256()
+        try:
+            for chunk in source.chunks(0, source.size):
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt
+                digest.update(chunk)
+        except KeyboardInterrupt:
+            raise UploadPaused(UploadProgress(None, None, 0, source.size, 0, 0)) from None
+        return digest.hexdigest()
+
+    def _put_single(
+        self, source: Source, created: dict[str, Any], counter: ProgressCounter
+    ) -> None:
+        def body() -> Iterator[bytes]:
+            for chunk in source.chunks(0, source.size):
+                yield chunk
+                counter.add(len(chunk))
+
+        try:
+            for attempt in retrying(self.part_retries):
+                with attempt:
+                    counter.add(-counter.done)
+                    try:
+                        response = self._store.put(
+                            created["url"], content=body(), headers=created["headers"]
+                        )
+                    except httpx.TransportError as e:
+                        raise transport_error(e, "PUT the file") from e
+                    if response.status_code == 403:  # an expired URL is not retried
+                        raise StoreError("url_refused", store_error(403, response.text).message)
+                    if response.status_code != 200:
+                        raise store_error(response.status_code, response.text)
+        except KeyboardInterrupt:
+            # A single PUT cannot resume: cancel it so the file does not wait to expire.
+            with contextlib.suppress(ConveyorError):
+                self.cancel_upload(str(created["upload_id"]))
+            progress = UploadProgress(
+                str(created["upload_id"]), str(created["file_id"]), 0, source.size
+            )
+            raise UploadPaused(progress) from None
+
+    def _resume(
+        self,
+        source: Source,
+        key: str,
+        counter: ProgressCounter,
+        stop: threading.Event | None,
+    ) -> str | None:
+        """Resumes the saved upload of this file; None when there is nothing to resume."""
+        state = self._states.load(key)
+        if state is None or state.api_url != self.api_url or state.size != source.size:
+            return None
+        try:
+            upload = self.get_upload(state.upload_id)
+        except NotFoundError:
+            self._states.remove(key)
+            return None
+        if upload.status in COMPLETED_STATUSES:
+            self._states.remove(key)  # completed before the state could be removed
+            counter.add(source.size)
+            return upload.file_id
+        expired = upload.expires_at is not None and upload.expires_at <= datetime.now(UTC)
+        if upload.status not in RESUMABLE_STATUSES or upload.method != "MULTIPART" or expired:
+            self._states.remove(key)
+            return None
+        if upload.part_size is not None and upload.part_size != state.part_size:
+            self._states.remove(key)
+            return None
+        self._multipart(source, state, key, _held(upload, state), counter, stop)
+        return upload.file_id
+
+    def _multipart(
+        self,
+        source: Source,
+        state: UploadState,
+        key: str | None,
+        held: dict[int, str],
+        counter: ProgressCounter,
+        stop: threading.Event | None,
+    ) -> None:
+        sender = MultipartSender(
+            api=self._api,
+            store=self._store,
+            source=source,
+            state=state,
+            states=self._states,
+            state_key=key,
+            concurrency=self.part_concurrency,
+            attempts=self.part_retries,
+            progress=counter,
+            stop=threading.Event(),
+            external_stop=stop,
+        )
+        skipped = 0
+        try:
+            for round_ in range(2):
+                adopted = sender.adopt_held(held)
+                skipped = skipped or adopted
+                try:
+                    sender.send_missing()
+                except _Stopped:
+                    raise KeyboardInterrupt from None
+                try:
+                    self._api.request(
+                        "POST",
+                        f"/v1/uploads/{state.upload_id}/complete",
+                        json={"parts": sender.completion()},
+                    )
+                    break
+                except ValidationError as e:
+                    # The store lost a part the state counted (or holds another): sync, resend.
+                    if round_ or e.code not in _RETRY_COMPLETE_CODES:
+                        raise
+                    held = _held(self.get_upload(state.upload_id), state)
+                    counter.add(-counter.done)
+        except KeyboardInterrupt:
+            done = len(state.parts)
+            progress = UploadProgress(
+                state.upload_id,
+                state.file_id,
+                counter.done,
+                state.size,
+                done,
+                state.part_count,
+                skipped,
+            )
+            raise UploadPaused(progress) from None
+        finally:
+            self.last_part_puts = sender.puts
+            self.last_parts_skipped = skipped
+        if key is not None:
+            self._states.remove(key)
+
+    def get_upload(self, upload_id: str) -> Upload:
+        """An upload's state, with the parts the store already holds.
+
+        Raises:
+            NotFoundError: No such upload for this key's tenant.
+        """
+        return Upload.from_json(self._api.json("GET", f"/v1/uploads/{upload_id}"))
+
+    def cancel_upload(self, upload_id: str) -> None:
+        """Aborts an upload; its file ends ``cancelled``. Forgets any resume state for it.
+
+        Raises:
+            NotFoundError: No such upload for this key's tenant.
+        """
+        self._api.request("DELETE", f"/v1/uploads/{upload_id}")
+        for path in self._states.directory.glob("*.json"):
+            state = self._states.load(path.stem)
+            if state is not None and state.upload_id == upload_id:
+                self._states.remove(path.stem)
+
+    # --- files ----------------------------------------------------------------------------
+
+    def get_file(self, file_id: str) -> File:
+        """A file's metadata and status.
+
+        Raises:
+            NotFoundError: No such file for this key's tenant (`GoneError` once deleted).
+        """
+        return File.from_json(self._api.json("GET", f"/v1/files/{file_id}"))
+
+    def wait_until_ready(
+        self, file_id: str, timeout: float = 600.0, *, interval: float = 0.25
+    ) -> File:
+        """Polls until the file reaches a terminal status and returns it, whatever that is.
+
+        Args:
+            file_id: The file.
+            timeout: Seconds before giving up.
+            interval: The first pause between polls; it grows to 2 s.
+
+        Raises:
+            WaitTimeout: The file was still not in a terminal status after ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            file = self.get_file(file_id)
+            if file.is_terminal:
+                return file
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    "wait_timeout", f"File {file_id} is still {file.status} after {timeout:g} s."
+                )
+            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+            interval = min(interval * 1.5, 2.0)
+
+    def download(
+        self,
+        file_id: str,
+        dest: str | os.PathLike[str],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> Path:
+        """Streams a ready file's bytes to ``dest`` (written whole or not at all).
+
+        Args:
+            file_id: The file.
+            dest: The path to write.
+            progress: Called as ``progress(bytes_done, bytes_total)``.
+
+        Returns:
+            The path written.
+
+        Raises:
+            ConflictError: The file is not ready.
+            PermissionDeniedError: The file is quarantined.
+        """
+        response = self._api.request("GET", f"/v1/files/{file_id}/content")
+        location = response.headers.get("location")
+        if response.status_code not in (301, 302, 303, 307, 308) or not location:
+            raise ConveyorError(
+                "invalid_response", "The API did not redirect to the content.", response.status_code
+            )
+        target = Path(dest)
+        partial = target.with_name(f".{target.name}.part")
+        try:
+            with self._store.stream("GET", location, follow_redirects=True) as stream:
+                if stream.status_code != 200:
+                    stream.read()
+                    raise store_error(stream.status_code, stream.text)
+                total = int(stream.headers.get("content-length") or 0)
+                counter = ProgressCounter(total, progress)
+                with open(partial, "wb") as out:
+                    for chunk in stream.iter_bytes(1024 * 1024):
+                        out.write(chunk)
+                        counter.add(len(chunk))
+            os.replace(partial, target)
+        except httpx.TransportError as e:
+            raise transport_error(e, f"download {file_id}") from e
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+        return target
+
+    def text(self, file_id: str) -> str:
+        """The OCR text of a ready file.
+
+        Raises:
+            NotFoundError: ``text_not_available`` when the file has no text.
+        """
+        return self._api.request("GET", f"/v1/files/{file_id}/text").text
+
+    def search(
+        self,
+        q: str | None = None,
+        *,
+        status: str | None = None,
+        content_type: str | None = None,
+        limit: int = 50,
+    ) -> Iterator[File]:
+        """The tenant's files, newest first, fetched page by page as the iterator advances.
+
+        Args:
+            q: Full-text search over names and OCR text.
+            status: Only files in this status.
+            content_type: Only this type, or a family such as ``image/*``.
+            limit: Files per page (1 to 100).
+        """
+        params: dict[str, Any] = {"limit": limit}
+        if q:
+            params["q"] = q
+        if status:
+            params["status"] = status
+        if content_type:
+            params["content_type"] = content_type
+        while True:
+            page: dict[str, Any] = self._api.json("GET", "/v1/files", params=params)
+            for item in page["files"]:
+                yield File.from_json(item)
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+            params["cursor"] = cursor
+
+    def delete(self, file_id: str) -> None:
+        """Deletes a file (its bytes go when no other file holds them).
+
+        Raises:
+            ConflictError: ``file_not_finished`` while the file is still processing.
+        """
+        self._api.request("DELETE", f"/v1/files/{file_id}")
+
+
+def _held(upload: Upload, state: UploadState) -> dict[int, str]:
+    """The parts the store holds whole (number → etag), per the server's own layout."""
+    held: dict[int, str] = {}
+    for part in upload.parts:
+        expected = min(state.part_size, state.size - (part.part_number - 1) * state.part_size)
+        if 1 <= part.part_number <= state.part_count and part.size == expected:
+            held[part.part_number] = part.etag
+    return held

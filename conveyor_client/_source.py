@@ -1,0 +1,123 @@
+"""What is uploaded: a path or a binary file object, read at offsets without loading it whole."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PartRange:
+    """Part `number` (1-based) is bytes [start, end) of the file."""
+
+    number: int
+    start: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        """The part's length in bytes."""
+        return self.end - self.start
+
+
+def part_ranges(size: int, part_size: int) -> list[PartRange]:
+    """Part i (1-based) is bytes [(i-1)*part_size, min(i*part_size, size)); at least one part."""
+    if part_size <= 0:
+        raise ValueError("part_size must be positive")
+    if size < 0:
+        raise ValueError("size must not be negative")
+    count = max(1, -(-size // part_size))
+    return [
+        PartRange(i, (i - 1) * part_size, min(i * part_size, size)) for i in range(1, count + 1)
+    ]
+
+
+def b64_digest(digest: bytes) -> str:
+    """A digest as the base64 text S3 checksum headers carry."""
+    return base64.b64encode(digest).decode("ascii")
+
+
+class Source:
+    """A file to upload; thread-safe reads at offsets (`os.pread` where there is a descriptor).
+
+    Attributes:
+        name: The file name to declare (basename of the path or of the object's `name`).
+        size: Its length in bytes, fixed when the source is opened.
+        path: The absolute path when it came from one (resume state is kept only then).
+        mtime_ns: The path's modification time, part of the resume key.
+    """
+
+    def __init__(self, target: str | os.PathLike[str] | BinaryIO) -> None:
+        self._owned = False
+        self._lock = threading.Lock()
+        self.path: Path | None = None
+        self.mtime_ns = 0
+        if isinstance(target, str | os.PathLike):
+            self.path = Path(target).expanduser().resolve()
+            self._file: BinaryIO = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+            self._owned = True
+            stat = os.fstat(self._file.fileno())
+            self.size = stat.st_size
+            self.mtime_ns = stat.st_mtime_ns
+            self.name = self.path.name
+        else:
+            self._file = target
+            self.name = os.path.basename(str(getattr(target, "name", "") or "")) or "upload.bin"
+            self._base = target.tell()
+            self.size = target.seek(0, io.SEEK_END) - self._base
+            target.seek(self._base)
+        self._fd = self._descriptor()
+
+    def _descriptor(self) -> int | None:
+        try:
+            return self._file.fileno()
+        except (OSError, AttributeError, io.UnsupportedOperation):
+            return None
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        """Reads up to `length` bytes at `offset` (relative to where the source started)."""
+        if self._fd is not None:
+            return os.pread(self._fd, length, self._offset(offset))
+        with self._lock:
+            self._file.seek(self._offset(offset))
+            return self._file.read(length)
+
+    def _offset(self, offset: int) -> int:
+        return offset + (0 if self._owned else self._base)
+
+    def chunks(self, start: int, end: int, chunk: int = CHUNK) -> Iterator[bytes]:
+        """Yields bytes [start, end) in chunks; raises if the file became shorter."""
+        position = start
+        while position < end:
+            data = self.read_at(position, min(chunk, end - position))
+            if not data:
+                raise OSError(f"{self.name} is shorter than when the upload started")
+            position += len(data)
+            yield data
+
+    def sha256(self, start: int = 0, end: int | None = None) -> bytes:
+        """The SHA-256 digest of bytes [start, end) (the whole file by default)."""
+        digest = hashlib.sha256()
+        for data in self.chunks(start, self.size if end is None else end):
+            digest.update(data)
+        return digest.digest()
+
+    def close(self) -> None:
+        """Closes the file if this source opened it."""
+        if self._owned:
+            self._file.close()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

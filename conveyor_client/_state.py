@@ -1,0 +1,119 @@
+"""Resume state: one small JSON file per multipart upload, keyed by the file and the API.
+
+The key is the file's absolute path, size and mtime_ns plus the API URL, so a changed file
+(or another server) never resumes someone else's upload. Writes are atomic (temp file, then
+rename), so a process killed mid-write leaves the previous state intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STATE_DIR = Path("~/.cache/conveyor/uploads")
+VERSION = 1
+
+
+def default_state_dir() -> Path:
+    """`$CONVEYOR_CLIENT_STATE_DIR`, else `~/.cache/conveyor/uploads` (honouring XDG_CACHE_HOME)."""
+    if env := os.environ.get("CONVEYOR_CLIENT_STATE_DIR"):
+        return Path(env).expanduser()
+    if xdg := os.environ.get("XDG_CACHE_HOME"):
+        return Path(xdg) / "conveyor" / "uploads"
+    return DEFAULT_STATE_DIR.expanduser()
+
+
+def state_key(path: Path, size: int, mtime_ns: int, api_url: str) -> str:
+    """The name of the state file for this file on this API."""
+    identity = json.dumps([str(path), size, mtime_ns, api_url.rstrip("/")])
+    return hashlib.sha256(identity.encode()).hexdigest()[:40]
+
+
+@dataclass
+class FinishedPart:
+    """A part the store acknowledged: its etag and base64 SHA-256."""
+
+    etag: str
+    sha256: str
+
+
+@dataclass
+class UploadState:
+    """What a resumed upload needs to know; saved after every finished part."""
+
+    api_url: str
+    path: str
+    size: int
+    mtime_ns: int
+    upload_id: str
+    file_id: str
+    part_size: int
+    part_count: int
+    sha256: str
+    parts: dict[int, FinishedPart] = field(default_factory=dict)
+    version: int = VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object stored on disk (part numbers become string keys)."""
+        data = asdict(self)
+        data["parts"] = {str(n): asdict(p) for n, p in sorted(self.parts.items())}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> UploadState:
+        """Reads a stored object; raises KeyError/TypeError/ValueError when malformed."""
+        if data.get("version") != VERSION:
+            raise ValueError(f"unknown state version {data.get('version')!r}")
+        parts = {int(n): FinishedPart(**p) for n, p in dict(data.get("parts") or {}).items()}
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k not in ("parts", "version")}
+        return cls(**fields, parts=parts)
+
+
+class StateStore:
+    """State files under one directory; thread-safe saves of one upload's state."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()
+
+    def path_for(self, key: str) -> Path:
+        """Where the state with this key lives."""
+        return self.directory / f"{key}.json"
+
+    def load(self, key: str) -> UploadState | None:
+        """The saved state, or None when there is none or it is unreadable."""
+        try:
+            data = json.loads(self.path_for(key).read_text())
+            return UploadState.from_json(data)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            # A damaged state only costs a fresh upload; never block the user on it.
+            return None
+
+    def save(self, key: str, state: UploadState) -> None:
+        """Writes the state atomically."""
+        with self._lock:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            text = json.dumps(state.to_json(), indent=1, sort_keys=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{key}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as out:
+                    out.write(text)
+                os.replace(tmp, self.path_for(key))
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+
+    def remove(self, key: str) -> None:
+        """Deletes the state (the upload completed or is gone)."""
+        with self._lock, contextlib.suppress(FileNotFoundError):
+            self.path_for(key).unlink()

@@ -1,0 +1,307 @@
+"""The client half of the `conveyor` command: upload, ls, info, get, rm.
+
+Exit codes scripts can rely on: 0 ok; 1 an uploaded file ended not ready (with --wait);
+2 usage; 3 authentication; 4 not found; 5 any other API or transport error; 130 paused.
+
+Every command takes `--api-url` and `--api-key` itself (so the commands work when mounted
+into another Typer app); run standalone, they may also be given before the command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from conveyor_client._client import Client
+from conveyor_client._exceptions import (
+    AuthenticationError,
+    ConveyorError,
+    NotFoundError,
+    UploadPaused,
+)
+from conveyor_client._models import File
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+EXIT_NOT_READY, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_ERROR, EXIT_PAUSED = 1, 2, 3, 4, 5, 130
+
+app = typer.Typer(
+    help="Conveyor client: upload, list, inspect, download and delete files.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ApiUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--api-url",
+        envvar="CONVEYOR_API_URL",
+        help=f"The API's base URL (default {DEFAULT_API_URL}).",
+        show_default=False,
+    ),
+]
+ApiKey = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="CONVEYOR_API_KEY", help="API key.", show_default=False),
+]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+@app.callback()
+def _global_options(ctx: typer.Context, api_url: ApiUrl = None, api_key: ApiKey = None) -> None:
+    ctx.obj = {"api_url": api_url, "api_key": api_key}
+
+
+def _client(ctx: typer.Context, api_url: str | None, api_key: str | None, **kw: Any) -> Client:
+    """Command-line value of the command, else the global option, else the environment."""
+    given = (ctx.obj if isinstance(ctx.obj, dict) else None) or {}
+
+    def pick(name: str, value: str | None) -> str | None:
+        source = ctx.get_parameter_source(name)
+        explicit = source is not None and source.name == "COMMANDLINE"
+        return value if explicit or not given.get(name) else given[name]
+
+    url = pick("api_url", api_url) or DEFAULT_API_URL
+    key = pick("api_key", api_key)
+    if not key:
+        err.print("No API key: pass --api-key or set CONVEYOR_API_KEY.")
+        raise typer.Exit(EXIT_AUTH)
+    return Client(url, key, **kw)
+
+
+@contextlib.contextmanager
+def _exit_codes() -> Iterator[None]:
+    """Maps the client's errors to the documented exit codes, with one line on stderr."""
+    try:
+        yield
+    except UploadPaused as e:
+        err.print(f"Paused ({e.progress.bytes_done} of {e.progress.bytes_total} bytes sent).")
+        err.print("Run the same command again to resume.")
+        raise typer.Exit(EXIT_PAUSED) from None
+    except KeyboardInterrupt:
+        err.print("Interrupted.")
+        raise typer.Exit(EXIT_PAUSED) from None
+    except AuthenticationError as e:
+        err.print(f"Authentication failed: {e.message}")
+        raise typer.Exit(EXIT_AUTH) from None
+    except NotFoundError as e:
+        err.print(f"Not found: {e.message}")
+        raise typer.Exit(EXIT_NOT_FOUND) from None
+    except ConveyorError as e:
+        err.print(f"Error: {e}")
+        raise typer.Exit(EXIT_ERROR) from None
+    except OSError as e:
+        err.print(f"Error: {e}")
+        raise typer.Exit(EXIT_ERROR) from None
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not enabled,
+    )
+
+
+@app.command("upload")
+def upload(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[Path],
+        typer.Argument(exists=True, dir_okay=False, readable=True, help="Files to upload."),
+    ],
+    public: Annotated[bool, typer.Option("--public", help="Serve through the CDN.")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for each file to finish processing.")
+    ] = False,
+    json_output: JsonOutput = False,
+    concurrency: Annotated[int, typer.Option(min=1, max=32, help="Parts sent at once.")] = 4,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Upload files (resumable: after Ctrl-C, run the same command again)."""
+    results: list[File] = []
+    with (
+        _exit_codes(),
+        _client(ctx, api_url, api_key, part_concurrency=concurrency) as client,
+        _progress(err.is_terminal and not json_output) as bars,
+    ):
+        sizes = [p.stat().st_size for p in paths]
+        total = bars.add_task("total", total=sum(sizes)) if len(paths) > 1 else None
+        for index, path in enumerate(paths):
+            task = bars.add_task(path.name, total=sizes[index])
+            results.append(
+                client.upload(
+                    path,
+                    visibility="public" if public else "private",
+                    progress=_reporter(bars, task, total, sum(sizes[:index])),
+                    wait=wait,
+                )
+            )
+    if json_output:
+        _echo_json([f.raw for f in results])
+    else:
+        for f in results:
+            out.print(f"{f.id}  {f.status:<11}  {f.filename}")
+    if wait and any(not f.is_ready for f in results):
+        raise typer.Exit(EXIT_NOT_READY)
+
+
+def _reporter(bars: Progress, task: TaskID, total: TaskID | None, before: int) -> Any:
+    def report(done: int, _size: int) -> None:
+        bars.update(task, completed=done)
+        if total is not None:
+            bars.update(total, completed=before + done)
+
+    return report
+
+
+@app.command("ls")
+def ls(
+    ctx: typer.Context,
+    query: Annotated[str | None, typer.Argument(help="Full-text search.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
+    content_type: Annotated[
+        str | None, typer.Option("--type", help="Only this type, or a family like image/*.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many files.")] = 50,
+    json_output: JsonOutput = False,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """List or search the files, newest first."""
+    with _exit_codes(), _client(ctx, api_url, api_key) as client:
+        found = client.search(
+            query, status=status, content_type=content_type, limit=min(limit, 100)
+        )
+        files = list(itertools.islice(found, limit))
+    if json_output:
+        _echo_json([f.raw for f in files])
+        return
+    table = Table("id", "status", "size", "type", "name", "created", box=None)
+    for f in files:
+        created = f.created_at.strftime("%Y-%m-%d %H:%M") if f.created_at else ""
+        table.add_row(f.id, f.status, _size(f.size), f.content_type, f.filename, created)
+    out.print(table)
+
+
+@app.command("info")
+def info(
+    ctx: typer.Context,
+    file_id: Annotated[str, typer.Argument(metavar="ID", help="The file id.")],
+    json_output: JsonOutput = False,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Show a file's metadata, status and processing stages."""
+    with _exit_codes(), _client(ctx, api_url, api_key) as client:
+        f = client.get_file(file_id)
+    if json_output:
+        _echo_json(f.raw)
+        return
+    rows = [
+        ("id", f.id),
+        ("name", f.filename),
+        ("size", f"{f.size} ({_size(f.size)})"),
+        ("type", f.content_type),
+        ("sha256", f.sha256 or ""),
+        ("visibility", f.visibility),
+        ("status", f.status + (f" ({f.status_detail})" if f.status_detail else "")),
+        ("created", f.created_at.isoformat() if f.created_at else ""),
+        ("ready", f.ready_at.isoformat() if f.ready_at else ""),
+    ]
+    if f.cdn_url:
+        rows.append(("cdn url", f.cdn_url))
+    for name, stage in f.stages.items():
+        took = f", {stage.duration_ms} ms" if stage.duration_ms is not None else ""
+        rows.append((f"stage {name}", f"{stage.status}{took}" + _detail(stage.detail)))
+    for thumb in f.thumbnails:
+        rows.append((f"thumbnail {thumb.size}", f"{thumb.width}x{thumb.height}"))
+    table = Table(show_header=False, box=None)
+    for name, value in rows:
+        table.add_row(name, value)
+    out.print(table)
+
+
+def _detail(detail: str | None) -> str:
+    return f": {detail}" if detail else ""
+
+
+@app.command("get")
+def get(
+    ctx: typer.Context,
+    file_id: Annotated[str, typer.Argument(metavar="ID", help="The file id.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Where to write (default: its name, here)."),
+    ] = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Download a ready file."""
+    with _exit_codes(), _client(ctx, api_url, api_key) as client:
+        if output is None or output.is_dir():
+            name = Path(client.get_file(file_id).filename).name
+            output = (output or Path.cwd()) / name
+        with _progress(err.is_terminal) as bars:
+            task = bars.add_task(output.name, total=None)
+            path = client.download(
+                file_id,
+                output,
+                progress=lambda done, size: bars.update(task, completed=done, total=size),
+            )
+    err.print(f"Wrote {path}")
+
+
+@app.command("rm")
+def rm(
+    ctx: typer.Context,
+    file_id: Annotated[str, typer.Argument(metavar="ID", help="The file id.")],
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Delete a file."""
+    with _exit_codes(), _client(ctx, api_url, api_key) as client:
+        client.delete(file_id)
+    err.print(f"Deleted {file_id}")
+
+
+if __name__ == "__main__":
+    app()
