@@ -4,7 +4,9 @@ ConveyorError(code, message, status)
 ├── Unauthorized             401 missing_api_key | invalid_api_key
 ├── Forbidden                403 file_quarantined
 ├── NotFound                 404 upload_not_found | file_not_found | text_not_available
-├── Conflict                 409 file_not_ready | file_not_finished
+├── BadRequest               400 invalid_parts | missing_parts | etag_mismatch | invalid_cursor
+├── Conflict                 409 file_not_ready | file_not_finished | upload_not_active |
+│                                not_multipart
 ├── Gone                     410 file_deleted
 ├── PayloadTooLarge          413 file_too_large
 └── ServiceUnavailable       503 dependency_unavailable (a dependency is down; retry later)
@@ -55,6 +57,11 @@ class Unauthorized(ConveyorError):
 class NotFound(ConveyorError):
     status = 404
     code = "not_found"
+
+
+class BadRequest(ConveyorError):
+    status = 400
+    code = "bad_request"
 
 
 class Forbidden(ConveyorError):

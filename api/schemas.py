@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from conveyor_core.types import FileStatus, StageStatus, Visibility
 
@@ -53,14 +53,87 @@ class UploadCreate(BaseModel):
 
 class UploadCreated(BaseModel):
     """`PUT`: send the bytes to `url` with exactly `headers` before `expires_at`.
+    `MULTIPART`: send `part_count` parts of `part_size` bytes (the last may be shorter) to
+    URLs from `POST /v1/uploads/{upload_id}/parts`, then complete before `expires_at`.
     `DEDUPLICATED`: the tenant already holds these bytes; nothing to send."""
 
     upload_id: uuid.UUID | None
     file_id: uuid.UUID
-    method: Literal["PUT", "DEDUPLICATED"]
+    method: Literal["PUT", "MULTIPART", "DEDUPLICATED"]
     url: str | None = None
     headers: dict[str, str] | None = None
+    part_size: int | None = None
+    part_count: int | None = None
     expires_at: datetime | None = None
+
+
+PartNumber = Annotated[int, Field(ge=1, le=10_000)]
+Base64Sha256 = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{43}=$")]
+
+
+class PartChecksum(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    part_number: PartNumber
+    sha256: Base64Sha256
+
+
+class PartsRequest(BaseModel):
+    """Either `part_numbers`, or `parts` with each part's base64 SHA-256 for the store to
+    verify; at most 100 parts per request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    part_numbers: Annotated[list[PartNumber] | None, Field(min_length=1, max_length=100)] = None
+    parts: Annotated[list[PartChecksum] | None, Field(min_length=1, max_length=100)] = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PartsRequest:
+        if (self.part_numbers is None) == (self.parts is None):
+            raise ValueError("send either part_numbers or parts")
+        return self
+
+    def checksums(self) -> dict[int, str | None]:
+        if self.parts is not None:
+            return {p.part_number: p.sha256 for p in self.parts}
+        return dict.fromkeys(self.part_numbers or [])
+
+
+class PartUrl(BaseModel):
+    part_number: int
+    url: str
+    headers: dict[str, str]
+
+
+class PartsPresigned(BaseModel):
+    parts: list[PartUrl]
+    expires_at: datetime
+
+
+class CompletedPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    part_number: PartNumber
+    etag: Annotated[str, Field(min_length=1, max_length=128)]
+    sha256: Base64Sha256 | None = None
+
+
+class CompleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parts: Annotated[list[CompletedPart], Field(min_length=1, max_length=10_000)]
+
+
+class HeldPart(BaseModel):
+    part_number: int
+    size: int
+    etag: str
+
+
+class UploadState(BaseModel):
+    upload_id: uuid.UUID
+    file_id: uuid.UUID
+    status: str
 
 
 class StagePublic(BaseModel):
@@ -104,6 +177,9 @@ class UploadPublic(BaseModel):
     method: str
     status: FileStatus
     expires_at: datetime
+    part_size: int | None = None
+    part_count: int | None = None
+    parts: list[HeldPart] = []  # MULTIPART: the parts the store already holds (for resume)
 
 
 class HealthPublic(BaseModel):

@@ -131,3 +131,27 @@ def presign_part(
         "upload_part", Params=params, ExpiresIn=expires_in, HttpMethod="PUT"
     )
     return PresignedPut(url=url, headers=headers)
+
+
+@dataclass(frozen=True)
+class StoredPart:
+    part_number: int
+    size: int
+    etag: str
+
+
+def list_parts(
+    client: S3Client, *, bucket: str, key: str, multipart_upload_id: str
+) -> list[StoredPart]:
+    """Every part the store holds for a multipart upload (all pages)."""
+    parts: list[StoredPart] = []
+    marker = 0
+    while True:
+        page = client.list_parts(
+            Bucket=bucket, Key=key, UploadId=multipart_upload_id, PartNumberMarker=marker
+        )
+        for part in page.get("Parts", []):
+            parts.append(StoredPart(part["PartNumber"], part["Size"], part["ETag"].strip('"')))
+        if not page.get("IsTruncated"):
+            return parts
+        marker = page["NextPartNumberMarker"]

@@ -21,8 +21,8 @@ from temporalio.service import RPCError
 
 from api.deps import AppState, SessionDep, StateDep, TenancyDep
 from api.errors import (
+    BadRequest,
     Conflict,
-    ConveyorError,
     Forbidden,
     Gone,
     NotFound,
@@ -36,8 +36,7 @@ from workflows.delete import DeleteFileWorkflow, delete_workflow_id
 from workflows.ingest import IngestWorkflow
 
 
-class InvalidCursor(ConveyorError):
-    status = 400
+class InvalidCursor(BadRequest):
     code = "invalid_cursor"
 
 

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, status
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,18 +14,40 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
 from api.deps import AppState, SessionDep, StateDep, TenancyDep
-from api.errors import NotFound, PayloadTooLarge, ServiceUnavailable, responses
+from api.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    responses,
+)
 from api.routes.files import file_public
-from api.schemas import UploadCreate, UploadCreated, UploadPublic
+from api.schemas import (
+    CompleteRequest,
+    HeldPart,
+    PartsPresigned,
+    PartsRequest,
+    PartUrl,
+    UploadCreate,
+    UploadCreated,
+    UploadPublic,
+    UploadState,
+)
 from conveyor_core.db.models import Blob, File, Upload
-from conveyor_core.objectstore import incoming_key, presign_put
+from conveyor_core.objectstore import (
+    PartLayout,
+    StoredPart,
+    incoming_key,
+    list_parts,
+    part_layout,
+    presign_part,
+    presign_put,
+)
 from conveyor_core.types import BlobStatus, FileStatus, IngestInput
 from workflows.ingest import IngestWorkflow, workflow_id_for
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
-
-# S3 caps a single PUT at 5 GiB; larger files need multipart.
-SINGLE_PUT_LIMIT = 5 * 1024**3
 
 
 @router.post(
@@ -37,9 +60,10 @@ async def create_upload(
     body: UploadCreate, state: StateDep, session: SessionDep, tenancy: TenancyDep
 ) -> UploadCreated:
     settings = state.settings
-    limit = min(settings.max_file_size, SINGLE_PUT_LIMIT)
-    if body.size > limit:
-        raise PayloadTooLarge(f"Files may be at most {limit} bytes; this one declares {body.size}.")
+    if body.size > settings.max_file_size:
+        raise PayloadTooLarge(
+            f"Files may be at most {settings.max_file_size} bytes; this one declares {body.size}."
+        )
 
     deduplicated = body.sha256 is not None and await _tenant_holds(
         session, tenancy.tenant_id, body.sha256, body.size
@@ -62,6 +86,12 @@ async def create_upload(
         )
     )
     await session.flush()
+    multipart = not deduplicated and body.size >= settings.multipart_threshold
+    layout = part_layout(body.size, settings.multipart_part_size) if multipart else None
+    multipart_upload_id = (
+        await _create_multipart(state, key, body.content_type) if multipart else None
+    )
+    upload_expires_at = datetime.now(UTC) + timedelta(seconds=settings.upload_expiry_seconds)
     if not deduplicated:
         session.add(
             Upload(
@@ -70,8 +100,11 @@ async def create_upload(
                 tenant_id=tenancy.tenant_id,
                 bucket=settings.bucket,
                 object_key=key,
-                method="PUT",
-                expires_at=datetime.now(UTC) + timedelta(seconds=settings.upload_expiry_seconds),
+                method="MULTIPART" if multipart else "PUT",
+                multipart_upload_id=multipart_upload_id,
+                part_size=layout.part_size if layout else None,
+                part_count=layout.part_count if layout else None,
+                expires_at=upload_expires_at,
             )
         )
         await session.flush()
@@ -92,11 +125,21 @@ async def create_upload(
         media_task_queue=settings.media_task_queue,
         thumbnail_sizes=list(settings.thumbnail_sizes),
         quarantine_bucket=settings.quarantine_bucket,
+        multipart_upload_id=multipart_upload_id,
     )
     await _start_ingest(state, session, ingest, workflow_id)
 
     if deduplicated:
         return UploadCreated(upload_id=None, file_id=file_id, method="DEDUPLICATED")
+    if layout is not None:
+        return UploadCreated(
+            upload_id=upload_id,
+            file_id=file_id,
+            method="MULTIPART",
+            part_size=layout.part_size,
+            part_count=layout.part_count,
+            expires_at=upload_expires_at,
+        )
     put = await asyncio.to_thread(
         presign_put,
         state.s3_presign,
@@ -160,21 +203,232 @@ async def _start_ingest(
 async def get_upload(
     upload_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
 ) -> UploadPublic:
-    row = (
-        await session.execute(
-            select(Upload, File)
-            .join(File, File.id == Upload.file_id)
-            .where(Upload.id == upload_id, Upload.tenant_id == tenancy.tenant_id)
-        )
-    ).first()
-    if row is None:
-        raise NotFound("No such upload.", code="upload_not_found")
-    upload, file = row
+    upload, file = await _owned_upload(session, upload_id, tenancy.tenant_id)
     current = await file_public(state, session, file)
+    held: list[StoredPart] = []
+    if upload.multipart_upload_id is not None and current.status == FileStatus.AWAITING_UPLOAD:
+        held = await _held_parts(state, upload) or []
     return UploadPublic(
         upload_id=upload.id,
         file_id=file.id,
         method=upload.method,
         status=current.status,
         expires_at=upload.expires_at,
+        part_size=upload.part_size,
+        part_count=upload.part_count,
+        parts=[HeldPart(part_number=p.part_number, size=p.size, etag=p.etag) for p in held],
     )
+
+
+@router.post(
+    "/{upload_id}/parts",
+    response_model=PartsPresigned,
+    responses=responses(NotFound, BadRequest, Conflict),
+)
+async def sign_parts(
+    upload_id: uuid.UUID,
+    body: PartsRequest,
+    state: StateDep,
+    session: SessionDep,
+    tenancy: TenancyDep,
+) -> PartsPresigned:
+    """Pre-signs parts on demand, each bound to its part number and length."""
+    upload, file = await _active_multipart(session, upload_id, tenancy.tenant_id)
+    assert upload.part_count is not None and upload.part_size is not None
+    wanted = body.checksums()
+    out_of_range = sorted(n for n in wanted if n > upload.part_count)
+    if out_of_range:
+        raise BadRequest(
+            f"This upload has parts 1 to {upload.part_count}; there is no part "
+            f"{_numbers(out_of_range)}.",
+            code="invalid_parts",
+        )
+    layout = PartLayout(part_size=upload.part_size, part_count=upload.part_count)
+    ttl = state.settings.upload_url_ttl_seconds
+
+    def sign() -> list[PartUrl]:
+        urls = []
+        for number, checksum in sorted(wanted.items()):
+            signed = presign_part(
+                state.s3_presign,
+                bucket=upload.bucket,
+                key=upload.object_key,
+                multipart_upload_id=upload.multipart_upload_id or "",
+                part_number=number,
+                length=layout.part_length(file.declared_size, number),
+                sha256_b64=checksum,
+                expires_in=ttl,
+            )
+            urls.append(PartUrl(part_number=number, url=signed.url, headers=signed.headers))
+        return urls
+
+    parts = await asyncio.to_thread(sign)
+    return PartsPresigned(parts=parts, expires_at=datetime.now(UTC) + timedelta(seconds=ttl))
+
+
+@router.post(
+    "/{upload_id}/complete",
+    response_model=UploadState,
+    responses=responses(NotFound, BadRequest, Conflict, ServiceUnavailable),
+)
+async def complete_upload(
+    upload_id: uuid.UUID,
+    body: CompleteRequest,
+    state: StateDep,
+    session: SessionDep,
+    tenancy: TenancyDep,
+) -> UploadState:
+    """Completes the multipart upload in the store once every part is there and matches."""
+    upload, file = await _active_multipart(session, upload_id, tenancy.tenant_id)
+    assert upload.part_count is not None
+    numbers = [p.part_number for p in body.parts]
+    expected = set(range(1, upload.part_count + 1))
+    duplicates = sorted({n for n in numbers if numbers.count(n) > 1})
+    if duplicates or not set(numbers) <= expected:
+        bad = duplicates or sorted(set(numbers) - expected)
+        raise BadRequest(
+            f"Parts must be numbered 1 to {upload.part_count}, each once; not {_numbers(bad)}.",
+            code="invalid_parts",
+        )
+    held = await _held_parts(state, upload)
+    if held is None:
+        raise Conflict("This upload is no longer open in the store.", code="upload_not_active")
+    held_by_number = {p.part_number: p for p in held}
+    missing = sorted(expected - set(numbers)) or sorted(expected - set(held_by_number))
+    if missing:
+        raise BadRequest(
+            f"Part {_numbers(missing)} {'is' if len(missing) == 1 else 'are'} missing: "
+            "upload and list every part before completing.",
+            code="missing_parts",
+        )
+    mismatched = sorted(
+        p.part_number for p in body.parts if p.etag.strip('"') != held_by_number[p.part_number].etag
+    )
+    if mismatched:
+        raise BadRequest(
+            f"The etag of part {_numbers(mismatched)} is not the one the store holds.",
+            code="etag_mismatch",
+        )
+    completed: list[dict[str, object]] = []
+    for part in sorted(body.parts, key=lambda p: p.part_number):
+        entry: dict[str, object] = {
+            "PartNumber": part.part_number,
+            "ETag": f'"{part.etag.strip(chr(34))}"',
+        }
+        if part.sha256 is not None:
+            entry["ChecksumSHA256"] = part.sha256
+        completed.append(entry)
+    try:
+        await asyncio.to_thread(
+            state.s3.complete_multipart_upload,
+            Bucket=upload.bucket,
+            Key=upload.object_key,
+            UploadId=upload.multipart_upload_id or "",
+            MultipartUpload={"Parts": completed},  # type: ignore[typeddict-item]
+        )
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code")
+        if code == "NoSuchUpload":
+            raise Conflict(
+                "This upload is no longer open in the store.", code="upload_not_active"
+            ) from e
+        if code in (
+            "InvalidPart",
+            "InvalidPartOrder",
+            "EntityTooSmall",
+            "BadDigest",
+            "InvalidRequest",
+        ):
+            raise BadRequest(
+                f"The store refused to complete the upload ({code}).", code="invalid_parts"
+            ) from e
+        raise ServiceUnavailable("The object store did not complete the upload.") from e
+    return UploadState(upload_id=upload.id, file_id=file.id, status=FileStatus.PROCESSING.value)
+
+
+@router.delete(
+    "/{upload_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UploadState,
+    responses=responses(NotFound, Conflict, ServiceUnavailable),
+)
+async def cancel_upload(
+    upload_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
+) -> UploadState:
+    """Aborts an upload: its workflow drops the parts or the object and ends `cancelled`."""
+    upload, file = await _owned_upload(session, upload_id, tenancy.tenant_id)
+    if file.status != FileStatus.AWAITING_UPLOAD.value:
+        raise Conflict(
+            f"This upload's file is {file.status}; only an upload still waiting for its bytes "
+            "can be cancelled.",
+            code="upload_not_active",
+        )
+    handle = state.temporal.get_workflow_handle_for(IngestWorkflow.run, file.workflow_id)
+    try:
+        await handle.signal(IngestWorkflow.cancel)
+    except RPCError as e:
+        raise ServiceUnavailable("The workflow engine is not reachable; try again shortly.") from e
+    return UploadState(upload_id=upload.id, file_id=file.id, status="cancelling")
+
+
+async def _owned_upload(
+    session: AsyncSession, upload_id: uuid.UUID, tenant_id: uuid.UUID
+) -> tuple[Upload, File]:
+    row = (
+        await session.execute(
+            select(Upload, File)
+            .join(File, File.id == Upload.file_id)
+            .where(Upload.id == upload_id, Upload.tenant_id == tenant_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("No such upload.", code="upload_not_found")
+    return row[0], row[1]
+
+
+async def _active_multipart(
+    session: AsyncSession, upload_id: uuid.UUID, tenant_id: uuid.UUID
+) -> tuple[Upload, File]:
+    upload, file = await _owned_upload(session, upload_id, tenant_id)
+    if upload.multipart_upload_id is None:
+        raise Conflict("This upload is a single PUT, not a multipart upload.", code="not_multipart")
+    if file.status != FileStatus.AWAITING_UPLOAD.value:
+        raise Conflict(
+            f"This upload's file is {file.status}: it takes no more parts.",
+            code="upload_not_active",
+        )
+    return upload, file
+
+
+async def _held_parts(state: AppState, upload: Upload) -> list[StoredPart] | None:
+    """The parts the store holds; None when the store no longer knows the upload."""
+    try:
+        return await asyncio.to_thread(
+            list_parts,
+            state.s3,
+            bucket=upload.bucket,
+            key=upload.object_key,
+            multipart_upload_id=upload.multipart_upload_id or "",
+        )
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") == "NoSuchUpload":
+            return None
+        raise ServiceUnavailable("The object store did not list the upload's parts.") from e
+
+
+async def _create_multipart(state: AppState, key: str, content_type: str) -> str:
+    try:
+        created = await asyncio.to_thread(
+            state.s3.create_multipart_upload,
+            Bucket=state.settings.bucket,
+            Key=key,
+            ContentType=content_type,
+        )
+    except (ClientError, BotoCoreError) as e:
+        raise ServiceUnavailable("The object store is not reachable; try again shortly.") from e
+    return created["UploadId"]
+
+
+def _numbers(numbers: list[int], shown: int = 10) -> str:
+    listed = ", ".join(str(n) for n in numbers[:shown])
+    return listed + (f" and {len(numbers) - shown} more" if len(numbers) > shown else "")

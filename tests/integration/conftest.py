@@ -38,7 +38,7 @@ def _test_settings(state_dir: Path) -> Settings:
         reconcile_after_seconds=8,
         upload_url_ttl_seconds=120,
         upload_expiry_seconds=3600,
-        scan_max_bytes=40 * 1024 * 1024,  # small enough for a test to go over it
+        scan_max_bytes=80 * 1024 * 1024,  # small enough for a test to go over it
         **consecutive_ports(21000 + 100 * slot),
     )
 
