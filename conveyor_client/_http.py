@@ -51,7 +51,7 @@ def retrying(
 
     return tenacity.Retrying(
         stop=stop,
-        wait=tenacity.wait_exponential_jitter(initial=0.5, max=max_wait),
+        wait=tenacity.wait_exponential(multiplier=0.5, max=max_wait) + tenacity.wait_random(0, 0.5),
         retry=tenacity.retry_if_exception(retry_on),
         sleep=sleep,
         reraise=True,

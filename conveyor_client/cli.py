@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -63,7 +64,8 @@ ApiKey = Annotated[
 ]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output is not cut to 80 columns: ids must survive whole for scripts.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 1000)
 err = Console(stderr=True, highlight=False)
 
 
@@ -216,6 +218,7 @@ def ls(
         _echo_json([f.raw for f in files])
         return
     table = Table("id", "status", "size", "type", "name", "created", box=None)
+    table.columns[0].no_wrap = True
     for f in files:
         created = f.created_at.strftime("%Y-%m-%d %H:%M") if f.created_at else ""
         table.add_row(f.id, f.status, _size(f.size), f.content_type, f.filename, created)

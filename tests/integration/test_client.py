@@ -1,0 +1,356 @@
+"""The Python client and the `conveyor` client commands against the real stack."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import string
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conveyor_client import (
+    Client,
+    GoneError,
+    NotFoundError,
+    UploadPaused,
+)
+from conveyor_client._exceptions import store_error
+from conveyor_client._source import b64_digest
+from conveyor_core.settings import Settings
+from tests.integration.uploads import sample_bytes
+
+pytestmark = pytest.mark.integration
+
+MIB = 1024 * 1024
+REPO = Path(__file__).resolve().parents[2]
+
+
+def word() -> str:
+    """A made-up word, so a search finds this test's file alone."""
+    return "".join(random.choices(string.ascii_lowercase, k=12))
+
+
+def random_file(directory: Path, size: int, name: str = "big.bin") -> Path:
+    path = directory / name
+    with open(path, "wb") as out:
+        for _ in range(size // MIB):
+            out.write(os.urandom(MIB))
+        out.write(os.urandom(size % MIB))
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(MIB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def client(stack: Settings, key_a: str, state_dir: Path) -> Iterator[Client]:
+    with Client(stack.api_url, key_a, state_dir=state_dir, part_concurrency=4) as c:
+        yield c
+
+
+def test_client_single_put_upload_ready_download_search_delete(
+    client: Client, tmp_path: Path
+) -> None:
+    marker = word()
+    path = tmp_path / f"note {marker}.txt"
+    path.write_bytes(sample_bytes(200_000))
+    seen: list[tuple[int, int]] = []
+
+    file = client.upload(path, wait=True, progress=lambda d, t: seen.append((d, t)))
+
+    assert file.status == "ready", file
+    assert file.content_type == "text/plain"
+    assert file.sha256 == sha256_of(path)
+    assert seen[-1] == (200_000, 200_000)
+    target = client.download(file.id, tmp_path / "copy.txt")
+    assert target.read_bytes() == path.read_bytes()
+    assert file.id in {f.id for f in client.search(marker, limit=1)}
+    client.delete(file.id)
+    with pytest.raises(GoneError):
+        client.get_file(file.id)
+
+
+def test_client_search_pages_through_next_cursor(client: Client, tmp_path: Path) -> None:
+    ids = set()
+    for i in range(3):
+        path = tmp_path / f"paged{i}.txt"
+        path.write_bytes(sample_bytes(1000))
+        ids.add(client.upload(path, content_type="text/plain").id)
+    listed = [f.id for f in client.search(limit=1)]
+    assert len(listed) == len(set(listed)) >= 3
+    assert ids <= set(listed)
+
+
+def test_client_multipart_upload_reaches_ready_with_its_sha256(
+    client: Client, tmp_path: Path, state_dir: Path
+) -> None:
+    path = random_file(tmp_path, 64 * MIB)
+    seen: list[int] = []
+
+    file = client.upload(path, wait=True, wait_timeout=180, progress=lambda d, t: seen.append(d))
+
+    assert file.status == "ready", file
+    assert file.sha256 == sha256_of(path)
+    assert file.size == 64 * MIB
+    assert seen[-1] == 64 * MIB
+    assert client.last_part_puts == 8  # 8 MiB parts, none sent twice
+    assert list(state_dir.glob("*.json")) == []  # the state goes once the upload completes
+
+
+def _stop_after(parts: int, part_size: int = 8 * MIB) -> tuple[threading.Event, Any]:
+    stop = threading.Event()
+
+    def progress(done: int, _total: int) -> None:
+        if done >= parts * part_size:
+            stop.set()
+
+    return stop, progress
+
+
+def test_client_paused_upload_resumes_without_resending_held_parts(
+    stack: Settings, key_a: str, tmp_path: Path, state_dir: Path
+) -> None:
+    path = random_file(tmp_path, 64 * MIB)
+    stop, progress = _stop_after(3)
+    with Client(stack.api_url, key_a, state_dir=state_dir, part_concurrency=2) as first:
+        with pytest.raises(UploadPaused) as paused:
+            first.upload(path, stop=stop, progress=progress)
+        assert list(state_dir.glob("*.json")), "the paused upload keeps its state"
+        upload_id = paused.value.progress.upload_id
+        assert upload_id is not None
+        held = {p.part_number for p in first.get_upload(upload_id).parts}
+        assert 3 <= len(held) < 8, held
+
+    with Client(stack.api_url, key_a, state_dir=state_dir) as second:
+        file = second.upload(path, wait=True, wait_timeout=180)
+        assert second.last_parts_skipped == len(held)
+        assert second.last_part_puts == 8 - len(held)
+    assert file.status == "ready", file
+    assert file.sha256 == sha256_of(path)
+    assert list(state_dir.glob("*.json")) == []
+
+
+_SLOW_UPLOADER = textwrap.dedent(
+    """
+    import sys, time
+    from conveyor_client import Client
+
+    api_url, key, state_dir, path = sys.argv[1:5]
+    with Client(api_url, key, state_dir=state_dir, part_concurrency=2) as client:
+        # A slow link: about 20 MiB/s, so the test can kill the process mid-upload.
+        client.upload(path, progress=lambda done, total: time.sleep(0.05))
+    """
+)
+
+
+def test_client_killed_mid_upload_resumes_and_finishes(
+    stack: Settings, key_a: str, tmp_path: Path, state_dir: Path
+) -> None:
+    path = random_file(tmp_path, 64 * MIB)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_UPLOADER, stack.api_url, key_a, str(state_dir), str(path)],
+        cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        state: dict[str, Any] = {}
+        while len(state.get("parts", {})) < 2:
+            assert process.poll() is None, "the upload ended before it could be killed"
+            assert time.monotonic() < deadline
+            files = list(state_dir.glob("*.json"))
+            if files:
+                try:
+                    state = json.loads(files[0].read_text())
+                except (OSError, ValueError):
+                    state = {}
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(30)
+
+    with Client(stack.api_url, key_a, state_dir=state_dir) as client:
+        held = client.get_upload(state["upload_id"]).parts
+        assert 2 <= len(held) < 8
+        file = client.upload(path, wait=True, wait_timeout=180)
+        assert client.last_parts_skipped == len(held)
+        assert client.last_part_puts == 8 - len(held)
+    assert file.status == "ready", file
+    assert file.sha256 == sha256_of(path)
+
+
+def test_client_cancel_upload_ends_the_file_cancelled(
+    client: Client, tmp_path: Path, state_dir: Path
+) -> None:
+    path = random_file(tmp_path, 40 * MIB)
+    stop, progress = _stop_after(1)
+    with pytest.raises(UploadPaused) as paused:
+        client.upload(path, stop=stop, progress=progress)
+    upload_id, file_id = paused.value.progress.upload_id, paused.value.progress.file_id
+    assert upload_id is not None and file_id is not None
+
+    client.cancel_upload(upload_id)
+
+    assert client.wait_until_ready(file_id, timeout=60).status == "cancelled"
+    assert list(state_dir.glob("*.json")) == []
+    with pytest.raises(NotFoundError):
+        client.cancel_upload(str(uuid.uuid4()))
+
+
+def test_store_refuses_a_corrupted_part(stack: Settings, key_a: str, tmp_path: Path) -> None:
+    path = random_file(tmp_path, 40 * MIB)
+    part_one = path.read_bytes()[: 8 * MIB]
+    auth = {"Authorization": f"Bearer {key_a}"}
+    with httpx.Client(base_url=stack.api_url, headers=auth, timeout=60) as api:
+        created = api.post(
+            "/v1/uploads",
+            json={
+                "filename": "corrupt.bin",
+                "size": 40 * MIB,
+                "content_type": "application/octet-stream",
+                "sha256": sha256_of(path),
+            },
+        ).json()
+        assert created["method"] == "MULTIPART", created
+        assert created["part_size"] == 8 * MIB
+        signed = api.post(
+            f"/v1/uploads/{created['upload_id']}/parts",
+            json={
+                "parts": [
+                    {"part_number": 1, "sha256": b64_digest(hashlib.sha256(part_one).digest())}
+                ]
+            },
+        )
+        assert signed.status_code == 200, signed.text
+        part = signed.json()["parts"][0]
+        assert "x-amz-checksum-sha256" in {k.lower() for k in part["headers"]}
+        corrupted = bytes([part_one[0] ^ 0xFF]) + part_one[1:]
+
+        refused = httpx.put(part["url"], content=corrupted, headers=part["headers"], timeout=60)
+
+        assert refused.status_code == 400, refused.text
+        assert store_error(refused.status_code, refused.text).code == "BadDigest"
+        assert api.get(f"/v1/uploads/{created['upload_id']}").json()["parts"] == []
+        accepted = httpx.put(part["url"], content=part_one, headers=part["headers"], timeout=60)
+        assert accepted.status_code == 200, accepted.text
+        assert api.delete(f"/v1/uploads/{created['upload_id']}").status_code == 202
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def cli(
+    stack: Settings, key: str, *args: str, state_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    env.update(CONVEYOR_API_URL=stack.api_url, CONVEYOR_API_KEY=key)
+    if state_dir is not None:
+        env["CONVEYOR_CLIENT_STATE_DIR"] = str(state_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor_client.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_upload_ls_get_rm_round_trip(stack: Settings, key_a: str, tmp_path: Path) -> None:
+    marker = word()
+    name = f"cli {marker}.txt"
+    path = tmp_path / name
+    path.write_bytes(sample_bytes(5000))
+
+    uploaded = cli(stack, key_a, "upload", str(path), "--wait", "--json")
+    assert uploaded.returncode == 0, uploaded.stderr
+    [file] = json.loads(uploaded.stdout)
+    assert file["status"] == "ready" and file["filename"] == name
+
+    listed = cli(stack, key_a, "ls", marker, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [f["id"] for f in json.loads(listed.stdout)] == [file["id"]]
+    assert name in cli(stack, key_a, "ls").stdout
+
+    shown = cli(stack, key_a, "info", file["id"], "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["sha256"] == sha256_of(path)
+
+    copy = tmp_path / "copy.txt"
+    got = cli(stack, key_a, "get", file["id"], "-o", str(copy))
+    assert got.returncode == 0, got.stderr
+    assert copy.read_bytes() == path.read_bytes()
+
+    removed = cli(stack, key_a, "rm", file["id"])
+    assert removed.returncode == 0, removed.stderr
+    assert cli(stack, key_a, "info", file["id"]).returncode == 4
+
+
+def test_cli_exit_codes_for_missing_file_bad_key_and_usage(stack: Settings, key_a: str) -> None:
+    missing = cli(stack, key_a, "info", str(uuid.uuid4()))
+    assert missing.returncode == 4, missing.stderr
+    assert "Not found" in missing.stderr
+    bad_key = cli(stack, "cvk_not_a_real_key", "ls")
+    assert bad_key.returncode == 3, bad_key.stderr
+    assert cli(stack, key_a, "upload", "/no/such/file").returncode == 2
+    unreachable = cli(stack, key_a, "--api-url", "http://127.0.0.1:9", "ls")
+    assert unreachable.returncode == 5, unreachable.stderr
+
+
+def test_cli_ctrl_c_pauses_and_the_same_command_resumes(
+    stack: Settings, key_a: str, tmp_path: Path, state_dir: Path
+) -> None:
+    path = random_file(tmp_path, 64 * MIB)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    env.update(
+        CONVEYOR_API_URL=stack.api_url,
+        CONVEYOR_API_KEY=key_a,
+        CONVEYOR_CLIENT_STATE_DIR=str(state_dir),
+    )
+    command = [sys.executable, "-m", "conveyor_client.cli", "upload", str(path), "--json"]
+    process = subprocess.Popen(
+        [*command, "--concurrency", "1"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(state_dir.glob("*.json")):  # the upload exists; its parts are under way
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "resume" in stderr
+    assert list(state_dir.glob("*.json"))
+
+    resumed = subprocess.run(
+        [*command, "--wait"], env=env, cwd=REPO, capture_output=True, text=True, timeout=240
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    [file] = json.loads(resumed.stdout)
+    assert file["status"] == "ready" and file["sha256"] == sha256_of(path)
