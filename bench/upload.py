@@ -1,0 +1,151 @@
+"""Upload benchmarks against a running stack (`make up`), medians of several runs:
+
+- throughput: the Conveyor SDK (pre-signed multipart, parts in parallel) vs boto3
+  `upload_file` straight to the same store, same file, same run;
+- the API's share: API process CPU seconds per GiB uploaded through the SDK;
+- memory: peak RSS of the API and of the worker (restarted first, so the high-water mark
+  is this file's) while a file goes through to a terminal status, for two sizes.
+
+    .venv/bin/python -m bench.upload [--size-mib 1024] [--runs 3] [--rss-mib 256 4096]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from boto3.s3.transfer import TransferConfig
+
+from conveyor_client import Client
+from conveyor_core.objectstore import make_s3_client
+from conveyor_core.settings import Settings, get_settings
+from workers.cli import create_key
+from workers.stack import manage
+
+MIB = 1024 * 1024
+
+
+def random_file(directory: Path, size: int) -> Path:
+    path = directory / f"bench-{size // MIB}MiB.bin"
+    with path.open("wb") as out:
+        remaining = size
+        while remaining:
+            chunk = min(remaining, 16 * MIB)
+            out.write(os.urandom(chunk))
+            remaining -= chunk
+    return path
+
+
+def program_pid(settings: Settings, program: str) -> int:
+    found = re.search(
+        rf"^{program}\s+RUNNING\s+pid (\d+)", manage.supervisorctl(settings, "status"), re.M
+    )
+    assert found, f"{program} is not running"
+    return int(found.group(1))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    found = re.search(r"VmHWM:\s+(\d+) kB", status)
+    assert found
+    return int(found.group(1)) / 1024
+
+
+def warm_up(settings: Settings, directory: Path) -> None:
+    """One small multipart upload first, so first-request costs (imports, connections)
+    are not counted against the API."""
+    small = random_file(directory, 40 * MIB)
+    key = create_key(settings, f"bench-warm-{time.time_ns()}")
+    with Client(settings.api_url, key, state_dir=tempfile.mkdtemp()) as client:
+        client.upload(small)
+    small.unlink()
+
+
+def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
+    size = path.stat().st_size
+    s3 = make_s3_client(settings)
+    boto_s: list[float] = []
+    sdk_s: list[float] = []
+    api_cpu: list[float] = []
+    api_pid = program_pid(settings, "api")
+    warm_up(settings, path.parent)
+    for run in range(runs):
+        started = time.perf_counter()
+        s3.upload_file(str(path), settings.bucket, f"bench/boto3-{run}", Config=TransferConfig())
+        boto_s.append(time.perf_counter() - started)
+        s3.delete_object(Bucket=settings.bucket, Key=f"bench/boto3-{run}")
+
+        # A tenant of its own per run: the same bytes would otherwise be DEDUPLICATED.
+        key = create_key(settings, f"bench-upload-{time.time_ns()}")
+        with Client(settings.api_url, key, state_dir=tempfile.mkdtemp()) as client:
+            cpu_before = cpu_seconds(api_pid)
+            started = time.perf_counter()
+            client.upload(path)
+            sdk_s.append(time.perf_counter() - started)
+            api_cpu.append(cpu_seconds(api_pid) - cpu_before)
+    gib = size / 1024**3
+    boto_mibs = size / MIB / statistics.median(boto_s)
+    sdk_mibs = size / MIB / statistics.median(sdk_s)
+    return {
+        "file_mib": size / MIB,
+        "boto3_upload_file_mib_s": round(boto_mibs, 1),
+        "sdk_mib_s": round(sdk_mibs, 1),
+        "sdk_vs_boto3": round(sdk_mibs / boto_mibs, 2),
+        "api_cpu_s_per_gib": round(statistics.median(api_cpu) / gib, 4),
+    }
+
+
+def peak_memory(settings: Settings, path: Path) -> dict[str, object]:
+    manage.supervisorctl(settings, "restart", "api", "worker")
+    time.sleep(3)
+    key = create_key(settings, f"bench-rss-{time.time_ns()}")
+    api_pid, worker_pid = program_pid(settings, "api"), program_pid(settings, "worker")
+    with Client(settings.api_url, key, state_dir=tempfile.mkdtemp()) as client:
+        started = time.perf_counter()
+        file = client.upload(path, wait=True, wait_timeout=1800)
+        elapsed = time.perf_counter() - started
+    return {
+        "file_mib": path.stat().st_size / MIB,
+        "status": file.status,
+        "status_detail": file.status_detail,
+        "upload_to_terminal_s": round(elapsed, 1),
+        "api_peak_rss_mib": round(peak_rss_mib(api_pid), 1),
+        "worker_peak_rss_mib": round(peak_rss_mib(worker_pid), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rss-mib", type=int, nargs="*", default=[256, 4096])
+    args = parser.parse_args()
+    settings = get_settings()
+    results: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(dir=settings.state_path) as scratch:
+        directory = Path(scratch)
+        path = random_file(directory, args.size_mib * MIB)
+        results["throughput"] = throughput(settings, path, args.runs)
+        path.unlink()
+        memory = []
+        for size in args.rss_mib:
+            path = random_file(directory, size * MIB)
+            memory.append(peak_memory(settings, path))
+            path.unlink()
+        results["memory"] = memory
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+from conveyor_core.objectstore import MIB, S3_MAX_PARTS, part_layout
+
+GIB = 1024 * MIB
+
+
+def test_small_multipart_uses_the_preferred_part_size() -> None:
+    layout = part_layout(64 * MIB, 8 * MIB)
+    assert (layout.part_size, layout.part_count) == (8 * MIB, 8)
+    assert layout.part_length(64 * MIB, 8) == 8 * MIB
+
+
+def test_last_part_is_the_remainder() -> None:
+    layout = part_layout(33 * MIB, 8 * MIB)
+    assert layout.part_count == 5
+    assert layout.part_length(33 * MIB, 5) == MIB
+    assert layout.part_length(33 * MIB, 6) == 0
+
+
+def test_huge_files_grow_the_part_size_to_stay_under_10000_parts() -> None:
+    for size in (80 * GIB, 500 * GIB, 5 * 1024 * GIB, 5 * 1024 * GIB - 1):
+        layout = part_layout(size, 8 * MIB)
+        assert layout.part_count <= S3_MAX_PARTS
+        assert layout.part_size % MIB == 0
+        assert (
+            (layout.part_count - 1) * layout.part_size
+            < size
+            <= layout.part_count * layout.part_size
+        )
+
+
+def test_parts_are_never_below_the_s3_minimum() -> None:
+    assert part_layout(100 * MIB, MIB).part_size == 5 * MIB
