@@ -65,3 +65,4 @@ for _name in __all__:
     _obj = globals()[_name]
     if isinstance(_obj, type):
         _obj.__module__ = "conveyor_client"
+del _name, _obj

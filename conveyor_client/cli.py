@@ -65,8 +65,9 @@ ApiKey = Annotated[
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 # Piped output is not cut to 80 columns: ids must survive whole for scripts.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 1000)
-err = Console(stderr=True, highlight=False)
+# File names and messages are shown as they are: no markup, no highlighting.
+out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 1000)
+err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.callback()
