@@ -7,12 +7,15 @@ from typing import Annotated
 import typer
 from sqlalchemy import select
 
+from conveyor_client.cli import app as client_app
 from conveyor_core.db.models import ApiKey, Tenant
 from conveyor_core.db.session import make_engine, make_session_factory, transaction
 from conveyor_core.keys import display_prefix, generate_api_key, hash_api_key
 from conveyor_core.settings import Settings, get_settings
 
 app = typer.Typer(help="Conveyor: workflow-orchestrated file ingestion.", no_args_is_help=True)
+# The client's commands (upload, ls, info, get, rm) share the one `conveyor` command.
+app.registered_commands += client_app.registered_commands
 stack_app = typer.Typer(help="The local stack (every server, under one supervisor).")
 keys_app = typer.Typer(help="API keys.")
 app.add_typer(stack_app, name="stack")
