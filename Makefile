@@ -27,6 +27,7 @@ bench: install
 	$(VENV)/python -m bench.stack_timings
 	$(VENV)/conveyor stack up
 	$(VENV)/python -m bench.put_to_ready
+	$(VENV)/python -m bench.upload
 	$(VENV)/python -m bench.scan
 	$(VENV)/python -m bench.thumbnails
 	$(VENV)/python -m bench.ocr
