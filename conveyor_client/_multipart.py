@@ -36,6 +36,11 @@ class _Stopped(Exception):
     """Internal: a worker noticed the stop request before taking another part."""
 
 
+# Parts signed per API call: fewer calls is less work for the API; each batch's checksums
+# are computed before its first part goes out.
+URL_BATCH = 32
+
+
 class PartUrls:
     """Hands out part URLs, asking the API for the next few parts at once when one is needed.
 
@@ -160,7 +165,9 @@ class MultipartSender:
         self.checksums = PartChecksums(
             source, {n: p.sha256 for n, p in state.parts.items() if p.sha256}
         )
-        self._urls = PartUrls(api, state.upload_id, self.checksums, 2 * self._concurrency)
+        self._urls = PartUrls(
+            api, state.upload_id, self.checksums, max(URL_BATCH, 2 * self._concurrency)
+        )
         self.puts = 0  # part PUT attempts made, for callers (and tests) that count them
 
     def adopt_held(self, held: dict[int, str]) -> int:

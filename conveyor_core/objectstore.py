@@ -96,11 +96,23 @@ class PartLayout:
         return max(0, min(self.part_size, size - start))
 
 
+# Large files get larger parts (up to 64 MiB) so that one file needs about 64 part URLs:
+# signing is most of the API's work per upload.
+TARGET_PART_COUNT = 64
+MAX_GROWN_PART_SIZE = 64 * MIB
+
+
 def part_layout(size: int, preferred_part_size: int) -> PartLayout:
-    """Parts of `preferred_part_size`, grown (in whole MiB) so no file needs more than
-    10,000 parts; never below S3's 5 MiB minimum."""
-    needed = -(-size // S3_MAX_PARTS)
-    part_size = max(preferred_part_size, S3_MIN_PART_SIZE, -(-needed // MIB) * MIB)
+    """Parts of `preferred_part_size`, grown (in whole MiB) towards about 64 parts per file
+    up to 64 MiB, and further when needed so no file needs more than 10,000 parts; never
+    below S3's 5 MiB minimum."""
+
+    def whole_mib(n: int) -> int:
+        return -(-n // MIB) * MIB
+
+    toward_target = min(whole_mib(-(-size // TARGET_PART_COUNT)), MAX_GROWN_PART_SIZE)
+    required = whole_mib(-(-size // S3_MAX_PARTS))
+    part_size = max(preferred_part_size, S3_MIN_PART_SIZE, toward_target, required)
     return PartLayout(part_size=part_size, part_count=max(1, -(-size // part_size)))
 
 

@@ -30,3 +30,9 @@ def test_huge_files_grow_the_part_size_to_stay_under_10000_parts() -> None:
 
 def test_parts_are_never_below_the_s3_minimum() -> None:
     assert part_layout(100 * MIB, MIB).part_size == 5 * MIB
+
+
+def test_large_files_grow_parts_towards_64_per_file() -> None:
+    assert part_layout(GIB, 8 * MIB).part_size == 16 * MIB
+    assert part_layout(4 * GIB, 8 * MIB).part_count == 64
+    assert part_layout(100 * GIB, 8 * MIB).part_size == 64 * MIB
