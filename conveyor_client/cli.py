@@ -102,7 +102,8 @@ def _exit_codes() -> Iterator[None]:
         err.print("Run the same command again to resume.")
         raise typer.Exit(EXIT_PAUSED) from None
     except KeyboardInterrupt:
-        err.print("Interrupted.")
+        # Between two steps of an upload: whatever the store already holds is kept.
+        err.print("Interrupted. Run the same command again to resume.")
         raise typer.Exit(EXIT_PAUSED) from None
     except AuthenticationError as e:
         err.print(f"Authentication failed: {e.message}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from typing import Any
 
 import httpx
@@ -68,14 +67,16 @@ async def test_image_gets_every_stage_and_is_found_by_its_text(
 
 
 async def test_pdf_text_on_page_two_is_searchable(api: httpx.AsyncClient, key_a: str) -> None:
-    word = f"zebra{uuid.uuid4().hex[:6]}"
-    content = samples.pdf_with_text_on_page_two(f"Quarterly {word} report")
+    # A plain word: OCR may misread random characters, and the search is per tenant anyway.
+    content = samples.pdf_with_text_on_page_two("Quarterly zebra report")
     file = await upload(api, key_a, content, content_type="application/pdf", filename="q.pdf")
     assert file["status"] == "ready"
     assert file["stages"]["ocr"]["detail"].startswith("eng, 2 page")
     assert file["stages"]["thumbnails"]["status"] == "succeeded"
-    found = await api.get("/v1/files", params={"q": word}, headers=auth(key_a))
-    assert [f["id"] for f in found.json()["files"]] == [file["id"]]
+    found = await api.get("/v1/files", params={"q": "zebra"}, headers=auth(key_a))
+    assert file["id"] in [f["id"] for f in found.json()["files"]]
+    not_on_page_one = await api.get("/v1/files", params={"q": "giraffe"}, headers=auth(key_a))
+    assert file["id"] not in [f["id"] for f in not_on_page_one.json()["files"]]
 
 
 async def test_eicar_bare_and_zipped_are_quarantined(
