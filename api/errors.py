@@ -20,11 +20,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from botocore.exceptions import BotoCoreError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +137,19 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, (f"http_{exc.status_code}", f"{str(exc.detail).rstrip('.')}.")
         )
         return error_response(exc.status_code, code, message)
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(BotoCoreError)
+    @app.exception_handler(RPCError)
+    async def _dependency(_: Request, exc: Exception) -> JSONResponse:
+        # A dependency being down is not a bug: say so, and let the client retry.
+        log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
+        return error_response(
+            503,
+            ServiceUnavailable.code,
+            "A service Conveyor depends on is unavailable; try again shortly.",
+            **{"Retry-After": "5"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

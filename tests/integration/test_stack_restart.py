@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import uuid
 
 import httpx
 
 from conveyor_core.settings import Settings
+from tests.helpers import assert_eventually
 from tests.integration.uploads import auth, declare, put, sample_bytes, wait_for_status
 from workers.stack import manage
 
@@ -40,3 +42,27 @@ async def test_state_survives_down_and_up(
     assert after["sha256"] == hashlib.sha256(later).hexdigest()
     kept = await api.get(f"/v1/files/{before['file_id']}", headers=auth(key_a))
     assert kept.json()["sha256"] == hashlib.sha256(content).hexdigest()
+
+
+async def test_a_dependency_down_is_a_503_not_a_500(
+    stack: Settings, api: httpx.AsyncClient, key_a: str
+) -> None:
+    manage.supervisorctl(stack, "stop", "postgres")
+    try:
+        response = await api.get(f"/v1/files/{uuid.uuid4()}", headers=auth(key_a))
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "dependency_unavailable"
+        assert response.headers["retry-after"] == "5"
+        ready = await api.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["postgres"] != "ok"
+    finally:
+        manage.supervisorctl(stack, "start", "postgres")
+
+    async def recovered() -> None:
+        assert (await api.get("/readyz")).status_code == 200
+
+    await assert_eventually(recovered, timeout=30)
+    content = sample_bytes(512)
+    created = await declare(api, key_a, content)
+    assert (await put(created, content)).status_code == 200
+    await wait_for_status(api, key_a, created["file_id"], "ready")
