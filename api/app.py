@@ -7,8 +7,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from api.deps import AppState
 from api.errors import install_error_handlers
@@ -23,7 +25,10 @@ def create_app(settings: Settings) -> FastAPI:
         engine = create_async_engine(settings.sqlalchemy_url, pool_pre_ping=True, pool_size=10)
         # lazy: the API starts (and answers /healthz) even while Temporal is still coming up.
         temporal = await Client.connect(
-            settings.temporal_target, namespace=settings.temporal_namespace, lazy=True
+            settings.temporal_target,
+            namespace=settings.temporal_namespace,
+            lazy=True,
+            interceptors=[TracingInterceptor()],
         )
         app.state.conveyor = AppState(
             settings=settings,
@@ -45,6 +50,9 @@ def create_app(settings: Settings) -> FastAPI:
         allow_headers=["Authorization", "Content-Type"],
     )
     install_error_handlers(app)
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="healthz,readyz", exclude_spans=["receive", "send"]
+    )
     app.include_router(health.router)
     app.include_router(uploads.router)
     app.include_router(files.router)

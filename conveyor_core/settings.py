@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     api_public_url: str | None = None
     cors_origins: list[str] = ["http://localhost:3000"]
     log_level: str = "info"
+    # Traces go over OTLP/HTTP when set (e.g. http://collector:4318/v1/traces); otherwise to
+    # the local span store under the state dir, read by `conveyor trace FILE_ID`.
+    otlp_traces_endpoint: str | None = None
 
     # Temporal
     temporal_port: int = 7233

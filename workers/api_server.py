@@ -7,10 +7,12 @@ import uvicorn
 from api.app import create_app
 from conveyor_core.settings import get_settings
 from observability.logging import configure_logging
+from observability.tracing import configure_tracing
 
 if __name__ == "__main__":
     settings = get_settings()
     configure_logging("api", settings.log_level)
+    configure_tracing(settings, "api")
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -70,6 +70,35 @@ def stack_status() -> None:
         typer.echo(f"{name:<12} {state}")
 
 
+@app.command("trace")
+def trace_file(
+    file_id: Annotated[str, typer.Argument(help="The file whose trace to show.")],
+    width: Annotated[int, typer.Option(help="Columns of the waterfall's bars.")] = 40,
+) -> None:
+    """Print a file's whole trace (API, workflow, every activity) as a waterfall, from the
+    local span store (`<state>/traces/`; with an OTLP endpoint set, use your tracing UI)."""
+    from observability.span_store import trace_of_file
+
+    spans = trace_of_file(get_settings().state_path / "traces", file_id)
+    if not spans:
+        typer.echo(f"No spans of file {file_id} (yet).", err=True)
+        raise typer.Exit(4)
+    start = min(s.start_ns for s in spans)
+    total = max(max(s.end_ns for s in spans) - start, 1)
+    typer.echo(f"trace {spans[0].trace_id}  {total / 1e6:.1f} ms  {len(spans)} spans")
+    for span in spans:
+        left = int((span.start_ns - start) / total * width)
+        bar = "#" * max(1, int((span.end_ns - span.start_ns) / total * width))
+        attempt = span.attributes.get("temporalActivityAttempt") or span.attributes.get("attempt")
+        notes = f" attempt {attempt}" if attempt else ""
+        if span.status == "ERROR":
+            notes += f" ERROR {span.error or ''}".rstrip()
+        typer.echo(
+            f"{(span.start_ns - start) / 1e6:9.1f} ms {span.duration_ms:9.1f} ms "
+            f"|{' ' * left}{bar:<{width - left}}| {span.service:<16} {span.name}{notes}"
+        )
+
+
 @app.command()
 def migrate() -> None:
     """Upgrade the database schema to the newest revision."""

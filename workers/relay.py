@@ -19,6 +19,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.service import RPCError, RPCStatusCode
 
 from conveyor_core.db.models import File, Upload
@@ -27,6 +28,7 @@ from conveyor_core.events import ObjectCreated, parse_s3_event
 from conveyor_core.settings import Settings, get_settings
 from conveyor_core.types import ObjectUploaded
 from observability.logging import configure_logging
+from observability.tracing import configure_tracing
 from workflows.ingest import IngestWorkflow
 
 log = logging.getLogger(__name__)
@@ -97,7 +99,11 @@ class Relay:
 
 
 async def main(settings: Settings) -> None:
-    temporal = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+    temporal = await Client.connect(
+        settings.temporal_target,
+        namespace=settings.temporal_namespace,
+        interceptors=[TracingInterceptor()],
+    )
     relay = Relay(temporal, make_session_factory(make_engine(settings)))
     nc = await nats.connect(settings.nats_servers, max_reconnect_attempts=-1)
     js = nc.jetstream()
@@ -135,4 +141,5 @@ async def main(settings: Settings) -> None:
 if __name__ == "__main__":
     settings = get_settings()
     configure_logging("relay", settings.log_level)
+    configure_tracing(settings, "relay")
     asyncio.run(main(settings))

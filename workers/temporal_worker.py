@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.worker import Worker
 
 from activities.dedup import DedupActivities
@@ -30,6 +31,7 @@ from conveyor_core.db.session import make_engine, make_session_factory
 from conveyor_core.objectstore import make_s3_client
 from conveyor_core.settings import Settings, get_settings
 from observability.logging import configure_logging
+from observability.tracing import configure_tracing
 from workflows.delete import DeleteFileWorkflow
 from workflows.ingest import IngestWorkflow
 
@@ -93,7 +95,11 @@ def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecut
 
 
 async def main(settings: Settings) -> None:
-    client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+    client = await Client.connect(
+        settings.temporal_target,
+        namespace=settings.temporal_namespace,
+        interceptors=[TracingInterceptor()],
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -110,4 +116,5 @@ async def main(settings: Settings) -> None:
 if __name__ == "__main__":
     settings = get_settings()
     configure_logging("worker", settings.log_level)
+    configure_tracing(settings, "worker")
     asyncio.run(main(settings))

@@ -45,6 +45,7 @@ from conveyor_core.objectstore import (
     presign_put,
 )
 from conveyor_core.types import BlobStatus, FileStatus, IngestInput
+from observability.tracing import tag_current_span
 from workflows.ingest import IngestWorkflow, workflow_id_for
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
@@ -69,6 +70,7 @@ async def create_upload(
         session, tenancy.tenant_id, body.sha256, body.size
     )
     file_id, upload_id = uuid.uuid4(), uuid.uuid4()
+    tag_current_span(file_id=str(file_id), tenant_id=str(tenancy.tenant_id))
     key = incoming_key(str(tenancy.tenant_id), str(upload_id))
     workflow_id = workflow_id_for(str(file_id))
     session.add(
