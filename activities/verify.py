@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from conveyor_core.types import VerifyInput, VerifyResult
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+log = logging.getLogger(__name__)
 CHUNK_SIZE = 1024 * 1024
 SNIFF_BYTES = 64 * 1024
 HEARTBEAT_EVERY_SECONDS = 5.0
@@ -57,6 +59,9 @@ class VerifyActivities:
         sha256 = digest.hexdigest()
         content_type = sniff_content_type(bytes(head))
         detail = _mismatch(inp, size, sha256)
+        log.info(
+            "verified %s: %d bytes, %s, %s", inp.key, size, content_type, detail or "as declared"
+        )
         return VerifyResult(
             ok=detail is None, detail=detail, sha256=sha256, size=size, content_type=content_type
         )

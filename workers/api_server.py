@@ -18,5 +18,6 @@ if __name__ == "__main__":
         host=settings.host,
         port=settings.api_port,
         log_level=settings.log_level,
+        log_config=None,  # uvicorn's records go through the JSON handler too
         proxy_headers=False,
     )

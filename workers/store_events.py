@@ -88,4 +88,5 @@ if __name__ == "__main__":
         host=settings.host,
         port=settings.adapter_port,
         log_level=settings.log_level,
+        log_config=None,
     )
