@@ -24,6 +24,7 @@ from conveyor_core.types import (
     ReleaseResult,
     StageState,
 )
+from observability.metrics import FILES_FINISHED
 
 NON_TERMINAL = (FileStatus.AWAITING_UPLOAD.value, FileStatus.PROCESSING.value)
 
@@ -72,6 +73,8 @@ class MetadataActivities:
             ).first()
             if changed is None:
                 _require_status(session, inp.file_id, inp.status)
+                return
+        FILES_FINISHED.labels(inp.status.value).inc()
 
     @activity.defn(name="release_blob")
     def release_blob(self, inp: ReleaseInput) -> ReleaseResult:

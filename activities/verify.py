@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from temporalio import activity
 
 from conveyor_core.types import VerifyInput, VerifyResult
+from observability.metrics import BYTES_VERIFIED
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -56,6 +57,7 @@ class VerifyActivities:
                     last_beat = time.monotonic()
         finally:
             body.close()
+        BYTES_VERIFIED.inc(size)
         sha256 = digest.hexdigest()
         content_type = sniff_content_type(bytes(head))
         detail = _mismatch(inp, size, sha256)

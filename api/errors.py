@@ -29,6 +29,8 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
+from observability.metrics import API_ERRORS
+
 log = logging.getLogger(__name__)
 
 
@@ -93,6 +95,7 @@ class ServiceUnavailable(ConveyorError):
 
 
 def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    API_ERRORS.labels(code).inc()
     body = ErrorBody(error=ErrorDetail(code=code, message=message))
     return JSONResponse(status_code=status, content=body.model_dump(), headers=headers or None)
 

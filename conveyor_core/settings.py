@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     # Traces go over OTLP/HTTP when set (e.g. http://collector:4318/v1/traces); otherwise to
     # the local span store under the state dir, read by `conveyor trace FILE_ID`.
     otlp_traces_endpoint: str | None = None
+    # Prometheus: the API serves /metrics itself; workers and the relay on these ports.
+    worker_metrics_port: int = 9464
+    worker_sdk_metrics_port: int = 9465  # the Temporal SDK's own metrics
+    relay_metrics_port: int = 9466
 
     # Temporal
     temporal_port: int = 7233

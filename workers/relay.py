@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import nats
 from nats.aio.msg import Msg
@@ -28,6 +29,7 @@ from conveyor_core.events import ObjectCreated, parse_s3_event
 from conveyor_core.settings import Settings, get_settings
 from conveyor_core.types import ObjectUploaded
 from observability.logging import configure_logging
+from observability.metrics import RELAY_EVENTS, RELAY_LAG, RELAY_REDELIVERIES, serve_metrics
 from observability.tracing import configure_tracing
 from workflows.ingest import IngestWorkflow
 
@@ -59,6 +61,8 @@ class Relay:
         self._sessions = sessions
 
     async def handle(self, msg: Msg) -> None:
+        if msg.metadata.num_delivered > 1:
+            RELAY_REDELIVERIES.inc()
         try:
             payload = json.loads(msg.data)
         except ValueError:
@@ -71,14 +75,19 @@ class Relay:
                 await self._signal(event)
         except Exception:
             log.exception("event not relayed; it will be redelivered")
+            RELAY_EVENTS.labels("failed").inc()
             await msg.nak(delay=REDELIVER_DELAY_SECONDS)
             return
         await msg.ack()
+        published = msg.metadata.timestamp
+        if published is not None:
+            RELAY_LAG.observe(max(0.0, (datetime.now(UTC) - published).total_seconds()))
 
     async def _signal(self, event: ObjectCreated) -> None:
         target = await asyncio.to_thread(resolve, self._sessions, event)
         if target is None:
             log.info("no upload waits for %s/%s; skipped", event.bucket, event.key)
+            RELAY_EVENTS.labels("unknown_object").inc()
             return
         handle = self._temporal.get_workflow_handle_for(IngestWorkflow.run, target.workflow_id)
         try:
@@ -96,6 +105,9 @@ class Relay:
             if e.status != RPCStatusCode.NOT_FOUND:
                 raise
             log.info("workflow %s is closed; event for it ignored", target.workflow_id)
+            RELAY_EVENTS.labels("workflow_closed").inc()
+            return
+        RELAY_EVENTS.labels("signalled").inc()
 
 
 async def main(settings: Settings) -> None:
@@ -105,6 +117,7 @@ async def main(settings: Settings) -> None:
         interceptors=[TracingInterceptor()],
     )
     relay = Relay(temporal, make_session_factory(make_engine(settings)))
+    serve_metrics(settings.relay_metrics_port, settings.host)
     nc = await nats.connect(settings.nats_servers, max_reconnect_attempts=-1)
     js = nc.jetstream()
     subscription = await js.pull_subscribe(

@@ -17,6 +17,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.dedup import DedupActivities
@@ -31,6 +32,7 @@ from conveyor_core.db.session import make_engine, make_session_factory
 from conveyor_core.objectstore import make_s3_client
 from conveyor_core.settings import Settings, get_settings
 from observability.logging import configure_logging
+from observability.metrics import ActivityMetricsInterceptor, serve_metrics
 from observability.tracing import configure_tracing
 from workflows.delete import DeleteFileWorkflow
 from workflows.ingest import IngestWorkflow
@@ -89,17 +91,27 @@ def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecut
                 activities=activities[queue],
                 activity_executor=executor,
                 max_concurrent_activities=settings.worker_max_concurrent_activities,
+                interceptors=[ActivityMetricsInterceptor()],
             )
         )
     return workers
 
 
 async def main(settings: Settings) -> None:
+    runtime = Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=f"{settings.host}:{settings.worker_sdk_metrics_port}"
+            )
+        )
+    )
     client = await Client.connect(
         settings.temporal_target,
         namespace=settings.temporal_namespace,
         interceptors=[TracingInterceptor()],
+        runtime=runtime,
     )
+    serve_metrics(settings.worker_metrics_port, settings.host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

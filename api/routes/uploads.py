@@ -45,6 +45,7 @@ from conveyor_core.objectstore import (
     presign_put,
 )
 from conveyor_core.types import BlobStatus, FileStatus, IngestInput
+from observability.metrics import BYTES_DECLARED, UPLOADS_CREATED
 from observability.tracing import tag_current_span
 from workflows.ingest import IngestWorkflow, workflow_id_for
 
@@ -130,6 +131,9 @@ async def create_upload(
         multipart_upload_id=multipart_upload_id,
     )
     await _start_ingest(state, session, ingest, workflow_id)
+    method = "DEDUPLICATED" if deduplicated else "MULTIPART" if multipart else "PUT"
+    UPLOADS_CREATED.labels(method).inc()
+    BYTES_DECLARED.inc(body.size)
 
     if deduplicated:
         return UploadCreated(upload_id=None, file_id=file_id, method="DEDUPLICATED")
