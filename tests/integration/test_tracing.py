@@ -28,7 +28,9 @@ async def test_one_trace_covers_the_request_the_workflow_and_every_activity(
 
     async def whole_trace() -> list[StoredSpan]:
         spans = trace_of_file(stack.state_path / "traces", created["file_id"])
-        [request] = [s for s in spans if s.name == "POST /v1/uploads"]
+        requests = [s for s in spans if s.name == "POST /v1/uploads"]
+        assert len(requests) == 1, [s.name for s in spans]  # spans are flushed every 0.5 s
+        request = requests[0]
         trace = [s for s in spans if s.trace_id == request.trace_id]
         names = {s.name for s in trace}
         for stage in STAGES:
