@@ -99,6 +99,29 @@ def trace_file(
         )
 
 
+@app.command("status")
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Each component (API, Postgres, Temporal, store, NATS, clamd, edge): up or down, with
+    its version. Exits 1 when any is down."""
+    import asyncio
+    import dataclasses
+    import json
+
+    from workers.status import component_statuses
+
+    statuses = asyncio.run(component_statuses(get_settings()))
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(s) for s in statuses], indent=2))
+    else:
+        for s in statuses:
+            state = "up" if s.up else "DOWN"
+            typer.echo(f"{s.name:<13} {state:<5} {s.version or s.detail or ''}")
+    if not all(s.up for s in statuses):
+        raise typer.Exit(1)
+
+
 @app.command()
 def migrate() -> None:
     """Upgrade the database schema to the newest revision."""

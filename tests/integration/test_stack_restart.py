@@ -6,7 +6,10 @@ Named to run after the other integration tests, since it restarts the shared sta
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import subprocess
+import sys
 import uuid
 
 import httpx
@@ -15,6 +18,7 @@ from conveyor_core.settings import Settings
 from tests.helpers import assert_eventually
 from tests.integration.uploads import auth, declare, put, sample_bytes, wait_for_status
 from workers.stack import manage
+from workers.stack.environment import settings_env
 
 
 async def test_state_survives_down_and_up(
@@ -66,3 +70,32 @@ async def test_a_dependency_down_is_a_503_not_a_500(
     created = await declare(api, key_a, content)
     assert (await put(created, content)).status_code == 200
     await wait_for_status(api, key_a, created["file_id"], "ready")
+
+
+def test_conveyor_status_names_each_component_and_what_is_down(stack: Settings) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    env.update(settings_env(stack))
+    command = [sys.executable, "-m", "workers.cli", "status", "--json"]
+    up = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert up.returncode == 0, up.stdout + up.stderr
+    components = {c["name"]: c for c in json.loads(up.stdout)}
+    assert set(components) == {
+        "api",
+        "postgres",
+        "temporal",
+        "object_store",
+        "nats",
+        "clamd",
+        "edge",
+    }
+    assert all(c["up"] and c["version"] for c in components.values()), components
+    assert components["clamd"]["version"].startswith("ClamAV")
+
+    manage.supervisorctl(stack, "stop", "clamd")
+    try:
+        down = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        manage.supervisorctl(stack, "start", "clamd")
+    assert down.returncode == 1
+    states = {c["name"]: c["up"] for c in json.loads(down.stdout)}
+    assert states["clamd"] is False and states["postgres"] is True
