@@ -123,12 +123,25 @@ def status(
 
 
 @app.command()
-def migrate() -> None:
-    """Upgrade the database schema to the newest revision."""
+def migrate(
+    with_store: Annotated[
+        bool, typer.Option("--with-store", help="Also create the buckets and the event stream.")
+    ] = False,
+) -> None:
+    """Upgrade the database schema to the newest revision (idempotent). With --with-store,
+    also create the buckets (private, public with anonymous read, quarantine) with CORS, and
+    the JetStream stream: what a deployment runs before starting the apps."""
     from conveyor_core.migrations import upgrade_head
 
-    upgrade_head(get_settings())
+    settings = get_settings()
+    upgrade_head(settings)
     typer.echo("database schema is current")
+    if with_store:
+        from workers.stack import provision
+
+        provision.create_buckets(settings)
+        provision.create_stream(settings)
+        typer.echo("buckets and event stream are in place")
 
 
 def create_key(settings: Settings, tenant_name: str) -> str:
