@@ -129,8 +129,8 @@ def migrate(
     ] = False,
 ) -> None:
     """Upgrade the database schema to the newest revision (idempotent). With --with-store,
-    also create the buckets (private, public with anonymous read, quarantine) with CORS, and
-    the JetStream stream: what a deployment runs before starting the apps."""
+    also create the buckets (private, public with anonymous read, quarantine) with CORS, the
+    JetStream stream and Temporal's search attributes: what a deployment runs first."""
     from conveyor_core.migrations import upgrade_head
 
     settings = get_settings()
@@ -141,7 +141,8 @@ def migrate(
 
         provision.create_buckets(settings)
         provision.create_stream(settings)
-        typer.echo("buckets and event stream are in place")
+        provision.create_search_attributes(settings)
+        typer.echo("buckets, event stream and Temporal search attributes are in place")
 
 
 def create_key(settings: Settings, tenant_name: str) -> str:

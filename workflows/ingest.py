@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyResult,
         Visibility,
     )
+    from workflows import search_attributes
 
 T = TypeVar("T")
 
@@ -155,7 +156,7 @@ class IngestWorkflow:
                 size=inp.declared_size,
                 content_type=inp.declared_content_type,
             )
-            self._progress.status = FileStatus.PROCESSING
+            self._set_status(FileStatus.PROCESSING)
             return await self._claim_and_process(inp, declared)
 
         if not await self._wait_for_object(inp, own):
@@ -173,7 +174,7 @@ class IngestWorkflow:
             )
             return await self._finish(inp, status, detail)
 
-        self._progress.status = FileStatus.PROCESSING
+        self._set_status(FileStatus.PROCESSING)
         verified = await self._verify(inp)
         if not verified.ok:
             await self._delete(own)
@@ -454,6 +455,12 @@ class IngestWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DATABASE_RETRY,
         )
-        self._progress.status = status
+        self._set_status(status)
         self._progress.detail = detail
         return IngestResult(status=status, detail=detail)
+
+    def _set_status(self, status: FileStatus) -> None:
+        self._progress.status = status
+        # Operators find uploads by status in the Temporal UI.
+        if workflow.info().typed_search_attributes.get(search_attributes.STATUS) is not None:
+            workflow.upsert_search_attributes([search_attributes.STATUS.value_set(status.value)])

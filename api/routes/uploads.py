@@ -10,7 +10,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, status
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.service import RPCError
 
 from api.deps import AppState, SessionDep, StateDep, TenancyDep
@@ -47,6 +52,7 @@ from conveyor_core.objectstore import (
 from conveyor_core.types import BlobStatus, FileStatus, IngestInput
 from observability.metrics import BYTES_DECLARED, UPLOADS_CREATED
 from observability.tracing import tag_current_span
+from workflows import search_attributes
 from workflows.ingest import IngestWorkflow, workflow_id_for
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
@@ -190,6 +196,9 @@ async def _start_ingest(
 ) -> None:
     # The workflow starts before the rows commit: a client can only upload (and so trigger
     # the workflow's work) after this answers, and a failed start leaves no row behind.
+    initial_status = (
+        FileStatus.PROCESSING if ingest.deduplicated else FileStatus.AWAITING_UPLOAD
+    ).value
     try:
         await state.temporal.start_workflow(
             IngestWorkflow.run,
@@ -198,6 +207,13 @@ async def _start_ingest(
             task_queue=state.settings.ingest_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(search_attributes.FILE_ID, ingest.file_id),
+                    SearchAttributePair(search_attributes.TENANT, ingest.tenant_id),
+                    SearchAttributePair(search_attributes.STATUS, initial_status),
+                ]
+            ),
         )
     except RPCError as e:
         await session.rollback()

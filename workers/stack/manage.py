@@ -60,6 +60,7 @@ def up(settings: Settings, *, timeout: float = 120.0) -> None:
     upgrade_head(settings)
     provision.create_buckets(settings)
     provision.create_stream(settings)
+    provision.create_search_attributes(settings)
 
     for program, state in supervisor.states().items():
         if program in APPS and state not in ("RUNNING", "STARTING", "BACKOFF"):

@@ -234,3 +234,35 @@ def _run_async(make: Callable[[], Awaitable[T]]) -> T:
     # Called from inside an event loop (an async test, say): run on a loop of our own.
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, main()).result()
+
+
+async def _ensure_search_attributes(settings: Settings) -> None:
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import (
+        AddSearchAttributesRequest,
+        ListSearchAttributesRequest,
+    )
+    from temporalio.client import Client
+
+    from workflows import search_attributes
+
+    client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=settings.temporal_namespace)
+    )
+    missing = {
+        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        for key in search_attributes.ALL
+        if key.name not in listed.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=settings.temporal_namespace, search_attributes=missing
+            )
+        )
+
+
+def create_search_attributes(settings: Settings) -> None:
+    """The custom search attributes the workflows set (idempotent)."""
+    _run_async(lambda: _ensure_search_attributes(settings))
