@@ -62,7 +62,7 @@ def thumbnails_json(thumbnails: list[Thumbnail]) -> list[dict[str, Any]]:
 def _attach_file(session: Session, file_id: uuid.UUID, blob: Blob) -> None:
     """The file references the blob from now on, so a delete of the blob's other files can
     no longer remove its bytes; its verified size and type are the blob's."""
-    session.execute(
+    attached = session.execute(
         update(File)
         .where(File.id == file_id)
         .values(
@@ -71,7 +71,12 @@ def _attach_file(session: Session, file_id: uuid.UUID, blob: Blob) -> None:
             content_type=blob.content_type,
             status=FileStatus.PROCESSING.value,
         )
-    )
+        .returning(File.id)
+    ).first()
+    if attached is None:
+        # A DEDUPLICATED file's workflow can get here before the API has committed the row
+        # (the API starts the workflow first): retry until it is there.
+        raise ApplicationError("the file's row is not committed yet", type="FileNotYetVisible")
 
 
 class DedupActivities:
