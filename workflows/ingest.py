@@ -462,5 +462,4 @@ class IngestWorkflow:
     def _set_status(self, status: FileStatus) -> None:
         self._progress.status = status
         # Operators find uploads by status in the Temporal UI.
-        if workflow.info().typed_search_attributes.get(search_attributes.STATUS) is not None:
-            workflow.upsert_search_attributes([search_attributes.STATUS.value_set(status.value)])
+        workflow.upsert_search_attributes([search_attributes.STATUS.value_set(status.value)])

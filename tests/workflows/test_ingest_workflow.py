@@ -53,6 +53,7 @@ from conveyor_core.types import (
     Visibility,
 )
 from tests.helpers import assert_eventually
+from workflows import search_attributes
 from workflows.ingest import IngestWorkflow
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
@@ -64,7 +65,9 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     binary = str(TEMPORAL_BIN) if TEMPORAL_BIN.exists() else shutil.which("temporal")
     assert binary, "temporal CLI not installed (bootstrap installs temporal-bin)"
     async with await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary, dev_server_extra_args=["--log-level", "error"]
+        dev_server_existing_path=binary,
+        dev_server_extra_args=["--log-level", "error"],
+        search_attributes=search_attributes.ALL,  # as `conveyor migrate --with-store` does
     ) as env:
         yield env
 
