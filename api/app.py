@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from cachetools import TTLCache
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -16,7 +17,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.routes import files, health, uploads
-from conveyor_core.objectstore import make_s3_client
+from conveyor_core.objectstore import PartSigner, make_s3_client
 from conveyor_core.settings import Settings
 
 
@@ -37,6 +38,8 @@ def create_app(settings: Settings) -> FastAPI:
             temporal=temporal,
             s3=make_s3_client(settings),
             s3_presign=make_s3_client(settings, public=True),
+            part_signer=PartSigner(settings),
+            known_keys=TTLCache(maxsize=10_000, ttl=settings.api_key_cache_seconds),
         )
         try:
             yield

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
+from cachetools import TTLCache
 from fastapi import Depends, Header, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,10 +16,17 @@ from temporalio.client import Client
 from api.errors import Unauthorized
 from conveyor_core.db.models import ApiKey, Tenant
 from conveyor_core.keys import hash_api_key
+from conveyor_core.objectstore import PartSigner
 from conveyor_core.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+@dataclass(frozen=True)
+class Tenancy:
+    tenant_id: uuid.UUID
+    tenant_name: str
 
 
 @dataclass
@@ -30,15 +38,13 @@ class AppState:
     temporal: Client
     s3: S3Client
     s3_presign: S3Client
+    part_signer: PartSigner
+    # key hash -> tenancy, for settings.api_key_cache_seconds; only valid keys are kept.
+    known_keys: TTLCache[str, Tenancy]
 
 
-@dataclass(frozen=True)
-class Tenancy:
-    tenant_id: uuid.UUID
-    tenant_name: str
-
-
-def get_state(request: Request) -> AppState:
+# async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.conveyor
     return state
 
@@ -46,7 +52,7 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_settings_dep(state: StateDep) -> Settings:
+async def get_settings_dep(state: StateDep) -> Settings:
     return state.settings
 
 
@@ -60,6 +66,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
 async def get_tenancy(
+    state: StateDep,
     session: SessionDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Tenancy:
@@ -72,16 +79,22 @@ async def get_tenancy(
         raise Unauthorized(
             "Send an API key as 'Authorization: Bearer <key>'.", code="missing_api_key"
         )
+    key_hash = hash_api_key(key.strip())
+    known = state.known_keys.get(key_hash)
+    if known is not None:
+        return known
     row = (
         await session.execute(
             select(Tenant.id, Tenant.name)
             .join(ApiKey, ApiKey.tenant_id == Tenant.id)
-            .where(ApiKey.key_hash == hash_api_key(key.strip()), ApiKey.revoked_at.is_(None))
+            .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
         )
     ).first()
     if row is None:
         raise Unauthorized("The API key is not valid.")
-    return Tenancy(tenant_id=row.id, tenant_name=row.name)
+    tenancy = Tenancy(tenant_id=row.id, tenant_name=row.name)
+    state.known_keys[key_hash] = tenancy
+    return tenancy
 
 
 TenancyDep = Annotated[Tenancy, Depends(get_tenancy)]

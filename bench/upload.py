@@ -2,7 +2,8 @@
 
 - throughput: the Conveyor SDK (pre-signed multipart, parts in parallel) vs boto3
   `upload_file` straight to the same store, same file, same run;
-- the API's share: API process CPU seconds per GiB uploaded through the SDK;
+- the API's share: API process CPU seconds per GiB uploaded through the SDK, as measured
+  and net of what the idle process burns over the same time (measured first, same run);
 - memory: peak RSS of the API and of the worker (restarted first, so the high-water mark
   is this file's) while a file goes through to a terminal status, for two sizes.
 
@@ -51,8 +52,22 @@ def program_pid(settings: Settings, program: str) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of every thread of the process, in nanoseconds from the scheduler (the
+    /proc/PID/stat tick counters move in 10 ms steps, too coarse for one upload)."""
+    total_ns = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total_ns += int((task / "schedstat").read_text().split()[0])
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return total_ns / 1e9
+
+
+def idle_cpu_per_second(pid: int, seconds: float = 15.0) -> float:
+    """What the API burns doing nothing (uvicorn's 10 Hz housekeeping tick, exporters)."""
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / seconds
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -78,8 +93,10 @@ def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
     boto_s: list[float] = []
     sdk_s: list[float] = []
     api_cpu: list[float] = []
+    api_net_cpu: list[float] = []
     api_pid = program_pid(settings, "api")
     warm_up(settings, path.parent)
+    idle_rate = idle_cpu_per_second(api_pid)
     for run in range(runs):
         started = time.perf_counter()
         s3.upload_file(str(path), settings.bucket, f"bench/boto3-{run}", Config=TransferConfig())
@@ -92,8 +109,11 @@ def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
             cpu_before = cpu_seconds(api_pid)
             started = time.perf_counter()
             client.upload(path)
-            sdk_s.append(time.perf_counter() - started)
-            api_cpu.append(cpu_seconds(api_pid) - cpu_before)
+            elapsed = time.perf_counter() - started
+            used = cpu_seconds(api_pid) - cpu_before
+            sdk_s.append(elapsed)
+            api_cpu.append(used)
+            api_net_cpu.append(used - idle_rate * elapsed)
     gib = size / 1024**3
     boto_mibs = size / MIB / statistics.median(boto_s)
     sdk_mibs = size / MIB / statistics.median(sdk_s)
@@ -103,6 +123,9 @@ def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
         "sdk_mib_s": round(sdk_mibs, 1),
         "sdk_vs_boto3": round(sdk_mibs / boto_mibs, 2),
         "api_cpu_s_per_gib": round(statistics.median(api_cpu) / gib, 4),
+        "api_idle_cpu_ms_per_s": round(idle_rate * 1000, 2),
+        "api_cpu_s_per_gib_net_of_idle": round(statistics.median(api_net_cpu) / gib, 4),
+        "api_cpu_ms_per_upload_net_of_idle": round(statistics.median(api_net_cpu) * 1000, 1),
     }
 
 
@@ -111,14 +134,23 @@ def peak_memory(settings: Settings, path: Path) -> dict[str, object]:
     time.sleep(3)
     key = create_key(settings, f"bench-rss-{time.time_ns()}")
     api_pid, worker_pid = program_pid(settings, "api"), program_pid(settings, "worker")
+    idle_rate = idle_cpu_per_second(api_pid, seconds=10)
     with Client(settings.api_url, key, state_dir=tempfile.mkdtemp()) as client:
         started = time.perf_counter()
-        file = client.upload(path, wait=True, wait_timeout=1800)
+        cpu_before = cpu_seconds(api_pid)
+        uploaded = client.upload(path)
+        upload_s = time.perf_counter() - started
+        api_cpu = cpu_seconds(api_pid) - cpu_before
+        file = client.wait_until_ready(uploaded.id, timeout=1800)
         elapsed = time.perf_counter() - started
+    gib = path.stat().st_size / 1024**3
     return {
         "file_mib": path.stat().st_size / MIB,
         "status": file.status,
         "status_detail": file.status_detail,
+        "upload_s": round(upload_s, 1),
+        "api_cpu_s_per_gib": round(api_cpu / gib, 4),
+        "api_cpu_s_per_gib_net_of_idle": round((api_cpu - idle_rate * upload_s) / gib, 4),
         "upload_to_terminal_s": round(elapsed, 1),
         "api_peak_rss_mib": round(peak_rss_mib(api_pid), 1),
         "worker_peak_rss_mib": round(peak_rss_mib(worker_pid), 1),

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     api_public_url: str | None = None
     cors_origins: list[str] = ["http://localhost:3000"]
     log_level: str = "info"
+    # A valid key's tenant is remembered this long per API process: the key lookup was a
+    # third of a small request's CPU. A revoked key stops working within this time.
+    api_key_cache_seconds: float = 5.0
     # Traces go over OTLP/HTTP when set (e.g. http://collector:4318/v1/traces); otherwise to
     # the local span store under the state dir, read by `conveyor trace FILE_ID`.
     otlp_traces_endpoint: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,6 +23,7 @@ from api.deps import AppState, SessionDep, StateDep, TenancyDep
 from api.errors import (
     BadRequest,
     Conflict,
+    ConveyorError,
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
@@ -29,6 +31,7 @@ from api.errors import (
 )
 from api.routes.files import file_public
 from api.schemas import (
+    CompletedPart,
     CompleteRequest,
     HeldPart,
     PartsPresigned,
@@ -46,7 +49,6 @@ from conveyor_core.objectstore import (
     incoming_key,
     list_parts,
     part_layout,
-    presign_part,
     presign_put,
 )
 from conveyor_core.types import BlobStatus, FileStatus, IngestInput
@@ -271,8 +273,7 @@ async def sign_parts(
     def sign() -> list[PartUrl]:
         urls = []
         for number, checksum in sorted(wanted.items()):
-            signed = presign_part(
-                state.s3_presign,
+            signed = state.part_signer.part(
                 bucket=upload.bucket,
                 key=upload.object_key,
                 multipart_upload_id=upload.multipart_upload_id or "",
@@ -305,32 +306,16 @@ async def complete_upload(
     assert upload.part_count is not None
     numbers = [p.part_number for p in body.parts]
     expected = set(range(1, upload.part_count + 1))
-    duplicates = sorted({n for n in numbers if numbers.count(n) > 1})
+    duplicates = sorted(n for n, seen in Counter(numbers).items() if seen > 1)
     if duplicates or not set(numbers) <= expected:
         bad = duplicates or sorted(set(numbers) - expected)
         raise BadRequest(
             f"Parts must be numbered 1 to {upload.part_count}, each once; not {_numbers(bad)}.",
             code="invalid_parts",
         )
-    held = await _held_parts(state, upload)
-    if held is None:
-        raise Conflict("This upload is no longer open in the store.", code="upload_not_active")
-    held_by_number = {p.part_number: p for p in held}
-    missing = sorted(expected - set(numbers)) or sorted(expected - set(held_by_number))
+    missing = sorted(expected - set(numbers))
     if missing:
-        raise BadRequest(
-            f"Part {_numbers(missing)} {'is' if len(missing) == 1 else 'are'} missing: "
-            "upload and list every part before completing.",
-            code="missing_parts",
-        )
-    mismatched = sorted(
-        p.part_number for p in body.parts if p.etag.strip('"') != held_by_number[p.part_number].etag
-    )
-    if mismatched:
-        raise BadRequest(
-            f"The etag of part {_numbers(mismatched)} is not the one the store holds.",
-            code="etag_mismatch",
-        )
+        raise _missing_parts(missing)
     completed: list[dict[str, object]] = []
     for part in sorted(body.parts, key=lambda p: p.part_number):
         entry: dict[str, object] = {
@@ -340,6 +325,8 @@ async def complete_upload(
         if part.sha256 is not None:
             entry["ChecksumSHA256"] = part.sha256
         completed.append(entry)
+    # The store checks every part and etag itself; only when it refuses are its parts listed,
+    # to say which ones are wrong (listing first cost as much CPU as the rest of the upload).
     try:
         await asyncio.to_thread(
             state.s3.complete_multipart_upload,
@@ -361,9 +348,7 @@ async def complete_upload(
             "BadDigest",
             "InvalidRequest",
         ):
-            raise BadRequest(
-                f"The store refused to complete the upload ({code}).", code="invalid_parts"
-            ) from e
+            raise await _why_refused(state, upload, body.parts, code) from e
         raise ServiceUnavailable("The object store did not complete the upload.") from e
     return UploadState(upload_id=upload.id, file_id=file.id, status=FileStatus.PROCESSING.value)
 
@@ -391,6 +376,38 @@ async def cancel_upload(
     except RPCError as e:
         raise ServiceUnavailable("The workflow engine is not reachable; try again shortly.") from e
     return UploadState(upload_id=upload.id, file_id=file.id, status="cancelling")
+
+
+def _missing_parts(missing: list[int]) -> BadRequest:
+    return BadRequest(
+        f"Part {_numbers(missing)} {'is' if len(missing) == 1 else 'are'} missing: "
+        "upload and list every part before completing.",
+        code="missing_parts",
+    )
+
+
+async def _why_refused(
+    state: AppState, upload: Upload, parts: list[CompletedPart], store_code: str
+) -> ConveyorError:
+    """The store refused to complete: its list of parts tells which are missing or differ."""
+    held = await _held_parts(state, upload)
+    if held is None:
+        return Conflict("This upload is no longer open in the store.", code="upload_not_active")
+    held_by_number = {p.part_number: p for p in held}
+    missing = sorted({p.part_number for p in parts} - set(held_by_number))
+    if missing:
+        return _missing_parts(missing)
+    mismatched = sorted(
+        p.part_number for p in parts if p.etag.strip('"') != held_by_number[p.part_number].etag
+    )
+    if mismatched:
+        return BadRequest(
+            f"The etag of part {_numbers(mismatched)} is not the one the store holds.",
+            code="etag_mismatch",
+        )
+    return BadRequest(
+        f"The store refused to complete the upload ({store_code}).", code="invalid_parts"
+    )
 
 
 async def _owned_upload(
