@@ -147,4 +147,22 @@ class Upload(Base):
     part_size: Mapped[int | None] = mapped_column(BigInteger)
     part_count: Mapped[int | None] = mapped_column(Integer)
     expires_at: Mapped[datetime]
+    # W3C traceparent of the request that created the upload: the relay links its handling
+    # of the store event to that trace.
+    traceparent: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class FileEvent(Base):
+    """A file's progress events (status and stage transitions) in order, kept when its
+    workflow commits an outcome: what `GET /v1/files/{id}/events` replays after the fact."""
+
+    __tablename__ = "file_event"
+
+    file_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("file.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "status" or "stage"
+    stage: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(String(1024))
+    at: Mapped[datetime]
