@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.dedup import thumbnails_json
-from conveyor_core.db.models import Blob, BlobText, File
+from conveyor_core.db.models import Blob, BlobText, File, FileEvent
 from conveyor_core.db.session import transaction
 from conveyor_core.types import (
     BlobStatus,
@@ -41,6 +43,25 @@ class MetadataActivities:
     @activity.defn(name="commit_file")
     def commit_file(self, inp: CommitInput) -> None:
         with transaction(self._sessions) as session:
+            if inp.events:
+                session.execute(
+                    insert(FileEvent)
+                    .values(
+                        [
+                            {
+                                "file_id": uuid.UUID(inp.file_id),
+                                "seq": e.seq,
+                                "kind": e.kind,
+                                "stage": e.stage,
+                                "status": e.status,
+                                "detail": (e.detail or "")[:1024] or None,
+                                "at": datetime.fromisoformat(e.at),
+                            }
+                            for e in inp.events
+                        ]
+                    )
+                    .on_conflict_do_nothing(index_elements=["file_id", "seq"])
+                )
             if inp.blob_status is not None and inp.blob_sha256 is not None:
                 session.execute(
                     update(Blob)

@@ -189,3 +189,15 @@ class HealthPublic(BaseModel):
 class ReadinessPublic(BaseModel):
     status: Literal["ready", "not_ready"]
     checks: dict[str, str]
+
+
+class FileEventPublic(BaseModel):
+    """One Server-Sent Event of `GET /v1/files/{id}/events` (its `data`)."""
+
+    seq: int
+    file_id: uuid.UUID
+    type: Literal["status", "stage"]
+    stage: str | None = None  # for type "stage": verify, scan, thumbnails or ocr
+    status: str  # a file status, or a stage status (running, succeeded, failed, skipped)
+    detail: str | None = None
+    at: datetime | None = None

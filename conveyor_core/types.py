@@ -66,6 +66,9 @@ class IngestInput:
     quarantine_bucket: str = "conveyor-quarantine"
     # MULTIPART uploads: the store's upload id, aborted if the upload expires or is cancelled.
     multipart_upload_id: str | None = None
+    # Progress events of this run are numbered after this (a later run of the same file
+    # continues its numbering, so SSE clients resuming with Last-Event-ID miss nothing).
+    event_seq_offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,29 @@ class IngestProgress:
     status: FileStatus
     detail: str | None = None
     stages: dict[str, StageState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One transition of a file's progress: the file's status, or one stage's. `seq` orders
+    a file's events (1, 2, ...) and is the SSE event id."""
+
+    seq: int
+    kind: str  # "status" or "stage"
+    status: str
+    at: str  # ISO 8601, workflow time
+    stage: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class EventsQuery:
+    after_seq: int = 0
+
+
+@dataclass(frozen=True)
+class EventsPage:
+    events: list[ProgressEvent] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -264,6 +290,7 @@ class CommitInput:
     blob_stages: dict[str, StageState] = field(default_factory=dict)
     thumbnails: list[Thumbnail] = field(default_factory=list)
     public_key: str | None = None
+    events: list[ProgressEvent] = field(default_factory=list)  # kept for replay by SSE
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,11 @@ workflow to each activity (Temporal's tracing interceptor carries the context)."
 
 from __future__ import annotations
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from conveyor_core.settings import Settings
 from observability.span_store import JsonLinesSpanExporter
@@ -37,3 +38,20 @@ def tag_current_span(**attributes: str) -> None:
     span = trace.get_current_span()
     for name, value in attributes.items():
         span.set_attribute(f"conveyor.{name}", value)
+
+
+_W3C = TraceContextTextMapPropagator()
+
+
+def current_traceparent() -> str | None:
+    """The active span as a W3C `traceparent`, to be kept where another process finds it."""
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def context_of(traceparent: str | None) -> context.Context | None:
+    """The trace context a kept `traceparent` names (None when there is none)."""
+    if not traceparent:
+        return None
+    return _W3C.extract({"traceparent": traceparent})

@@ -13,13 +13,15 @@ import logging
 import signal
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import nats
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import trace
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -30,10 +32,11 @@ from conveyor_core.settings import Settings, get_settings
 from conveyor_core.types import ObjectUploaded
 from observability.logging import configure_logging
 from observability.metrics import RELAY_EVENTS, RELAY_LAG, RELAY_REDELIVERIES, serve_metrics
-from observability.tracing import configure_tracing
+from observability.tracing import configure_tracing, context_of
 from workflows.ingest import IngestWorkflow
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 FETCH_BATCH = 32
 ACK_WAIT_SECONDS = 30
 REDELIVER_DELAY_SECONDS = 2
@@ -42,17 +45,21 @@ REDELIVER_DELAY_SECONDS = 2
 @dataclass(frozen=True)
 class Target:
     workflow_id: str
+    file_id: str
+    traceparent: str | None  # of the request that created the upload
 
 
 def resolve(sessions: sessionmaker[Session], event: ObjectCreated) -> Target | None:
     """The workflow waiting for this object, if it is an upload of ours."""
     with sessions() as session:
-        workflow_id = session.execute(
-            select(File.workflow_id)
+        row = session.execute(
+            select(File.workflow_id, File.id, Upload.traceparent)
             .join(Upload, Upload.file_id == File.id)
             .where(Upload.bucket == event.bucket, Upload.object_key == event.key)
-        ).scalar_one_or_none()
-    return Target(workflow_id) if workflow_id is not None else None
+        ).first()
+    if row is None:
+        return None
+    return Target(workflow_id=row.workflow_id, file_id=str(row.id), traceparent=row.traceparent)
 
 
 class Relay:
@@ -90,6 +97,23 @@ class Relay:
             RELAY_EVENTS.labels("unknown_object").inc()
             return
         handle = self._temporal.get_workflow_handle_for(IngestWorkflow.run, target.workflow_id)
+        # The handling joins the upload's own trace (kept by the API), so an operator sees
+        # the event's arrival between the request and the workflow's work.
+        with tracer.start_as_current_span(
+            "relay object_uploaded",
+            context=context_of(target.traceparent),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "conveyor.file_id": target.file_id,
+                "conveyor.object_key": event.key,
+                "messaging.system": "nats",
+            },
+        ):
+            await self._signal_workflow(handle, event, target)
+
+    async def _signal_workflow(
+        self, handle: WorkflowHandle[IngestWorkflow, Any], event: ObjectCreated, target: Target
+    ) -> None:
         try:
             await handle.signal(
                 IngestWorkflow.object_uploaded,

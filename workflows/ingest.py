@@ -35,6 +35,8 @@ with workflow.unsafe.imports_passed_through():
         ClaimResult,
         CommitInput,
         DiscardInput,
+        EventsPage,
+        EventsQuery,
         FileStatus,
         IngestInput,
         IngestProgress,
@@ -44,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         ObjectUploaded,
         OcrInput,
         OcrResult,
+        ProgressEvent,
         PublishInput,
         PublishResult,
         QuarantineInput,
@@ -126,6 +129,9 @@ class IngestWorkflow:
             status=FileStatus.AWAITING_UPLOAD,
             stages={name: StageState() for name in ("verify", *PROCESSING_STAGES)},
         )
+        self._events: list[ProgressEvent] = []
+        self._event_seq_offset = 0
+        self._last_seen: dict[str, tuple[str, str | None]] = {}  # "" is the file status
 
     @workflow.signal
     def object_uploaded(self, event: ObjectUploaded) -> None:
@@ -141,9 +147,14 @@ class IngestWorkflow:
     def status(self) -> IngestProgress:
         return self._progress
 
+    @workflow.query
+    def events(self, query: EventsQuery) -> EventsPage:
+        return EventsPage(events=[e for e in self._events if e.seq > query.after_seq])
+
     @workflow.run
     async def run(self, inp: IngestInput) -> IngestResult:
         self._progress.file_id = inp.file_id
+        self._event_seq_offset = inp.event_seq_offset
         own = ObjectRef(bucket=inp.bucket, key=inp.object_key)
         if inp.deduplicated:
             self._progress.stages["verify"] = StageState(
@@ -159,6 +170,7 @@ class IngestWorkflow:
             self._set_status(FileStatus.PROCESSING)
             return await self._claim_and_process(inp, declared)
 
+        self._record_events()
         if not await self._wait_for_object(inp, own):
             status = FileStatus.CANCELLED if self._cancel_requested else FileStatus.EXPIRED
             detail = (
@@ -230,10 +242,12 @@ class IngestWorkflow:
             ),
         )
         if result is None:
+            self._record_events()
             return VerifyResult(ok=False, detail=self._progress.stages["verify"].detail)
         stage = self._progress.stages["verify"]
         stage.status = StageStatus.SUCCEEDED if result.ok else StageStatus.FAILED
         stage.detail = result.content_type if result.ok else result.detail
+        self._record_events()
         return result
 
     # --- dedup and the stages ------------------------------------------------------------
@@ -326,6 +340,7 @@ class IngestWorkflow:
         )
         if result is not None:
             self._progress.stages["scan"].detail = result.detail
+        self._record_events()
         return result
 
     async def _thumbnails(self, inp: IngestInput, blob: BlobRef) -> ThumbnailsResult | None:
@@ -343,6 +358,7 @@ class IngestWorkflow:
         )
         if result is not None:
             self._record_optional_stage("thumbnails", result.skipped_reason, result.detail)
+        self._record_events()
         return result
 
     async def _ocr(self, inp: IngestInput, blob: BlobRef) -> OcrResult | None:
@@ -361,6 +377,7 @@ class IngestWorkflow:
         )
         if result is not None:
             self._record_optional_stage("ocr", result.skipped_reason, result.detail)
+        self._record_events()
         return result
 
     async def _publish(self, inp: IngestInput, blob: BlobRef, public_key: str | None) -> str | None:
@@ -382,6 +399,7 @@ class IngestWorkflow:
         """
         stage = self._progress.stages[name]
         stage.status = StageStatus.RUNNING
+        self._record_events()
         started = workflow.now()
         try:
             result = await run
@@ -439,6 +457,9 @@ class IngestWorkflow:
     ) -> IngestResult:
         if status is not FileStatus.READY:
             self._skip_pending(detail or status.value)
+        # The terminal event is recorded (and kept with the outcome) before the commit; the
+        # status query turns terminal only once Postgres holds the outcome.
+        self._record_events(status, detail)
         await workflow.execute_activity_method(
             MetadataActivities.commit_file,
             CommitInput(
@@ -451,15 +472,48 @@ class IngestWorkflow:
                 blob_stages={n: self._progress.stages[n] for n in PROCESSING_STAGES},
                 thumbnails=thumbnails or [],
                 public_key=public_key,
+                events=list(self._events),
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DATABASE_RETRY,
         )
-        self._set_status(status)
         self._progress.detail = detail
+        self._set_status(status)
         return IngestResult(status=status, detail=detail)
 
     def _set_status(self, status: FileStatus) -> None:
         self._progress.status = status
+        self._record_events()
         # Operators find uploads by status in the Temporal UI.
         workflow.upsert_search_attributes([search_attributes.STATUS.value_set(status.value)])
+
+    # --- the progress event log (SSE) ----------------------------------------------------
+
+    def _record_events(self, status: FileStatus | None = None, detail: str | None = None) -> None:
+        """Appends an event for each stage whose status or detail changed since the last
+        call, then one for the file's status if it changed; stages first, so the terminal
+        status is always a file's last event. No commands: replay-safe."""
+        for name, stage in self._progress.stages.items():
+            self._note("stage", name, stage.status.value, stage.detail)
+        if status is None:
+            status, detail = self._progress.status, self._progress.detail
+        self._note("status", None, status.value, detail)
+
+    def _note(self, kind: str, stage: str | None, status: str, detail: str | None) -> None:
+        key = stage or ""
+        seen = self._last_seen.get(key)
+        if seen == (status, detail):
+            return
+        self._last_seen[key] = (status, detail)
+        if seen is None and status == StageStatus.PENDING.value:
+            return  # a stage not started yet is no news
+        self._events.append(
+            ProgressEvent(
+                seq=self._event_seq_offset + len(self._events) + 1,
+                kind=kind,
+                stage=stage,
+                status=status,
+                detail=detail,
+                at=workflow.now().isoformat(),
+            )
+        )

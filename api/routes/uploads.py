@@ -53,7 +53,7 @@ from conveyor_core.objectstore import (
 )
 from conveyor_core.types import BlobStatus, FileStatus, IngestInput
 from observability.metrics import BYTES_DECLARED, UPLOADS_CREATED
-from observability.tracing import tag_current_span
+from observability.tracing import current_traceparent, tag_current_span
 from workflows import search_attributes
 from workflows.ingest import IngestWorkflow, workflow_id_for
 
@@ -116,6 +116,7 @@ async def create_upload(
                 part_size=layout.part_size if layout else None,
                 part_count=layout.part_count if layout else None,
                 expires_at=upload_expires_at,
+                traceparent=current_traceparent(),
             )
         )
         await session.flush()

@@ -36,6 +36,7 @@ async def test_one_trace_covers_the_request_the_workflow_and_every_activity(
         for stage in STAGES:
             assert f"RunActivity:{stage}" in names, names
         assert "CompleteWorkflow:IngestWorkflow" in names
+        assert "relay object_uploaded" in names
         return trace
 
     trace = await assert_eventually(whole_trace, timeout=20)
@@ -50,8 +51,13 @@ async def test_one_trace_covers_the_request_the_workflow_and_every_activity(
     assert start.parent_id == root.span_id
     run = next(s for s in trace if s.name == "RunWorkflow:IngestWorkflow")
     assert run.service == "conveyor-worker" and run.parent_id == start.span_id
+    # The relay's handling of the store event joins the trace under the request.
+    relay = next(s for s in trace if s.name == "relay object_uploaded")
+    assert relay.service == "conveyor-relay" and relay.parent_id == root.span_id
+    signal = next(s for s in trace if s.name == "SignalWorkflow:object_uploaded")
+    assert signal.parent_id == relay.span_id
     services = {s.service for s in trace}
-    assert {"conveyor-api", "conveyor-worker"} <= services
+    assert {"conveyor-api", "conveyor-worker", "conveyor-relay"} <= services
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
     env.update(settings_env(stack))
