@@ -96,7 +96,6 @@ async def create_upload(
             workflow_id=workflow_id,
         )
     )
-    await session.flush()
     multipart = not deduplicated and body.size >= settings.multipart_threshold
     layout = part_layout(body.size, settings.multipart_part_size) if multipart else None
     multipart_upload_id = (
@@ -119,7 +118,7 @@ async def create_upload(
                 traceparent=current_traceparent(),
             )
         )
-        await session.flush()
+    await session.flush()
     ingest = IngestInput(
         file_id=str(file_id),
         tenant_id=str(tenancy.tenant_id),
