@@ -26,6 +26,7 @@ from conveyor_client._exceptions import (
 from conveyor_client._models import (
     TERMINAL_STATUSES,
     File,
+    FileEvent,
     Stage,
     Thumbnail,
     Upload,
@@ -41,6 +42,7 @@ __all__ = [
     "ConflictError",
     "ConveyorError",
     "File",
+    "FileEvent",
     "GoneError",
     "NotFoundError",
     "PayloadTooLargeError",

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 import httpx
+import httpx_sse
 
 from conveyor_client._exceptions import (
     ConveyorError,
@@ -23,11 +24,12 @@ from conveyor_client._exceptions import (
     UploadPaused,
     ValidationError,
     WaitTimeout,
+    from_response,
     store_error,
     transport_error,
 )
-from conveyor_client._http import API, USER_AGENT, retrying
-from conveyor_client._models import File, Upload, UploadProgress
+from conveyor_client._http import API, USER_AGENT, is_transient, retrying
+from conveyor_client._models import File, FileEvent, Upload, UploadProgress
 from conveyor_client._multipart import MultipartSender, _Stopped
 from conveyor_client._progress import ProgressCallback, ProgressCounter
 from conveyor_client._source import Source
@@ -373,6 +375,50 @@ class Client:
             NotFoundError: No such file for this key's tenant (`GoneError` once deleted).
         """
         return File.from_json(self._api.json("GET", f"/v1/files/{file_id}"))
+
+    def events(self, file_id: str, *, after: int = 0) -> Iterator[FileEvent]:
+        """The file's progress as it happens (Server-Sent Events), ending with its terminal
+        status; a dropped connection is resumed from the last event seen, so none is missed
+        or repeated.
+
+        Args:
+            file_id: The file.
+            after: Start after this event number (0: from the first).
+
+        Raises:
+            NotFoundError: No such file for this key's tenant (`GoneError` once deleted).
+            TransportError: The API stayed unreachable through the retries.
+        """
+        last, failures = after, 0
+        while True:
+            try:
+                for event in self._event_stream(file_id, last):
+                    last, failures = event.seq, 0
+                    yield event
+                    if event.is_terminal:
+                        return
+            except ConveyorError as e:
+                failures += 1
+                if not is_transient(e) or failures >= self._api.retries:
+                    raise
+                time.sleep(min(0.5 * 2**failures, 10.0))
+            # else the server ended the stream after a while: go on from the last event
+
+    def _event_stream(self, file_id: str, after: int) -> Iterator[FileEvent]:
+        path = f"/v1/files/{file_id}/events"
+        headers = {"Last-Event-ID": str(after)}
+        try:
+            with httpx_sse.connect_sse(
+                self._api.http, "GET", path, headers=headers, timeout=httpx.Timeout(60, read=90)
+            ) as source:
+                if source.response.status_code >= 400:
+                    source.response.read()
+                    raise from_response(source.response)
+                for sse in source.iter_sse():
+                    if sse.data:
+                        yield FileEvent.from_json(sse.json())
+        except httpx.TransportError as e:
+            raise transport_error(e, f"GET {path}") from e
 
     def wait_until_ready(
         self, file_id: str, timeout: float = 600.0, *, interval: float = 0.25

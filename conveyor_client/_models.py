@@ -39,6 +39,43 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class FileEvent:
+    """One transition of a file's progress, from `Client.events`.
+
+    Attributes:
+        seq: Its number: 1, 2, ... per file (resume after it with `after=seq`).
+        type: "status" (the file's) or "stage" (one stage's).
+        stage: For "stage" events: verify, scan, thumbnails or ocr.
+        status: The file's new status, or the stage's (running, succeeded, failed, skipped).
+        detail: Why, e.g. "clean", or a failure's reason.
+    """
+
+    seq: int
+    type: str
+    status: str
+    stage: str | None = None
+    detail: str | None = None
+    at: datetime | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """The file's last event: its terminal status."""
+        return self.type == "status" and self.status in TERMINAL_STATUSES
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FileEvent:
+        """Builds an event from an SSE `data` object."""
+        return cls(
+            seq=int(data["seq"]),
+            type=str(data["type"]),
+            status=str(data["status"]),
+            stage=data.get("stage"),
+            detail=data.get("detail"),
+            at=_time(data.get("at")),
+        )
+
+
+@dataclass(frozen=True)
 class Thumbnail:
     """A thumbnail of a ready image or PDF; `url` is short-lived for private files."""
 

@@ -269,6 +269,43 @@ def _detail(detail: str | None) -> str:
     return f": {detail}" if detail else ""
 
 
+@app.command("events")
+def events(
+    ctx: typer.Context,
+    file_id: Annotated[str, typer.Argument(metavar="ID", help="The file id.")],
+    after: Annotated[int, typer.Option(help="Start after this event number.", min=0)] = 0,
+    json_output: JsonOutput = False,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Follow a file's progress as it happens, until its terminal status (exit 0 if ready,
+    1 otherwise). Events already past are shown first."""
+    last = None
+    with _exit_codes(), _client(ctx, api_url, api_key) as client:
+        for event in client.events(file_id, after=after):
+            last = event
+            if json_output:  # one object a line, as they come
+                typer.echo(
+                    json.dumps(
+                        {
+                            "seq": event.seq,
+                            "type": event.type,
+                            "stage": event.stage,
+                            "status": event.status,
+                            "detail": event.detail,
+                            "at": event.at.isoformat() if event.at else None,
+                        },
+                        sort_keys=True,
+                    )
+                )
+                continue
+            when = event.at.strftime("%H:%M:%S.%f")[:-3] if event.at else ""
+            subject = f"stage {event.stage}" if event.type == "stage" else "file"
+            out.print(f"{event.seq:>3} {when} {subject:<16} {event.status}{_detail(event.detail)}")
+    if last is not None and last.is_terminal and last.status != "ready":
+        raise typer.Exit(EXIT_NOT_READY)
+
+
 @app.command("get")
 def get(
     ctx: typer.Context,

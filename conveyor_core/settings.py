@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # A valid key's tenant is remembered this long per API process: the key lookup was a
     # third of a small request's CPU. A revoked key stops working within this time.
     api_key_cache_seconds: float = 5.0
+    # An events stream (SSE) ends after this long and the client resumes with Last-Event-ID
+    # (EventSource does so by itself): no idle watcher holds the API for hours.
+    events_stream_seconds: float = 600.0
     # Traces go over OTLP/HTTP when set (e.g. http://collector:4318/v1/traces); otherwise to
     # the local span store under the state dir, read by `conveyor trace FILE_ID`.
     otlp_traces_endpoint: str | None = None

@@ -31,9 +31,6 @@ from workflows.ingest import IngestWorkflow
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
 POLL_SECONDS = 0.5
-# A stream ends after this long; the client reconnects with Last-Event-ID (EventSource does
-# so by itself), which bounds what one idle watcher holds.
-STREAM_SECONDS = 600.0
 RECONNECT_MS = 1000
 
 _EVENTS = TypeAdapter(EventsPage)
@@ -78,7 +75,7 @@ async def file_events(
     status. Each event's id is its sequence number: reconnecting with `Last-Event-ID` (or
     `?after=`) resumes with the next one."""
     file, last = watched
-    deadline = time.monotonic() + STREAM_SECONDS
+    deadline = time.monotonic() + state.settings.events_stream_seconds
     while time.monotonic() < deadline:
         committed = await _committed(state, file.id)
         if committed is not None:
