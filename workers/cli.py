@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -172,6 +173,46 @@ def keys_create(
     key = create_key(get_settings(), tenant.strip())
     typer.echo(f"API key for tenant {tenant.strip()!r} (store it now; it is not shown again):")
     typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+) -> None:
+    """List keys by their prefix (the keys themselves are never stored)."""
+    with transaction(make_session_factory(make_engine(get_settings()))) as session:
+        query = select(ApiKey, Tenant.name).join(Tenant).order_by(ApiKey.created_at)
+        if tenant is not None:
+            query = query.where(Tenant.name == tenant)
+        for key, name in session.execute(query):
+            state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+            typer.echo(f"{key.prefix:<12} {name:<24} {key.created_at:%Y-%m-%d %H:%M}  {state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="The key itself, or its prefix as `keys list` shows.")],
+) -> None:
+    """Revoke a key: the API refuses it within CONVEYOR_API_KEY_CACHE_SECONDS."""
+    key = key.strip()
+    with transaction(make_session_factory(make_engine(get_settings()))) as session:
+        matches = (
+            session.execute(
+                select(ApiKey).where(
+                    (ApiKey.key_hash == hash_api_key(key)) | (ApiKey.prefix == key)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if len(matches) != 1:
+            reason = "no key has" if not matches else f"{len(matches)} keys have"
+            typer.echo(f"{reason} this prefix; give the whole key", err=True)
+            raise typer.Exit(1 if not matches else 2)
+        [found] = matches
+        if found.revoked_at is None:
+            found.revoked_at = datetime.now(UTC)
+    typer.echo(f"revoked {found.prefix}")
 
 
 if __name__ == "__main__":
