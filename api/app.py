@@ -16,6 +16,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from api.deps import AppState
 from api.errors import install_error_handlers
+from api.limits import RateLimiter
 from api.routes import file_events, files, health, uploads
 from conveyor_core.objectstore import PartSigner, make_s3_client
 from conveyor_core.settings import Settings
@@ -40,6 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
             s3_presign=make_s3_client(settings, public=True),
             part_signer=PartSigner(settings),
             known_keys=TTLCache(maxsize=10_000, ttl=settings.api_key_cache_seconds),
+            rate_limiter=RateLimiter(),
         )
         try:
             yield

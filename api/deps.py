@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.errors import Unauthorized
+from api.limits import RateLimiter
 from conveyor_core.db.models import ApiKey, Tenant
 from conveyor_core.keys import hash_api_key
 from conveyor_core.objectstore import PartSigner
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
 class Tenancy:
     tenant_id: uuid.UUID
     tenant_name: str
+    key_hash: str
+    # Effective limits: the tenant's own, else the settings' defaults.
+    rate_limit: str
+    max_bytes: int | None
+    max_files: int | None
 
 
 @dataclass
@@ -41,6 +47,7 @@ class AppState:
     part_signer: PartSigner
     # key hash -> tenancy, for settings.api_key_cache_seconds; only valid keys are kept.
     known_keys: TTLCache[str, Tenancy]
+    rate_limiter: RateLimiter
 
 
 # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
@@ -80,20 +87,30 @@ async def get_tenancy(
             "Send an API key as 'Authorization: Bearer <key>'.", code="missing_api_key"
         )
     key_hash = hash_api_key(key.strip())
-    known = state.known_keys.get(key_hash)
-    if known is not None:
-        return known
-    row = (
-        await session.execute(
-            select(Tenant.id, Tenant.name)
-            .join(ApiKey, ApiKey.tenant_id == Tenant.id)
-            .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+    tenancy = state.known_keys.get(key_hash)
+    if tenancy is None:
+        row = (
+            await session.execute(
+                select(
+                    Tenant.id, Tenant.name, Tenant.rate_limit, Tenant.max_bytes, Tenant.max_files
+                )
+                .join(ApiKey, ApiKey.tenant_id == Tenant.id)
+                .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+            )
+        ).first()
+        if row is None:
+            raise Unauthorized("The API key is not valid.")
+        settings = state.settings
+        tenancy = Tenancy(
+            tenant_id=row.id,
+            tenant_name=row.name,
+            key_hash=key_hash,
+            rate_limit=row.rate_limit or settings.rate_limit,
+            max_bytes=row.max_bytes if row.max_bytes is not None else settings.tenant_max_bytes,
+            max_files=row.max_files if row.max_files is not None else settings.tenant_max_files,
         )
-    ).first()
-    if row is None:
-        raise Unauthorized("The API key is not valid.")
-    tenancy = Tenancy(tenant_id=row.id, tenant_name=row.name)
-    state.known_keys[key_hash] = tenancy
+        state.known_keys[key_hash] = tenancy
+    state.rate_limiter.hit(key_hash, tenancy.rate_limit)
     return tenancy
 
 

@@ -8,7 +8,8 @@ ConveyorError(code, message, status)
 ├── Conflict                 409 file_not_ready | file_not_finished | upload_not_active |
 │                                not_multipart
 ├── Gone                     410 file_deleted
-├── PayloadTooLarge          413 file_too_large
+├── PayloadTooLarge          413 file_too_large | file_quota_exceeded | storage_quota_exceeded
+├── TooManyRequests          429 rate_limited (with Retry-After)
 └── ServiceUnavailable       503 dependency_unavailable (a dependency is down; retry later)
 
 Validation failures answer 422 `invalid_request`; anything unexpected answers 500
@@ -47,9 +48,12 @@ class ConveyorError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers or {}
         if code is not None:
             self.code = code
 
@@ -87,6 +91,11 @@ class Gone(ConveyorError):
 class PayloadTooLarge(ConveyorError):
     status = 413
     code = "file_too_large"
+
+
+class TooManyRequests(ConveyorError):
+    status = 429
+    code = "rate_limited"
 
 
 class ServiceUnavailable(ConveyorError):
@@ -128,7 +137,7 @@ def _first_validation_message(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ConveyorError)
     async def _conveyor(_: Request, exc: ConveyorError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, **exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,7 +6,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+import limits
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Development defaults. They only work against the loopback stack; production refuses them.
@@ -28,6 +29,13 @@ class Settings(BaseSettings):
     # A valid key's tenant is remembered this long per API process: the key lookup was a
     # third of a small request's CPU. A revoked key stops working within this time.
     api_key_cache_seconds: float = 5.0
+    # Requests per API key and API process ("limits" notation, e.g. "100/second;5000/hour");
+    # a tenant's own `rate_limit` replaces it. Over it: 429 rate_limited with Retry-After.
+    rate_limit: str = "300/second"
+    # Per tenant, over files not deleted/failed/expired/cancelled/quarantined; None: no limit.
+    # A tenant's own max_bytes / max_files replace these. Over them: 413 with a quota code.
+    tenant_max_bytes: int | None = None
+    tenant_max_files: int | None = None
     # An events stream (SSE) ends after this long and the client resumes with Last-Event-ID
     # (EventSource does so by itself): no idle watcher holds the API for hours.
     events_stream_seconds: float = 600.0
@@ -122,6 +130,12 @@ class Settings(BaseSettings):
     swfs_s3_grpc_port: int | None = None  # s3_port + 10000
     swfs_admin_port: int | None = None  # swfs_master_port + 1 (the admin UI stays off)
     swfs_admin_grpc_port: int | None = None  # swfs_admin_port + 10000
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        limits.parse_many(value)  # raises ValueError on a malformed limit
+        return value
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:

@@ -9,7 +9,7 @@ import typer
 from sqlalchemy import select
 
 from conveyor_client.cli import app as client_app
-from conveyor_core.db.models import ApiKey, Tenant
+from conveyor_core.db.models import ApiKey, File, Tenant
 from conveyor_core.db.session import make_engine, make_session_factory, transaction
 from conveyor_core.keys import display_prefix, generate_api_key, hash_api_key
 from conveyor_core.settings import Settings, get_settings
@@ -19,6 +19,8 @@ app = typer.Typer(help="Conveyor: workflow-orchestrated file ingestion.", no_arg
 app.registered_commands += client_app.registered_commands
 stack_app = typer.Typer(help="The local stack (every server, under one supervisor).")
 keys_app = typer.Typer(help="API keys.")
+tenants_app = typer.Typer(help="Tenants: their limits and what they hold.")
+app.add_typer(tenants_app, name="tenants")
 app.add_typer(stack_app, name="stack")
 app.add_typer(keys_app, name="keys")
 
@@ -213,6 +215,67 @@ def keys_revoke(
         if found.revoked_at is None:
             found.revoked_at = datetime.now(UTC)
     typer.echo(f"revoked {found.prefix}")
+
+
+@tenants_app.command("limits")
+def tenants_limits(
+    name: Annotated[str, typer.Argument(help="The tenant.")],
+    max_bytes: Annotated[
+        int | None, typer.Option(min=0, help="Bytes the tenant's files may hold.")
+    ] = None,
+    max_files: Annotated[int | None, typer.Option(min=0, help="Files it may hold.")] = None,
+    rate_limit: Annotated[
+        str | None, typer.Option(help='Requests per key, e.g. "100/second;5000/hour".')
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Back to the settings' defaults first.")
+    ] = False,
+) -> None:
+    """Show a tenant's limits and usage; with options, change the limits first (the API
+    applies them within CONVEYOR_API_KEY_CACHE_SECONDS)."""
+    import limits as rate_limits
+    from sqlalchemy import func
+
+    from api.limits import HELD_BYTES, HOLDING
+
+    if rate_limit is not None:
+        try:
+            rate_limits.parse_many(rate_limit)
+        except ValueError as e:
+            raise typer.BadParameter(f"not a rate limit: {rate_limit!r}") from e
+    settings = get_settings()
+    with transaction(make_session_factory(make_engine(settings))) as session:
+        tenant = session.execute(select(Tenant).where(Tenant.name == name)).scalar_one_or_none()
+        if tenant is None:
+            typer.echo(f"no tenant {name!r}", err=True)
+            raise typer.Exit(1)
+        if clear:
+            tenant.max_bytes = tenant.max_files = tenant.rate_limit = None
+        if max_bytes is not None:
+            tenant.max_bytes = max_bytes
+        if max_files is not None:
+            tenant.max_files = max_files
+        if rate_limit is not None:
+            tenant.rate_limit = rate_limit
+        files, held = session.execute(
+            select(func.count(), func.coalesce(func.sum(HELD_BYTES), 0)).where(
+                File.tenant_id == tenant.id, File.status.in_(HOLDING)
+            )
+        ).one()
+        bytes_limit = (
+            tenant.max_bytes if tenant.max_bytes is not None else settings.tenant_max_bytes
+        )
+        files_limit = (
+            tenant.max_files if tenant.max_files is not None else settings.tenant_max_files
+        )
+        typer.echo(f"tenant      {tenant.name}")
+        typer.echo(
+            f"files       {files} of {files_limit if files_limit is not None else 'no limit'}"
+        )
+        typer.echo(
+            f"bytes       {held} of {bytes_limit if bytes_limit is not None else 'no limit'}"
+        )
+        typer.echo(f"rate limit  {tenant.rate_limit or settings.rate_limit} per key")
 
 
 if __name__ == "__main__":

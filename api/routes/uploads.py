@@ -27,8 +27,10 @@ from api.errors import (
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
+    TooManyRequests,
     responses,
 )
+from api.limits import check_quota
 from api.routes.files import file_public
 from api.schemas import (
     CompletedPart,
@@ -64,7 +66,7 @@ router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=UploadCreated,
-    responses=responses(PayloadTooLarge, ServiceUnavailable),
+    responses=responses(PayloadTooLarge, TooManyRequests, ServiceUnavailable),
 )
 async def create_upload(
     body: UploadCreate, state: StateDep, session: SessionDep, tenancy: TenancyDep
@@ -75,6 +77,7 @@ async def create_upload(
             f"Files may be at most {settings.max_file_size} bytes; this one declares {body.size}."
         )
 
+    await check_quota(session, tenancy.tenant_id, body.size, tenancy.max_bytes, tenancy.max_files)
     deduplicated = body.sha256 is not None and await _tenant_holds(
         session, tenancy.tenant_id, body.sha256, body.size
     )

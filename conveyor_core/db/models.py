@@ -40,6 +40,10 @@ class Tenant(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    # Limits of this tenant; None takes the settings' default (CONVEYOR_TENANT_MAX_*).
+    max_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    max_files: Mapped[int | None] = mapped_column(Integer)
+    rate_limit: Mapped[str | None] = mapped_column(String(64))  # per key, e.g. "100/second"
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

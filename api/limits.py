@@ -1,0 +1,79 @@
+"""Per-key request rate limits (the `limits` library, in this process's memory) and the
+per-tenant storage quotas checked when an upload is declared."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from functools import lru_cache
+
+import limits
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.errors import PayloadTooLarge, TooManyRequests
+from conveyor_core.db.models import File, Tenant
+from conveyor_core.types import FileStatus
+
+# Files that hold (or will hold) bytes for their tenant, and how many.
+HOLDING = (FileStatus.AWAITING_UPLOAD.value, FileStatus.PROCESSING.value, FileStatus.READY.value)
+HELD_BYTES = func.coalesce(File.size, File.declared_size)
+
+
+@lru_cache(maxsize=256)
+def parse_rate(rate: str) -> tuple[limits.RateLimitItem, ...]:
+    return tuple(limits.parse_many(rate))
+
+
+class RateLimiter:
+    """Moving-window counts per key hash. Each API process counts its own requests: with N
+    processes behind a balancer a key gets up to N times the limit."""
+
+    def __init__(self) -> None:
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def hit(self, key_hash: str, rate: str) -> None:
+        """Counts one request; raises 429 rate_limited when a window is full."""
+        for item in parse_rate(rate):
+            if not self._limiter.hit(item, key_hash):
+                reset = self._limiter.get_window_stats(item, key_hash).reset_time
+                wait = max(1, math.ceil(reset - time.time()))
+                raise TooManyRequests(
+                    f"This key is limited to {item}; try again in {wait} s.",
+                    headers={"Retry-After": str(wait)},
+                )
+
+
+async def check_quota(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    size: int,
+    max_bytes: int | None,
+    max_files: int | None,
+) -> None:
+    """Refuses an upload that would take the tenant over its quota. The tenant's row is
+    locked until the declaring transaction ends, so concurrent uploads cannot both slip in."""
+    if max_bytes is None and max_files is None:
+        return
+    await session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+    files, used = (
+        await session.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(func.coalesce(File.size, File.declared_size)), 0),
+            ).where(File.tenant_id == tenant_id, File.status.in_(HOLDING))
+        )
+    ).one()
+    if max_files is not None and files + 1 > max_files:
+        raise PayloadTooLarge(
+            f"This tenant holds {files} files, its limit is {max_files}; delete some first.",
+            code="file_quota_exceeded",
+        )
+    if max_bytes is not None and used + size > max_bytes:
+        raise PayloadTooLarge(
+            f"This tenant holds {used} bytes and its limit is {max_bytes}; {size} more do not fit.",
+            code="storage_quota_exceeded",
+        )
