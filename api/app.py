@@ -16,7 +16,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from api.deps import AppState
 from api.errors import install_error_handlers
-from api.routes import files, health, uploads
+from api.routes import files, health, uploads, webhooks
 from conveyor_core.objectstore import PartSigner, make_s3_client
 from conveyor_core.settings import Settings
 
@@ -61,4 +61,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(uploads.router)
     app.include_router(files.router)
+    app.include_router(webhooks.router)
     return app
