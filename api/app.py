@@ -17,7 +17,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.limits import RateLimiter
-from api.routes import file_events, files, health, uploads
+from api.routes import file_events, files, health, uploads, webhooks
 from conveyor_core.objectstore import PartSigner, make_s3_client
 from conveyor_core.settings import Settings
 
@@ -64,4 +64,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(uploads.router)
     app.include_router(files.router)
     app.include_router(file_events.router)
+    app.include_router(webhooks.router)
     return app

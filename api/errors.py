@@ -3,8 +3,10 @@
 ConveyorError(code, message, status)
 ├── Unauthorized             401 missing_api_key | invalid_api_key
 ├── Forbidden                403 file_quarantined
-├── NotFound                 404 upload_not_found | file_not_found | text_not_available
-├── BadRequest               400 invalid_parts | missing_parts | etag_mismatch | invalid_cursor
+├── NotFound                 404 upload_not_found | file_not_found | text_not_available |
+│                                webhook_not_found
+├── BadRequest               400 invalid_parts | missing_parts | etag_mismatch | invalid_cursor |
+│                                invalid_url | invalid_events
 ├── Conflict                 409 file_not_ready | file_not_finished | upload_not_active |
 │                                not_multipart
 ├── Gone                     410 file_deleted

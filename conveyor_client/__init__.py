@@ -4,6 +4,9 @@ Example:
     >>> from conveyor_client import Client
     >>> with Client("http://127.0.0.1:8000", "cvk_...") as client:
     ...     file = client.upload("big.iso", progress=print, wait=True)
+
+A webhook receiver checks what it got with
+`verify_signature(secret, request.headers["Conveyor-Signature"], raw_body)`.
 """
 
 from conveyor_client._client import Client
@@ -34,6 +37,7 @@ from conveyor_client._models import (
     UploadProgress,
 )
 from conveyor_client._progress import ProgressCallback
+from conveyor_client._webhooks import WebhookSignatureError, verify_signature
 
 __all__ = [
     "APIError",
@@ -60,6 +64,8 @@ __all__ = [
     "UploadProgress",
     "ValidationError",
     "WaitTimeout",
+    "WebhookSignatureError",
+    "verify_signature",
 ]
 
 # Let the exported names report this package as their home, as httpx does.

@@ -13,6 +13,7 @@ ConveyorError(code, message, status)
 ├── StoreError                 the object store refused bytes (code is the store's, e.g. BadDigest)
 ├── TransportError             no answer at all: connection refused or reset, timeout
 ├── WaitTimeout                a file did not reach a terminal status in time
+├── WebhookSignatureError      a received webhook's signature is missing, stale or wrong
 └── UploadPaused               an upload stopped on request; its state is kept for resuming
 """
 

@@ -119,6 +119,17 @@ class Settings(BaseSettings):
     max_file_size: int = 5 * 1024**4
     max_filename_length: int = 255
 
+    # Outgoing webhooks: each delivery is retried with exponential backoff from the initial
+    # interval up to the maximum one, until it succeeds or the deadline passes (then it is
+    # marked failed). A receiver that is down for hours still gets every event.
+    webhook_retry_initial_seconds: float = 5
+    webhook_retry_max_interval_seconds: float = 600
+    webhook_delivery_deadline_hours: float = 72
+    webhook_timeout_seconds: float = 10  # one POST; keep it well under the 60 s an attempt has
+    # Loopback/private/link-local endpoint hosts are refused (at registration and at each
+    # delivery) when False. Production refuses them unless this is set explicitly.
+    webhook_allow_private_urls: bool = True
+
     # Local stack (workers/stack)
     # More loopback ports the local stack opens. None means derived from a base port above
     # (workers/stack/ports.py), so a stack with other base ports never collides with this one.
@@ -144,6 +155,9 @@ class Settings(BaseSettings):
                 value: SecretStr = getattr(self, name)
                 if value.get_secret_value() in _DEV_SECRETS:
                     raise ValueError(f"CONVEYOR_{name.upper()} must be set in production")
+            if "webhook_allow_private_urls" not in self.model_fields_set:
+                # Webhooks must not become a way into the internal network (SSRF).
+                self.webhook_allow_private_urls = False
         return self
 
     @property

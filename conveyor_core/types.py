@@ -346,3 +346,62 @@ class DiscardInput:
 
     object: ObjectRef
     multipart_upload_id: str | None = None
+
+
+# --- Outgoing webhooks --------------------------------------------------------------------
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class EnqueueWebhooksInput:
+    """A file reached a terminal status: one delivery per endpoint subscribed to its event."""
+
+    file_id: str
+    status: FileStatus
+
+
+@dataclass(frozen=True)
+class EnqueueWebhooksResult:
+    """The pending deliveries to start, and how to retry them (from the worker's settings,
+    so an operator changes the policy without touching running ingest workflows)."""
+
+    delivery_ids: list[str] = field(default_factory=list)
+    retry_initial_seconds: float = 5.0
+    retry_max_interval_seconds: float = 600.0
+    deadline_seconds: float = 72 * 3600.0
+
+
+@dataclass(frozen=True)
+class DeliverWebhookInput:
+    """WebhookDeliveryWorkflow's input, and its deliver_webhook activity's."""
+
+    delivery_id: str
+    retry_initial_seconds: float = 5.0
+    retry_max_interval_seconds: float = 600.0
+    deadline_seconds: float = 72 * 3600.0
+
+
+@dataclass(frozen=True)
+class DeliverWebhookResult:
+    status: DeliveryStatus
+    attempts: int = 0
+    status_code: int | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class FailDeliveryInput:
+    """A delivery that will not be retried any more (its deadline passed, or it is refused)."""
+
+    delivery_id: str
+    reason: str
+
+
+# deliver_webhook raises this, non-retryable, when a delivery must stop (endpoint deleted,
+# private address refused); anything else it raises is retried until the deadline.
+WEBHOOK_REFUSED_ERROR = "WebhookRefused"

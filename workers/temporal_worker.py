@@ -1,8 +1,8 @@
 """The Temporal worker process: one Worker per task queue in `settings.worker_queues`.
 
 `ingest` runs the workflows and their light activities (verify, dedup, metadata, store,
-publish); `scan` runs ClamAV; `media` runs thumbnails and OCR. Scale a stage by starting more
-processes that poll only its queue.
+publish, webhooks); `scan` runs ClamAV; `media` runs thumbnails and OCR. Scale a stage by
+starting more processes that poll only its queue.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from activities.scan import ScanActivities
 from activities.store import StoreActivities
 from activities.thumbnails import ThumbnailActivities
 from activities.verify import VerifyActivities
+from activities.webhooks import WebhookActivities
 from conveyor_core.db.session import make_engine, make_session_factory
 from conveyor_core.objectstore import make_s3_client
 from conveyor_core.settings import Settings, get_settings
@@ -36,8 +37,11 @@ from observability.metrics import ActivityMetricsInterceptor, serve_metrics
 from observability.tracing import configure_tracing
 from workflows.delete import DeleteFileWorkflow
 from workflows.ingest import IngestWorkflow
+from workflows.webhooks import WebhookDeliveryWorkflow
 
 log = logging.getLogger(__name__)
+
+INGEST_WORKFLOWS = [IngestWorkflow, DeleteFileWorkflow, WebhookDeliveryWorkflow]
 
 
 def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any]]]:
@@ -53,6 +57,7 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
     publish = PublishActivities(s3, settings)
     thumbnails = ThumbnailActivities(s3, settings)
     ocr = OcrActivities(s3, sessions, settings)
+    webhooks = WebhookActivities(sessions, settings)
     return {
         settings.ingest_task_queue: [
             verify.verify_object,
@@ -67,6 +72,9 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
             metadata.release_blob,
             publish.publish_blob,
             publish.unpublish_blob,
+            webhooks.enqueue_webhooks,
+            webhooks.deliver_webhook,
+            webhooks.fail_webhook_delivery,
         ],
         settings.scan_task_queue: [ScanActivities(s3, settings).scan_blob],
         settings.media_task_queue: [thumbnails.make_thumbnails, ocr.ocr_blob],
@@ -87,7 +95,7 @@ def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecut
             Worker(
                 client,
                 task_queue=queue,
-                workflows=[IngestWorkflow, DeleteFileWorkflow] if is_ingest else [],
+                workflows=INGEST_WORKFLOWS if is_ingest else [],
                 activities=activities[queue],
                 activity_executor=executor,
                 max_concurrent_activities=settings.worker_max_concurrent_activities,

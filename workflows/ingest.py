@@ -16,13 +16,19 @@ from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutError,
+    WorkflowAlreadyStartedError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.dedup import DedupActivities
     from activities.metadata import MetadataActivities
     from activities.store import StoreActivities
     from activities.verify import VerifyActivities
+    from activities.webhooks import WebhookActivities
     from conveyor_core.types import (
         INVALID_DOCUMENT_ERROR,
         INVALID_IMAGE_ERROR,
@@ -34,7 +40,9 @@ with workflow.unsafe.imports_passed_through():
         ClaimInput,
         ClaimResult,
         CommitInput,
+        DeliverWebhookInput,
         DiscardInput,
+        EnqueueWebhooksInput,
         EventsPage,
         EventsQuery,
         FileStatus,
@@ -62,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
         Visibility,
     )
     from workflows import search_attributes
+    from workflows.webhooks import WebhookDeliveryWorkflow, delivery_workflow_id
 
 T = TypeVar("T")
 
@@ -479,7 +488,39 @@ class IngestWorkflow:
         )
         self._progress.detail = detail
         self._set_status(status)
+        await self._notify_webhooks(inp, status)
         return IngestResult(status=status, detail=detail)
+
+    async def _notify_webhooks(self, inp: IngestInput, status: FileStatus) -> None:
+        """Enqueues the tenant's webhooks for this outcome and starts one delivery workflow
+        each; they are abandoned, so this workflow ends now and a receiver that is down for
+        hours delays nothing here."""
+        if not workflow.patched("webhooks"):
+            return  # a history from before webhooks: replay it as it ran
+        queued = await workflow.execute_activity_method(
+            WebhookActivities.enqueue_webhooks,
+            EnqueueWebhooksInput(file_id=inp.file_id, status=status),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=DATABASE_RETRY,
+        )
+
+        async def start(delivery_id: str) -> None:
+            try:
+                await workflow.start_child_workflow(
+                    WebhookDeliveryWorkflow.run,
+                    DeliverWebhookInput(
+                        delivery_id=delivery_id,
+                        retry_initial_seconds=queued.retry_initial_seconds,
+                        retry_max_interval_seconds=queued.retry_max_interval_seconds,
+                        deadline_seconds=queued.deadline_seconds,
+                    ),
+                    id=delivery_workflow_id(delivery_id),
+                    parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                )
+            except WorkflowAlreadyStartedError:
+                pass  # already delivering (this workflow was reset): that one carries on
+
+        await asyncio.gather(*(start(d) for d in queued.delivery_ids))
 
     def _set_status(self, status: FileStatus) -> None:
         self._progress.status = status

@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
@@ -170,3 +171,47 @@ class FileEvent(Base):
     status: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(String(1024))
     at: Mapped[datetime]
+
+
+class WebhookEndpoint(Base):
+    """Where a tenant wants its files' terminal statuses POSTed, signed with `secret`."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenant.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    # The subscribed event names, e.g. ["file.ready", "file.failed"].
+    events: Mapped[list[str]] = mapped_column(JSONB)
+    # Kept in clear: every delivery is signed with it (HMAC needs the secret itself).
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    disabled_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: the exact body sent on every attempt, and how it went."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoint.id"))
+    file_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("file.id"), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    # Text, not JSONB: the bytes signed and sent must be the same on every retry.
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    last_attempt_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        # Enqueueing an event twice (an activity retry) finds the row it made the first time.
+        UniqueConstraint("endpoint_id", "file_id", "event"),
+        Index("ix_webhook_delivery_endpoint_created", "endpoint_id", "created_at", "id"),
+    )

@@ -31,6 +31,8 @@ from conveyor_core.types import (
     CommitInput,
     DeleteObjectsInput,
     DiscardInput,
+    EnqueueWebhooksInput,
+    EnqueueWebhooksResult,
     FileStatus,
     IngestInput,
     ObjectProbe,
@@ -99,6 +101,9 @@ class Stubs:
     commits: list[CommitInput] = field(default_factory=list)
     claims: list[ClaimInput] = field(default_factory=list)
     discarded: list[DiscardInput] = field(default_factory=list)
+    # The deliveries enqueue_webhooks answers; the ingest workflow starts one child for each.
+    webhook_deliveries: list[str] = field(default_factory=list)
+    enqueued: list[EnqueueWebhooksInput] = field(default_factory=list)
 
     def activities(self) -> list[Any]:
         @activity.defn(name="probe_object")
@@ -169,6 +174,17 @@ class Stubs:
             self.calls["commit_file"] += 1
             self.commits.append(inp)
 
+        @activity.defn(name="enqueue_webhooks")
+        def enqueue_webhooks(inp: EnqueueWebhooksInput) -> EnqueueWebhooksResult:
+            self.calls["enqueue_webhooks"] += 1
+            self.enqueued.append(inp)
+            return EnqueueWebhooksResult(
+                delivery_ids=list(self.webhook_deliveries),
+                retry_initial_seconds=0.1,
+                retry_max_interval_seconds=0.2,
+                deadline_seconds=5,
+            )
+
         return [
             probe_object,
             delete_object,
@@ -183,6 +199,7 @@ class Stubs:
             quarantine_object,
             publish_blob,
             commit_file,
+            enqueue_webhooks,
         ]
 
 

@@ -1,0 +1,86 @@
+"""WebhookDeliveryWorkflow: one per delivery, id `webhook-<delivery_id>`.
+
+Started (and abandoned) by the IngestWorkflow once a file ends, so ingest never waits for a
+receiver. It POSTs the delivery until a 2xx answer, retrying with exponential backoff, and
+marks the delivery failed once its deadline passes: nothing stays pending forever.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.webhooks import BACKOFF_COEFFICIENT, WebhookActivities
+    from conveyor_core.types import (
+        WEBHOOK_REFUSED_ERROR,
+        DeliverWebhookInput,
+        DeliverWebhookResult,
+        DeliveryStatus,
+        FailDeliveryInput,
+    )
+
+# Recording the outcome must not be lost: retried until Postgres answers.
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=0,
+)
+# One attempt: the POST (its own timeout, 10 s by default) and two short transactions.
+ATTEMPT_TIMEOUT = timedelta(seconds=60)
+
+
+def delivery_workflow_id(delivery_id: str) -> str:
+    return f"webhook-{delivery_id}"
+
+
+def delivery_retry(inp: DeliverWebhookInput) -> RetryPolicy:
+    """Every answer but a 2xx is retried, 4xx included (receivers get misconfigured and
+    fixed); only a refusal (endpoint deleted, private address) stops early."""
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=inp.retry_initial_seconds),
+        backoff_coefficient=BACKOFF_COEFFICIENT,
+        maximum_interval=timedelta(seconds=inp.retry_max_interval_seconds),
+        maximum_attempts=0,  # bounded by the deadline (schedule_to_close) instead
+        non_retryable_error_types=[WEBHOOK_REFUSED_ERROR],
+    )
+
+
+@workflow.defn
+class WebhookDeliveryWorkflow:
+    @workflow.run
+    async def run(self, inp: DeliverWebhookInput) -> DeliverWebhookResult:
+        try:
+            return await workflow.execute_activity_method(
+                WebhookActivities.deliver_webhook,
+                inp,
+                start_to_close_timeout=ATTEMPT_TIMEOUT,
+                schedule_to_close_timeout=timedelta(seconds=inp.deadline_seconds),
+                retry_policy=delivery_retry(inp),
+            )
+        except ActivityError as e:
+            reason = _give_up_reason(e, inp)
+        await workflow.execute_activity_method(
+            WebhookActivities.fail_webhook_delivery,
+            FailDeliveryInput(delivery_id=inp.delivery_id, reason=reason),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
+        )
+        return DeliverWebhookResult(status=DeliveryStatus.FAILED, detail=reason)
+
+
+def _give_up_reason(error: ActivityError, inp: DeliverWebhookInput) -> str:
+    cause = error.cause
+    # Past the deadline the last attempt's own failure comes back with retry state TIMEOUT
+    # (or a timeout, if the deadline cut an attempt short).
+    if isinstance(cause, TimeoutError) or error.retry_state == RetryState.TIMEOUT:
+        seconds = inp.deadline_seconds
+        deadline = f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
+        return f"gave up: no 2xx answer within the {deadline} delivery deadline"
+    if isinstance(cause, ApplicationError) and cause.message:
+        return cause.message
+    return str(cause or error)
