@@ -150,6 +150,7 @@ class WebhookActivities:
         s = self._settings
         return EnqueueWebhooksResult(
             delivery_ids=delivery_ids,
+            task_queue=s.webhooks_task_queue,
             retry_initial_seconds=s.webhook_retry_initial_seconds,
             retry_max_interval_seconds=s.webhook_retry_max_interval_seconds,
             deadline_seconds=s.webhook_delivery_deadline_hours * 3600,

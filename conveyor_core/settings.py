@@ -55,9 +55,15 @@ class Settings(BaseSettings):
     ingest_task_queue: str = "ingest"
     scan_task_queue: str = "scan"
     media_task_queue: str = "media"
+    webhooks_task_queue: str = "webhooks"
     # Which task queues this worker process polls: run one process per queue to scale a
     # stage on its own (e.g. CONVEYOR_WORKER_QUEUES='["media"]' on OCR machines).
-    worker_queues: list[Literal["ingest", "scan", "media"]] = ["ingest", "scan", "media"]
+    worker_queues: list[Literal["ingest", "scan", "media", "webhooks"]] = [
+        "ingest",
+        "scan",
+        "media",
+        "webhooks",
+    ]
     worker_max_concurrent_activities: int = 8
 
     # Object store (S3 API)

@@ -371,6 +371,7 @@ class EnqueueWebhooksResult:
     so an operator changes the policy without touching running ingest workflows)."""
 
     delivery_ids: list[str] = field(default_factory=list)
+    task_queue: str = "webhooks"
     retry_initial_seconds: float = 5.0
     retry_max_interval_seconds: float = 600.0
     deadline_seconds: float = 72 * 3600.0
@@ -381,6 +382,8 @@ class DeliverWebhookInput:
     """WebhookDeliveryWorkflow's input, and its deliver_webhook activity's."""
 
     delivery_id: str
+    # Deliveries run on a queue of their own: a receiver that hangs takes no ingest slot.
+    task_queue: str = "webhooks"
     retry_initial_seconds: float = 5.0
     retry_max_interval_seconds: float = 600.0
     deadline_seconds: float = 72 * 3600.0

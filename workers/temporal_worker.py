@@ -73,9 +73,8 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
             publish.publish_blob,
             publish.unpublish_blob,
             webhooks.enqueue_webhooks,
-            webhooks.deliver_webhook,
-            webhooks.fail_webhook_delivery,
         ],
+        settings.webhooks_task_queue: [webhooks.deliver_webhook, webhooks.fail_webhook_delivery],
         settings.scan_task_queue: [ScanActivities(s3, settings).scan_blob],
         settings.media_task_queue: [thumbnails.make_thumbnails, ocr.ocr_blob],
     }
@@ -87,6 +86,7 @@ def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecut
         "ingest": settings.ingest_task_queue,
         "scan": settings.scan_task_queue,
         "media": settings.media_task_queue,
+        "webhooks": settings.webhooks_task_queue,
     }
     workers = []
     for queue in (names[q] for q in settings.worker_queues):

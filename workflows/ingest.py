@@ -510,6 +510,7 @@ class IngestWorkflow:
                     WebhookDeliveryWorkflow.run,
                     DeliverWebhookInput(
                         delivery_id=delivery_id,
+                        task_queue=queued.task_queue,
                         retry_initial_seconds=queued.retry_initial_seconds,
                         retry_max_interval_seconds=queued.retry_max_interval_seconds,
                         deadline_seconds=queued.deadline_seconds,

@@ -58,6 +58,7 @@ class WebhookDeliveryWorkflow:
             return await workflow.execute_activity_method(
                 WebhookActivities.deliver_webhook,
                 inp,
+                task_queue=inp.task_queue,
                 start_to_close_timeout=ATTEMPT_TIMEOUT,
                 schedule_to_close_timeout=timedelta(seconds=inp.deadline_seconds),
                 retry_policy=delivery_retry(inp),
@@ -67,6 +68,7 @@ class WebhookDeliveryWorkflow:
         await workflow.execute_activity_method(
             WebhookActivities.fail_webhook_delivery,
             FailDeliveryInput(delivery_id=inp.delivery_id, reason=reason),
+            task_queue=inp.task_queue,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RECORD_RETRY,
         )

@@ -41,6 +41,7 @@ def test_app_services_run_modules_that_exist() -> None:
         "worker-ingest",
         "worker-scan",
         "worker-media",
+        "worker-webhooks",
     } <= set(modules)
     for name, module in modules.items():
         assert importlib.util.find_spec(module) is not None, f"{name}: no module {module}"
@@ -68,12 +69,13 @@ def test_each_stage_queue_has_its_own_worker_service() -> None:
     services = _compose()["services"]
     queues = {
         name: yaml.safe_load(_environment(services[name])["CONVEYOR_WORKER_QUEUES"])
-        for name in ("worker-ingest", "worker-scan", "worker-media")
+        for name in ("worker-ingest", "worker-scan", "worker-media", "worker-webhooks")
     }
     assert queues == {
         "worker-ingest": ["ingest"],
         "worker-scan": ["scan"],
         "worker-media": ["media"],
+        "worker-webhooks": ["webhooks"],
     }
     for name in queues:
         Settings(worker_queues=queues[name])  # a value the settings accept

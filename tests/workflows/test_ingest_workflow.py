@@ -83,6 +83,7 @@ class Stubs:
     """Activities with the real names, recording what the workflow asked for."""
 
     object_exists: bool = False
+    webhook_queue: str = "webhooks"  # where enqueue says deliveries run
     verify_result: VerifyResult = field(
         default_factory=lambda: VerifyResult(
             ok=True, detail=None, sha256=SHA, size=3, content_type="image/png"
@@ -180,6 +181,7 @@ class Stubs:
             self.enqueued.append(inp)
             return EnqueueWebhooksResult(
                 delivery_ids=list(self.webhook_deliveries),
+                task_queue=self.webhook_queue,
                 retry_initial_seconds=0.1,
                 retry_max_interval_seconds=0.2,
                 deadline_seconds=5,

@@ -73,6 +73,7 @@ async def _deliver(
     queue = f"test-{uuid.uuid4()}"
     inp = DeliverWebhookInput(
         delivery_id=str(uuid.uuid4()),
+        task_queue=queue,
         retry_initial_seconds=0.1,
         retry_max_interval_seconds=0.3,
         deadline_seconds=deadline_seconds,
@@ -95,9 +96,9 @@ async def _deliver(
 async def test_ingest_starts_one_abandoned_delivery_per_enqueued_webhook(
     env: WorkflowEnvironment,  # noqa: F811
 ) -> None:
-    stubs = Stubs(webhook_deliveries=[str(uuid.uuid4()), str(uuid.uuid4())])
-    deliveries = DeliveryStubs()
     queue = f"test-{uuid.uuid4()}"
+    stubs = Stubs(webhook_deliveries=[str(uuid.uuid4()), str(uuid.uuid4())], webhook_queue=queue)
+    deliveries = DeliveryStubs()
     inp = _input(queue)
     async with Worker(
         env.client,
