@@ -43,6 +43,8 @@ class InvalidCursor(BadRequest):
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 MAX_PAGE = 100
+# Postgres text cannot hold NUL: such a query is refused (422) before it reaches it.
+NO_NUL = r"^[^\x00]*$"
 
 
 async def _owned_file(session: AsyncSession, file_id: uuid.UUID, tenant_id: uuid.UUID) -> File:
@@ -119,11 +121,13 @@ async def list_files(
     state: StateDep,
     session: SessionDep,
     tenancy: TenancyDep,
-    q: Annotated[str | None, Query(max_length=500, description="full-text search")] = None,
+    q: Annotated[
+        str | None, Query(max_length=500, pattern=NO_NUL, description="full-text search")
+    ] = None,
     file_status: Annotated[FileStatus | None, Query(alias="status")] = None,
-    content_type: Annotated[str | None, Query(max_length=255)] = None,
+    content_type: Annotated[str | None, Query(max_length=255, pattern=NO_NUL)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
 ) -> FileList:
     """The tenant's files, newest first: full-text search over names and OCR text."""
     query = select(File).where(
