@@ -69,6 +69,20 @@ class IngestInput:
     # Progress events of this run are numbered after this (a later run of the same file
     # continues its numbering, so SSE clients resuming with Last-Event-ID miss nothing).
     event_seq_offset: int = 0
+    # Set for a retry (POST /v1/files/{id}/retry): a new run of the same workflow id that
+    # re-runs the failed stages on the file's blob instead of waiting for an upload.
+    retry: RetryRequest | None = None
+
+
+@dataclass(frozen=True)
+class RetryRequest:
+    """What a retry run re-runs: `previous_status` failed re-runs the whole processing
+    (scan, then thumbnails, OCR and publish as for a fresh file); ready re-runs only the
+    failed optional `stages` (thumbnails, ocr) and the file stays ready."""
+
+    blob: BlobRef
+    previous_status: FileStatus
+    stages: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -291,6 +305,9 @@ class CommitInput:
     thumbnails: list[Thumbnail] = field(default_factory=list)
     public_key: str | None = None
     events: list[ProgressEvent] = field(default_factory=list)  # kept for replay by SSE
+    # A retry of a ready file: only these stages were re-run; their outcome is recorded on
+    # the blob and on every ready file that holds it, and the file stays ready.
+    retried_stages: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -408,3 +425,26 @@ class FailDeliveryInput:
 # deliver_webhook raises this, non-retryable, when a delivery must stop (endpoint deleted,
 # private address refused); anything else it raises is retried until the deadline.
 WEBHOOK_REFUSED_ERROR = "WebhookRefused"
+# --- Retry (POST /v1/files/{id}/retry) ----------------------------------------------------
+
+# The retry's own row change (made by the API in the transaction that started the run) is
+# not there: the API rolled back, so this run has nothing to do.
+RETRY_ABANDONED_ERROR = "RetryAbandoned"
+
+
+@dataclass(frozen=True)
+class RetryClaimInput:
+    file_id: str
+    sha256: str
+    previous_status: FileStatus
+    stages: list[str]
+
+
+@dataclass(frozen=True)
+class RetryClaim:
+    """The blob as it is now, and whether this run runs its stages (owner) or reuses the
+    outcome of the run that does (duplicate); `file_stages` are the file's recorded stages."""
+
+    role: BlobRole
+    state: BlobState
+    file_stages: dict[str, StageState] = field(default_factory=dict)

@@ -68,6 +68,7 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
             store.quarantine_object,
             dedup.claim_blob,
             dedup.await_blob,
+            dedup.claim_retry,
             metadata.commit_file,
             metadata.release_blob,
             publish.publish_blob,
