@@ -1,5 +1,6 @@
 """Metadata stage: a file's terminal status (and its blob's outcome) in one idempotent
-transaction, a retried stage's new outcome, and the release of a deleted file's blob."""
+transaction, a reprocessed or retried stage's new outcome, and the release of a deleted
+file's blob."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from conveyor_core.types import (
     CommitInput,
     FileStatus,
     ObjectRef,
+    RecordStageInput,
     ReleaseInput,
     ReleaseResult,
     StageState,
@@ -124,6 +126,24 @@ class MetadataActivities:
                 _require_status(session, inp.file_id, inp.status)
                 return
         FILES_FINISHED.labels(inp.status.value).inc()
+
+    @activity.defn(name="record_blob_stage")
+    def record_blob_stage(self, inp: RecordStageInput) -> bool:
+        """Records a reprocessed stage's outcome on a ready blob and its ready files; False
+        when the blob is no longer ready (released meanwhile): nothing to record."""
+        with transaction(self._sessions) as session:
+            blob = session.execute(
+                select(Blob)
+                .where(Blob.sha256 == inp.sha256, Blob.status == BlobStatus.READY.value)
+                .with_for_update()
+            ).scalar_one_or_none()
+            if blob is None:
+                return False
+            blob.stages = {**blob.stages, **stages_json({inp.stage: inp.state})}
+            if inp.thumbnails is not None:
+                blob.thumbnails = merged_thumbnails(blob.thumbnails, inp.thumbnails)
+            share_stages(session, inp.sha256, {inp.stage: inp.state})
+            return True
 
     @activity.defn(name="release_blob")
     def release_blob(self, inp: ReleaseInput) -> ReleaseResult:

@@ -448,3 +448,84 @@ class RetryClaim:
     role: BlobRole
     state: BlobState
     file_stages: dict[str, StageState] = field(default_factory=dict)
+
+
+# --- Reprocess (conveyor reprocess) -------------------------------------------------------
+
+REPROCESS_STAGES = ("thumbnails", "ocr")
+
+
+@dataclass(frozen=True)
+class ReprocessFilter:
+    """Which ready blobs a reprocess covers; every field narrows, None matches all.
+
+    `content_type` is the blob's sniffed type, exact (`image/png`) or a prefix ending in `*`
+    (`image/*`); `tenant` is a tenant's name (blobs one of its ready files holds);
+    `created_after`/`created_before` are ISO 8601 instants compared with the blob's first
+    upload (inclusive, exclusive).
+    """
+
+    content_type: str | None = None
+    tenant: str | None = None
+    created_after: str | None = None
+    created_before: str | None = None
+
+
+@dataclass(frozen=True)
+class ReprocessFailure:
+    sha256: str
+    reason: str
+
+
+@dataclass
+class ReprocessProgress:
+    """The `progress` query's answer and the workflow's result; carried across
+    continue-as-new. Every listed blob is `seen`; each seen blob ends done, failed or
+    skipped, so `seen - done - failed - skipped` are in flight."""
+
+    stage: str
+    total: int | None = None  # matching blobs when the run began (an estimate for a bar)
+    seen: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cursor: str | None = None  # sha256 of the last blob of the last finished page
+    runs: int = 1  # this run and the ones it continued as new from
+    finished: bool = False
+    failures: list[ReprocessFailure] = field(default_factory=list)  # the first few
+
+
+@dataclass(frozen=True)
+class ReprocessInput:
+    stage: str  # one of REPROCESS_STAGES
+    filter: ReprocessFilter = field(default_factory=ReprocessFilter)
+    max_concurrency: int = 4
+    page_size: int = 100
+    # Continue as new after this many pages, so the history stays small.
+    pages_per_run: int = 4
+    thumbnail_sizes: list[int] = field(default_factory=lambda: [256, 1024])
+    media_task_queue: str = "media"
+    # Carried across continue-as-new: where to go on from, and the counters so far.
+    progress: ReprocessProgress | None = None
+
+
+@dataclass(frozen=True)
+class ReprocessBatchInput:
+    filter: ReprocessFilter
+    after_sha256: str | None
+    limit: int
+
+
+@dataclass(frozen=True)
+class ReprocessBatch:
+    blobs: list[BlobRef] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RecordStageInput:
+    """A reprocessed blob's new stage outcome (and, for thumbnails, the thumbnails made)."""
+
+    sha256: str
+    stage: str
+    state: StageState
+    thumbnails: list[Thumbnail] | None = None
