@@ -24,7 +24,6 @@ from conveyor_core.types import (
     ClaimInput,
     ClaimResult,
     FileStatus,
-    RetryClaim,
     RetryClaimInput,
     StageState,
     StageStatus,
@@ -152,8 +151,9 @@ class DedupActivities:
         return BlobRole.DUPLICATE
 
     @activity.defn(name="claim_retry")
-    def claim_retry(self, inp: RetryClaimInput) -> RetryClaim:
-        """A retry run's claim: the file's blob, owned again when its scan had failed.
+    def claim_retry(self, inp: RetryClaimInput) -> ClaimResult:
+        """A retry run's claim: the file's blob as it is now, owned again (its stages run by
+        this run) when its scan had failed, else reused as a duplicate's.
 
         The API changed the file's row (failed -> processing, or the retried stages of a
         ready file -> pending) in the transaction that started this run, and holds the row
@@ -193,11 +193,7 @@ class DedupActivities:
                     type="BlobGone",
                     non_retryable=True,
                 )
-            return RetryClaim(
-                role=role,
-                state=blob_state(blob),
-                file_stages={name: stage_from_json(v) for name, v in file.stages.items()},
-            )
+            return ClaimResult(role=role, state=blob_state(blob))
 
     @activity.defn(name="await_blob")
     def await_blob(self, sha256: str) -> BlobState:

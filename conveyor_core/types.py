@@ -78,11 +78,13 @@ class IngestInput:
 class RetryRequest:
     """What a retry run re-runs: `previous_status` failed re-runs the whole processing
     (scan, then thumbnails, OCR and publish as for a fresh file); ready re-runs only the
-    failed optional `stages` (thumbnails, ocr) and the file stays ready."""
+    failed optional `stages` (thumbnails, ocr) and the file stays ready. `file_stages` are
+    the file's stages as the retry left them (the re-run ones pending), shown from the start."""
 
     blob: BlobRef
     previous_status: FileStatus
     stages: list[str] = field(default_factory=list)
+    file_stages: dict[str, StageState] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -438,16 +440,6 @@ class RetryClaimInput:
     sha256: str
     previous_status: FileStatus
     stages: list[str]
-
-
-@dataclass(frozen=True)
-class RetryClaim:
-    """The blob as it is now, and whether this run runs its stages (owner) or reuses the
-    outcome of the run that does (duplicate); `file_stages` are the file's recorded stages."""
-
-    role: BlobRole
-    state: BlobState
-    file_stages: dict[str, StageState] = field(default_factory=dict)
 
 
 # --- Reprocess (conveyor reprocess) -------------------------------------------------------

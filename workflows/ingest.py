@@ -59,7 +59,6 @@ with workflow.unsafe.imports_passed_through():
         PublishInput,
         PublishResult,
         QuarantineInput,
-        RetryClaim,
         RetryClaimInput,
         RetryRequest,
         ScanInput,
@@ -448,9 +447,10 @@ class IngestWorkflow:
         thumbnails or OCR, and stays ready.
         """
         rescan = retry.previous_status is FileStatus.FAILED
+        self._progress.stages.update(retry.file_stages)
         self._set_status(FileStatus.PROCESSING if rescan else retry.previous_status)
         try:
-            claim: RetryClaim = await workflow.execute_activity_method(
+            claim: ClaimResult = await workflow.execute_activity_method(
                 DedupActivities.claim_retry,
                 RetryClaimInput(
                     file_id=inp.file_id,
@@ -467,7 +467,6 @@ class IngestWorkflow:
                 self._set_status(retry.previous_status)
                 return IngestResult(status=retry.previous_status, detail=failure_reason(e))
             raise
-        self._progress.stages.update(claim.file_stages)
         state = claim.state
         if rescan:
             if claim.role is BlobRole.OWNER:

@@ -48,6 +48,7 @@ from conveyor_core.types import (
     IngestInput,
     IngestProgress,
     RetryRequest,
+    StageState,
     StageStatus,
     Visibility,
 )
@@ -245,7 +246,7 @@ async def retry_file(
     previous = FileStatus(file.status)
     stages = _stages_to_retry(file)
     blob = await _held_blob(state, session, file)
-    await _mark_retrying(session, file, previous, stages)
+    file_stages = await _mark_retrying(session, file, previous, stages)
     upload = (
         await session.execute(select(Upload).where(Upload.file_id == file.id))
     ).scalar_one_or_none()
@@ -276,6 +277,7 @@ async def retry_file(
             ),
             previous_status=previous,
             stages=stages,
+            file_stages=file_stages,
         ),
     )
     await _start_retry(state, session, file, ingest)
@@ -335,10 +337,12 @@ async def _held_blob(state: AppState, session: AsyncSession, file: File) -> Blob
 
 async def _mark_retrying(
     session: AsyncSession, file: File, previous: FileStatus, stages: list[str]
-) -> None:
-    """Marks the retry on the row, only if it is still as read: of two retries at once, the
-    second waits for the first's row lock, then finds the row changed and is refused."""
+) -> dict[str, StageState]:
+    """Marks the retry on the row (the re-run stages pending), only if it is still as read:
+    of two retries at once, the second waits for the first's row lock, then finds the row
+    changed and is refused. Returns the file's stages as marked."""
     pending = {name: {"status": StageStatus.PENDING.value, "detail": None} for name in stages}
+    marked = {**file.stages, **pending}  # read before the UPDATE expires the loaded row
     query = (
         update(File)
         .where(File.id == file.id, File.status == previous.value)
@@ -355,6 +359,10 @@ async def _mark_retrying(
             "A retry of this file is already under way, or it changed meanwhile.",
             code="not_retryable",
         )
+    return {
+        name: StageState(StageStatus(s["status"]), s.get("detail"), s.get("duration_ms"))
+        for name, s in marked.items()
+    }
 
 
 async def _start_retry(

@@ -99,6 +99,11 @@ async def test_retry_after_the_scanner_was_down_reaches_ready_for_each_holder(
     assert body["stages"]["scan"]["status"] == "pending"
     assert body["stages"]["verify"]["status"] == "succeeded"
 
+    # While it runs, the file is the new run's progress query, stages as the retry left them.
+    running = (await api.get(f"/v1/files/{a['id']}", headers=auth(key_a))).json()
+    if running["status"] == "processing":
+        assert running["stages"]["verify"]["status"] == "succeeded", running
+
     ready = await wait_for_status(api, key_a, a["id"], "ready", timeout=60)
     assert ready["sha256"] == sha and ready["status_detail"] is None
     assert ready["stages"]["scan"]["status"] == "succeeded"

@@ -21,9 +21,9 @@ from conveyor_core.types import (
     BlobRole,
     BlobState,
     BlobStatus,
+    ClaimResult,
     FileStatus,
     IngestResult,
-    RetryClaim,
     RetryClaimInput,
     RetryRequest,
     StageState,
@@ -40,12 +40,12 @@ PENDING = StageState(StageStatus.PENDING)
 
 @dataclass
 class RetryStubs(Stubs):
-    retry_claim: Callable[[RetryClaimInput], RetryClaim] | None = None
+    retry_claim: Callable[[RetryClaimInput], ClaimResult] | None = None
     retry_claims: list[RetryClaimInput] = field(default_factory=list)
 
     def activities(self) -> list[Any]:
         @activity.defn(name="claim_retry")
-        def claim_retry(inp: RetryClaimInput) -> RetryClaim:
+        def claim_retry(inp: RetryClaimInput) -> ClaimResult:
             self.calls["claim_retry"] += 1
             self.retry_claims.append(inp)
             assert self.retry_claim is not None
@@ -84,11 +84,13 @@ async def test_retry_failed_file_owns_its_blob_again_and_runs_every_stage(
     env: WorkflowEnvironment,
 ) -> None:
     stubs = RetryStubs(
-        retry_claim=lambda inp: RetryClaim(
-            BlobRole.OWNER, BlobState(_blob(), BlobStatus.PROCESSING), _failed_file_stages()
+        retry_claim=lambda inp: ClaimResult(
+            BlobRole.OWNER, BlobState(_blob(), BlobStatus.PROCESSING)
         )
     )
-    retry = RetryRequest(_blob(), FileStatus.FAILED, ["scan", "thumbnails", "ocr"])
+    retry = RetryRequest(
+        _blob(), FileStatus.FAILED, ["scan", "thumbnails", "ocr"], _failed_file_stages()
+    )
 
     result, handle = await _retry(env, stubs, retry)
 
@@ -123,12 +125,14 @@ async def test_retry_failed_file_reuses_the_outcome_of_the_blobs_new_owner(
     }
     canonical = _blob("incoming/other/upload")
     stubs = RetryStubs(
-        retry_claim=lambda inp: RetryClaim(
-            BlobRole.DUPLICATE, BlobState(canonical, BlobStatus.PROCESSING), _failed_file_stages()
+        retry_claim=lambda inp: ClaimResult(
+            BlobRole.DUPLICATE, BlobState(canonical, BlobStatus.PROCESSING)
         ),
         awaited_states=[BlobState(canonical, BlobStatus.READY, stages)],
     )
-    retry = RetryRequest(_blob(), FileStatus.FAILED, ["scan", "thumbnails", "ocr"])
+    retry = RetryRequest(
+        _blob(), FileStatus.FAILED, ["scan", "thumbnails", "ocr"], _failed_file_stages()
+    )
 
     result, _ = await _retry(env, stubs, retry)
 
@@ -154,8 +158,8 @@ async def test_retry_ready_file_reruns_only_its_failed_stage_and_stays_ready(
         "thumbnails": PENDING,
         "ocr": StageState(StageStatus.SKIPPED, "no OCR for image/png"),
     }
-    stubs = RetryStubs(retry_claim=lambda inp: RetryClaim(BlobRole.OWNER, ready, file_stages))
-    retry = RetryRequest(_blob(), FileStatus.READY, ["thumbnails"])
+    stubs = RetryStubs(retry_claim=lambda inp: ClaimResult(BlobRole.OWNER, ready))
+    retry = RetryRequest(_blob(), FileStatus.READY, ["thumbnails"], file_stages)
 
     result, _ = await _retry(env, stubs, retry)
 
@@ -181,10 +185,11 @@ async def test_retry_ready_file_whose_stage_fails_again_keeps_its_thumbnails(
     ready = BlobState(_blob(), BlobStatus.READY, thumbnails=kept)
     stubs = RetryStubs(
         thumbnails=broken,
-        retry_claim=lambda inp: RetryClaim(BlobRole.OWNER, ready, {"thumbnails": PENDING}),
+        retry_claim=lambda inp: ClaimResult(BlobRole.OWNER, ready),
     )
+    retry = RetryRequest(_blob(), FileStatus.READY, ["thumbnails"], {"thumbnails": PENDING})
 
-    result, _ = await _retry(env, stubs, RetryRequest(_blob(), FileStatus.READY, ["thumbnails"]))
+    result, _ = await _retry(env, stubs, retry)
 
     assert result.status == FileStatus.READY
     commit = stubs.commits[0]
@@ -195,7 +200,7 @@ async def test_retry_ready_file_whose_stage_fails_again_keeps_its_thumbnails(
 
 
 async def test_retry_the_api_rolled_back_leaves_the_file_alone(env: WorkflowEnvironment) -> None:
-    def abandoned(inp: RetryClaimInput) -> RetryClaim:
+    def abandoned(inp: RetryClaimInput) -> ClaimResult:
         raise ApplicationError(
             "the retry was not committed", type=RETRY_ABANDONED_ERROR, non_retryable=True
         )
