@@ -448,6 +448,11 @@ class IngestWorkflow:
         """
         rescan = retry.previous_status is FileStatus.FAILED
         self._progress.stages.update(retry.file_stages)
+        # The file's event log goes on (numbered after inp.event_seq_offset) from what the
+        # file already showed: only what changes from there is news.
+        for name, stage in retry.file_stages.items():
+            self._last_seen[name] = (stage.status.value, stage.detail)
+        self._last_seen[""] = (retry.previous_status.value, None)
         self._set_status(FileStatus.PROCESSING if rescan else retry.previous_status)
         try:
             claim: ClaimResult = await workflow.execute_activity_method(
@@ -492,6 +497,9 @@ class IngestWorkflow:
             thumbnails = made.thumbnails if made is not None else thumbnails
         if ocr_task is not None:
             await ocr_task
+        # The file stayed ready; its events still end with its (terminal) status, as every
+        # run's do, so a client following them knows this retry is over.
+        self._last_seen.pop("", None)
         return await self._finish(inp, FileStatus.READY, None, state.blob, thumbnails=thumbnails)
 
     # --- small activities and the end ----------------------------------------------------

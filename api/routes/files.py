@@ -39,7 +39,7 @@ from api.errors import (
     responses,
 )
 from api.schemas import FileList, FilePublic, StagePublic, ThumbnailPublic
-from conveyor_core.db.models import Blob, BlobText, File, Upload
+from conveyor_core.db.models import Blob, BlobText, File, FileEvent, Upload
 from conveyor_core.types import (
     BlobRef,
     BlobStatus,
@@ -250,6 +250,9 @@ async def retry_file(
     upload = (
         await session.execute(select(Upload).where(Upload.file_id == file.id))
     ).scalar_one_or_none()
+    kept_events = await session.execute(
+        select(func.max(FileEvent.seq)).where(FileEvent.file_id == file.id)
+    )
     settings = state.settings
     ingest = IngestInput(
         file_id=str(file.id),
@@ -267,6 +270,8 @@ async def retry_file(
         media_task_queue=settings.media_task_queue,
         thumbnail_sizes=list(settings.thumbnail_sizes),
         quarantine_bucket=settings.quarantine_bucket,
+        # The new run's progress events follow the ones kept from the runs before.
+        event_seq_offset=kept_events.scalar() or 0,
         retry=RetryRequest(
             blob=BlobRef(
                 bucket=blob.bucket,

@@ -20,6 +20,7 @@ from conveyor_core.db.models import Blob, File, Upload
 from conveyor_core.settings import Settings
 from tests.helpers import assert_eventually
 from tests.integration import samples
+from tests.integration.test_file_events import read_stream
 from tests.integration.uploads import (
     auth,
     declare,
@@ -119,6 +120,13 @@ async def test_retry_after_the_scanner_was_down_reaches_ready_for_each_holder(
         await handle.fetch_history()
     )
     assert replayed.replay_failure is None
+    # The file's events go on after the first run's, and end with its new status.
+    events = await read_stream(api, key_a, a["id"])
+    assert [e.id for e in events] == list(range(1, len(events) + 1))
+    statuses = [(e.id, e.data["status"]) for e in events if e.name == "status"]
+    assert [s for _, s in statuses[-3:]] == ["failed", "processing", "ready"]
+    after_failure = await read_stream(api, key_a, a["id"], last_id=statuses[-3][0])
+    assert after_failure[0].data["status"] == "processing" and after_failure[-1] == events[-1]
 
     # The other tenant's file shares the blob: untouched until retried, then it reuses the
     # outcome instead of scanning again.
@@ -186,6 +194,15 @@ async def test_retry_ready_file_reruns_its_failed_thumbnails_for_every_holder(
     assert all(_head_status(s3, stack.bucket, key) == 200 for key in keys)
     # Stages run once per blob: the other tenant's file shows the new outcome too.
     await thumbnails_back(key_b, theirs["id"])
+    # The retry's events follow the first run's and end with the file's status again.
+    events = await read_stream(api, key_a, mine["id"])
+    assert [e.id for e in events] == list(range(1, len(events) + 1))
+    assert [(e.data["stage"], e.data["status"]) for e in events[-4:]] == [
+        (None, "ready"),
+        ("thumbnails", "running"),
+        ("thumbnails", "succeeded"),
+        (None, "ready"),
+    ]
 
 
 async def test_retry_refuses_what_cannot_be_retried(

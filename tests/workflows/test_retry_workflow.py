@@ -92,7 +92,7 @@ async def test_retry_failed_file_owns_its_blob_again_and_runs_every_stage(
         _blob(), FileStatus.FAILED, ["scan", "thumbnails", "ocr"], _failed_file_stages()
     )
 
-    result, handle = await _retry(env, stubs, retry)
+    result, handle = await _retry(env, stubs, retry, event_seq_offset=7)
 
     assert result.status == FileStatus.READY
     for name in ("claim_retry", "scan_blob", "make_thumbnails", "ocr_blob", "commit_file"):
@@ -108,6 +108,13 @@ async def test_retry_failed_file_owns_its_blob_again_and_runs_every_stage(
     assert commit.stages["verify"] == VERIFIED  # kept from the first run
     assert commit.stages["scan"].status == StageStatus.SUCCEEDED
     assert commit.thumbnails[0].size == 256
+    # Its events go on after the ones kept from the first run, with what changed only.
+    events = [(e.seq, e.kind, e.stage, e.status) for e in commit.events]
+    assert events[0] == (8, "status", None, "processing")
+    assert events[-1] == (7 + len(events), "status", None, "ready")
+    assert [e.seq for e in commit.events] == list(range(8, 8 + len(events)))
+    assert ("stage", "scan", "succeeded") in [e[1:] for e in events]
+    assert all(e[2] != "verify" for e in events)
     # The history of a retry run replays.
     replayed = await Replayer(workflows=[IngestWorkflow]).replay_workflow(
         await handle.fetch_history()
@@ -173,6 +180,12 @@ async def test_retry_ready_file_reruns_only_its_failed_stage_and_stays_ready(
     assert commit.stages["thumbnails"].status == StageStatus.SUCCEEDED
     assert commit.stages["scan"] == file_stages["scan"] and commit.stages["ocr"].detail
     assert [t.size for t in commit.thumbnails] == [256]
+    # Only the re-run stage is news, and the events end with the file's status again.
+    assert [(e.kind, e.stage, e.status) for e in commit.events] == [
+        ("stage", "thumbnails", "running"),
+        ("stage", "thumbnails", "succeeded"),
+        ("status", None, "ready"),
+    ]
 
 
 async def test_retry_ready_file_whose_stage_fails_again_keeps_its_thumbnails(
