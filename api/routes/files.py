@@ -35,9 +35,11 @@ from api.errors import (
     Forbidden,
     Gone,
     NotFound,
+    PayloadTooLarge,
     ServiceUnavailable,
     responses,
 )
+from api.limits import check_quota
 from api.schemas import FileList, FilePublic, StagePublic, ThumbnailPublic
 from conveyor_core.db.models import Blob, BlobText, File, FileEvent, Upload
 from conveyor_core.types import (
@@ -234,7 +236,7 @@ async def delete_file(
     "/{file_id}/retry",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=FilePublic,
-    responses=responses(NotFound, Conflict, Gone, ServiceUnavailable),
+    responses=responses(NotFound, Conflict, Gone, PayloadTooLarge, ServiceUnavailable),
 )
 async def retry_file(
     file_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
@@ -246,6 +248,10 @@ async def retry_file(
     previous = FileStatus(file.status)
     stages = _stages_to_retry(file)
     blob = await _held_blob(state, session, file)
+    if previous is FileStatus.FAILED:
+        # A failed file holds no room in the tenant's quota; processing again, it does.
+        size = file.size if file.size is not None else file.declared_size
+        await check_quota(session, tenancy.tenant_id, size, tenancy.max_bytes, tenancy.max_files)
     file_stages = await _mark_retrying(session, file, previous, stages)
     upload = (
         await session.execute(select(Upload).where(Upload.file_id == file.id))

@@ -21,6 +21,7 @@ from conveyor_core.settings import Settings
 from tests.helpers import assert_eventually
 from tests.integration import samples
 from tests.integration.test_file_events import read_stream
+from tests.integration.test_limits import limited_tenant
 from tests.integration.uploads import (
     auth,
     declare,
@@ -263,3 +264,28 @@ async def test_retry_refuses_what_cannot_be_retried(
     vanished = await api.post(f"/v1/files/{lost['id']}/retry", headers=auth(key_a))
     assert _error(vanished) == (409, "bytes_gone")
     assert (await wait_until_terminal(api, key_a, lost["id"]))["status"] == "failed"
+
+
+async def test_retry_of_a_failed_file_counts_against_the_quota_again(
+    api: httpx.AsyncClient, stack: Settings, sessions: sessionmaker[Session]
+) -> None:
+    _, key = limited_tenant(stack, "--max-files", "1")
+    first = await upload(api, key, sample_bytes(60), content_type="text/plain")
+    # As a scanner outage leaves it (bytes kept, blob failed): it holds no room any more.
+    with sessions() as session, session.begin():
+        session.execute(
+            update(File).where(File.id == uuid.UUID(first["id"])).values(status="failed")
+        )
+        session.execute(update(Blob).where(Blob.sha256 == first["sha256"]).values(status="failed"))
+    second = await upload(api, key, sample_bytes(70), content_type="text/plain")
+    assert second["status"] == "ready"
+
+    refused = await api.post(f"/v1/files/{first['id']}/retry", headers=auth(key))
+    assert _error(refused) == (413, "file_quota_exceeded")
+    assert (await api.get(f"/v1/files/{first['id']}", headers=auth(key))).json()["status"] == (
+        "failed"
+    )
+    assert (await api.delete(f"/v1/files/{second['id']}", headers=auth(key))).status_code == 204
+    accepted = await api.post(f"/v1/files/{first['id']}/retry", headers=auth(key))
+    assert accepted.status_code == 202, accepted.text
+    await wait_for_status(api, key, first["id"], "ready", timeout=30)
