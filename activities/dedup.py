@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 from conveyor_core.db.models import Blob, File
 from conveyor_core.db.session import transaction
 from conveyor_core.types import (
+    RETRY_ABANDONED_ERROR,
     BlobRef,
     BlobRole,
     BlobState,
@@ -23,12 +24,14 @@ from conveyor_core.types import (
     ClaimInput,
     ClaimResult,
     FileStatus,
+    RetryClaimInput,
     StageState,
     StageStatus,
     Thumbnail,
 )
 
 BLOB_PROCESSING_ERROR = "BlobProcessing"
+RETRY_MARK = StageStatus.PENDING.value
 
 
 def blob_state(blob: Blob) -> BlobState:
@@ -77,6 +80,14 @@ def _attach_file(session: Session, file_id: uuid.UUID, blob: Blob) -> None:
         # A DEDUPLICATED file's workflow can get here before the API has committed the row
         # (the API starts the workflow first): retry until it is there.
         raise ApplicationError("the file's row is not committed yet", type="FileNotYetVisible")
+
+
+def _retry_committed(file: File, inp: RetryClaimInput) -> bool:
+    if inp.previous_status is FileStatus.FAILED:
+        return file.status == FileStatus.PROCESSING.value
+    return file.status == FileStatus.READY.value and all(
+        (file.stages.get(name) or {}).get("status") == RETRY_MARK for name in inp.stages
+    )
 
 
 class DedupActivities:
@@ -138,6 +149,51 @@ class DedupActivities:
             blob.owner_file_id = file_id
             return BlobRole.OWNER
         return BlobRole.DUPLICATE
+
+    @activity.defn(name="claim_retry")
+    def claim_retry(self, inp: RetryClaimInput) -> ClaimResult:
+        """A retry run's claim: the file's blob as it is now, owned again (its stages run by
+        this run) when its scan had failed, else reused as a duplicate's.
+
+        The API changed the file's row (failed -> processing, or the retried stages of a
+        ready file -> pending) in the transaction that started this run, and holds the row
+        locked until it commits: the lock taken here waits for that, so a row without the
+        change means the API rolled back and this run must not touch anything.
+        """
+        with transaction(self._sessions) as session:
+            file = session.execute(
+                select(File).where(File.id == uuid.UUID(inp.file_id)).with_for_update()
+            ).scalar_one_or_none()
+            if file is None or not _retry_committed(file, inp):
+                raise ApplicationError(
+                    "the retry was not committed", type=RETRY_ABANDONED_ERROR, non_retryable=True
+                )
+            blob = session.execute(
+                select(Blob).where(Blob.sha256 == inp.sha256).with_for_update()
+            ).scalar_one_or_none()
+            if blob is None or blob.status == BlobStatus.RELEASED.value:
+                raise ApplicationError(
+                    f"blob {inp.sha256} is no longer held", type="BlobGone", non_retryable=True
+                )
+            role = BlobRole.OWNER
+            if inp.previous_status is FileStatus.FAILED:
+                if blob.status == BlobStatus.FAILED.value:
+                    # Its scan failed: this run runs the stages again. Other files holding
+                    # it stay failed until retried themselves (they then reuse the outcome).
+                    blob.status = BlobStatus.PROCESSING.value
+                    blob.owner_file_id = file.id
+                elif not (
+                    blob.status == BlobStatus.PROCESSING.value and blob.owner_file_id == file.id
+                ):
+                    # Another upload of the same bytes took it over (or finished it).
+                    role = BlobRole.DUPLICATE
+            elif blob.status != BlobStatus.READY.value:
+                raise ApplicationError(
+                    f"blob {inp.sha256} is {blob.status}, not ready",
+                    type="BlobGone",
+                    non_retryable=True,
+                )
+            return ClaimResult(role=role, state=blob_state(blob))
 
     @activity.defn(name="await_blob")
     def await_blob(self, sha256: str) -> BlobState:

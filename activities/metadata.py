@@ -1,5 +1,6 @@
 """Metadata stage: a file's terminal status (and its blob's outcome) in one idempotent
-transaction, and the release of a deleted file's blob."""
+transaction, a reprocessed or retried stage's new outcome, and the release of a deleted
+file's blob."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -22,9 +23,11 @@ from conveyor_core.types import (
     CommitInput,
     FileStatus,
     ObjectRef,
+    RecordStageInput,
     ReleaseInput,
     ReleaseResult,
     StageState,
+    Thumbnail,
 )
 from observability.metrics import FILES_FINISHED
 
@@ -33,6 +36,31 @@ NON_TERMINAL = (FileStatus.AWAITING_UPLOAD.value, FileStatus.PROCESSING.value)
 
 def stages_json(stages: dict[str, StageState]) -> dict[str, Any]:
     return {name: asdict(state) for name, state in stages.items()}
+
+
+def merged_thumbnails(
+    recorded: list[dict[str, Any]], made: list[Thumbnail]
+) -> list[dict[str, Any]]:
+    """The recorded thumbnails with the ones just made (a made size replaces its record).
+
+    Sizes no longer configured stay: their objects are still held, and the blob's record is
+    what removes them with its last reference.
+    """
+    by_size = {t["size"]: t for t in recorded}
+    by_size.update({t.size: asdict(t) for t in made})
+    return [by_size[size] for size in sorted(by_size)]
+
+
+def share_stages(session: Session, sha256: str, stages: dict[str, StageState]) -> None:
+    """Stages run once per blob: every ready file holding it shows their new outcome."""
+    session.execute(
+        update(File)
+        .where(File.sha256 == sha256, File.status == FileStatus.READY.value)
+        .values(
+            stages=File.stages.op("||")(literal(stages_json(stages), JSONB)),
+            updated_at=func.now(),
+        )
+    )
 
 
 class MetadataActivities:
@@ -93,9 +121,29 @@ class MetadataActivities:
                 .returning(File.id)
             ).first()
             if changed is None:
+                if inp.retried_stages and _commit_retried_ready_file(session, inp):
+                    return
                 _require_status(session, inp.file_id, inp.status)
                 return
         FILES_FINISHED.labels(inp.status.value).inc()
+
+    @activity.defn(name="record_blob_stage")
+    def record_blob_stage(self, inp: RecordStageInput) -> bool:
+        """Records a reprocessed stage's outcome on a ready blob and its ready files; False
+        when the blob is no longer ready (released meanwhile): nothing to record."""
+        with transaction(self._sessions) as session:
+            blob = session.execute(
+                select(Blob)
+                .where(Blob.sha256 == inp.sha256, Blob.status == BlobStatus.READY.value)
+                .with_for_update()
+            ).scalar_one_or_none()
+            if blob is None:
+                return False
+            blob.stages = {**blob.stages, **stages_json({inp.stage: inp.state})}
+            if inp.thumbnails is not None:
+                blob.thumbnails = merged_thumbnails(blob.thumbnails, inp.thumbnails)
+            share_stages(session, inp.sha256, {inp.stage: inp.state})
+            return True
 
     @activity.defn(name="release_blob")
     def release_blob(self, inp: ReleaseInput) -> ReleaseResult:
@@ -133,6 +181,32 @@ class MetadataActivities:
             return ReleaseResult(
                 blob_released=True, sha256=blob.sha256, objects=objects, public_key=public_key
             )
+
+
+def _commit_retried_ready_file(session: Session, inp: CommitInput) -> bool:
+    """A ready file's retry of some stages: the file stays ready, and the stages' new outcome
+    goes to its blob (if still ready) and every ready file holding it. True when done,
+    including when the file was deleted meanwhile (nothing left to record for it)."""
+    file = session.execute(
+        select(File).where(File.id == uuid.UUID(inp.file_id)).with_for_update()
+    ).scalar_one_or_none()
+    if file is None or file.status not in (FileStatus.READY.value, FileStatus.DELETED.value):
+        return False
+    if file.status == FileStatus.DELETED.value or inp.blob_sha256 is None:
+        return True
+    retried = {name: inp.stages[name] for name in inp.retried_stages if name in inp.stages}
+    blob = session.execute(
+        select(Blob)
+        .where(Blob.sha256 == inp.blob_sha256, Blob.status == BlobStatus.READY.value)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if blob is not None:
+        blob.stages = {**blob.stages, **stages_json(retried)}
+        if "thumbnails" in retried:
+            blob.thumbnails = merged_thumbnails(blob.thumbnails, inp.thumbnails)
+    file.stages = {**file.stages, **stages_json(inp.stages)}
+    share_stages(session, inp.blob_sha256, retried)
+    return True
 
 
 def _require_status(session: Session, file_id: str, wanted: FileStatus) -> None:

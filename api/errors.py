@@ -8,7 +8,7 @@ ConveyorError(code, message, status)
 ├── BadRequest               400 invalid_parts | missing_parts | etag_mismatch | invalid_cursor |
 │                                invalid_url | invalid_events
 ├── Conflict                 409 file_not_ready | file_not_finished | upload_not_active |
-│                                not_multipart
+│                                not_multipart | not_retryable | bytes_gone
 ├── Gone                     410 file_deleted
 ├── PayloadTooLarge          413 file_too_large | file_quota_exceeded | storage_quota_exceeded
 ├── TooManyRequests          429 rate_limited (with Retry-After)

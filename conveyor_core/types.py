@@ -69,6 +69,22 @@ class IngestInput:
     # Progress events of this run are numbered after this (a later run of the same file
     # continues its numbering, so SSE clients resuming with Last-Event-ID miss nothing).
     event_seq_offset: int = 0
+    # Set for a retry (POST /v1/files/{id}/retry): a new run of the same workflow id that
+    # re-runs the failed stages on the file's blob instead of waiting for an upload.
+    retry: RetryRequest | None = None
+
+
+@dataclass(frozen=True)
+class RetryRequest:
+    """What a retry run re-runs: `previous_status` failed re-runs the whole processing
+    (scan, then thumbnails, OCR and publish as for a fresh file); ready re-runs only the
+    failed optional `stages` (thumbnails, ocr) and the file stays ready. `file_stages` are
+    the file's stages as the retry left them (the re-run ones pending), shown from the start."""
+
+    blob: BlobRef
+    previous_status: FileStatus
+    stages: list[str] = field(default_factory=list)
+    file_stages: dict[str, StageState] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -291,6 +307,9 @@ class CommitInput:
     thumbnails: list[Thumbnail] = field(default_factory=list)
     public_key: str | None = None
     events: list[ProgressEvent] = field(default_factory=list)  # kept for replay by SSE
+    # A retry of a ready file: only these stages were re-run; their outcome is recorded on
+    # the blob and on every ready file that holds it, and the file stays ready.
+    retried_stages: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -408,3 +427,97 @@ class FailDeliveryInput:
 # deliver_webhook raises this, non-retryable, when a delivery must stop (endpoint deleted,
 # private address refused); anything else it raises is retried until the deadline.
 WEBHOOK_REFUSED_ERROR = "WebhookRefused"
+# --- Retry (POST /v1/files/{id}/retry) ----------------------------------------------------
+
+# The retry's own row change (made by the API in the transaction that started the run) is
+# not there: the API rolled back, so this run has nothing to do.
+RETRY_ABANDONED_ERROR = "RetryAbandoned"
+
+
+@dataclass(frozen=True)
+class RetryClaimInput:
+    file_id: str
+    sha256: str
+    previous_status: FileStatus
+    stages: list[str]
+
+
+# --- Reprocess (conveyor reprocess) -------------------------------------------------------
+
+REPROCESS_STAGES = ("thumbnails", "ocr")
+
+
+@dataclass(frozen=True)
+class ReprocessFilter:
+    """Which ready blobs a reprocess covers; every field narrows, None matches all.
+
+    `content_type` is the blob's sniffed type, exact (`image/png`) or a prefix ending in `*`
+    (`image/*`); `tenant` is a tenant's name (blobs one of its ready files holds);
+    `created_after`/`created_before` are ISO 8601 instants compared with the blob's first
+    upload (inclusive, exclusive).
+    """
+
+    content_type: str | None = None
+    tenant: str | None = None
+    created_after: str | None = None
+    created_before: str | None = None
+
+
+@dataclass(frozen=True)
+class ReprocessFailure:
+    sha256: str
+    reason: str
+
+
+@dataclass
+class ReprocessProgress:
+    """The `progress` query's answer and the workflow's result; carried across
+    continue-as-new. Every listed blob is `seen`; each seen blob ends done, failed or
+    skipped, so `seen - done - failed - skipped` are in flight."""
+
+    stage: str
+    total: int | None = None  # matching blobs when the run began (an estimate for a bar)
+    seen: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cursor: str | None = None  # sha256 of the last blob of the last finished page
+    runs: int = 1  # this run and the ones it continued as new from
+    finished: bool = False
+    failures: list[ReprocessFailure] = field(default_factory=list)  # the first few
+
+
+@dataclass(frozen=True)
+class ReprocessInput:
+    stage: str  # one of REPROCESS_STAGES
+    filter: ReprocessFilter = field(default_factory=ReprocessFilter)
+    max_concurrency: int = 4
+    page_size: int = 100
+    # Continue as new after this many pages, so the history stays small.
+    pages_per_run: int = 4
+    thumbnail_sizes: list[int] = field(default_factory=lambda: [256, 1024])
+    media_task_queue: str = "media"
+    # Carried across continue-as-new: where to go on from, and the counters so far.
+    progress: ReprocessProgress | None = None
+
+
+@dataclass(frozen=True)
+class ReprocessBatchInput:
+    filter: ReprocessFilter
+    after_sha256: str | None
+    limit: int
+
+
+@dataclass(frozen=True)
+class ReprocessBatch:
+    blobs: list[BlobRef] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RecordStageInput:
+    """A reprocessed blob's new stage outcome (and, for thumbnails, the thumbnails made)."""
+
+    sha256: str
+    stage: str
+    state: StageState
+    thumbnails: list[Thumbnail] | None = None

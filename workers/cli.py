@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -123,6 +125,106 @@ def status(
             typer.echo(f"{s.name:<13} {state:<5} {s.version or s.detail or ''}")
     if not all(s.up for s in statuses):
         raise typer.Exit(1)
+
+
+@app.command("reprocess")
+def reprocess(
+    stage: Annotated[
+        str | None, typer.Option(help="The stage to re-run: thumbnails or ocr.", show_default=False)
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            metavar="KEY=VALUE",
+            help="Which ready blobs (repeatable, all must hold): content_type=image/png, "
+            "content_type=image/* (a prefix), tenant=NAME, created_after=2026-01-01, "
+            "created_before=2026-02-01T12:00Z.",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Blobs at once.")] = 4,
+    page_size: Annotated[int, typer.Option(min=1, max=1000, help="Blobs per page.")] = 100,
+    pages_per_run: Annotated[
+        int, typer.Option(min=1, help="Pages per workflow run before it continues as new.")
+    ] = 4,
+    batch_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id", help="Names the batch: workflow reprocess-<stage>-<id> (default: UTC time)."
+        ),
+    ] = None,
+    status_of: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            metavar="WORKFLOW_ID",
+            help="Show a batch's progress instead of starting one.",
+            show_default=False,
+        ),
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="With --status: follow it until it ends.")
+    ] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Start it, print its id and return.")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the counters as JSON.")
+    ] = False,
+) -> None:
+    """Re-run one stage over many ready files' blobs (e.g. thumbnails after adding a size to
+    CONVEYOR_THUMBNAIL_SIZES), as a durable, throttled workflow; shows its progress until it
+    is done. Ctrl-C only stops watching: the batch goes on (see it with --status).
+
+    Exits 0 when every blob was done or skipped, 1 when some failed (or the batch did not
+    finish), 2 on a usage error, 4 for an unknown --status id, 5 when Temporal is not
+    reachable, 130 when interrupted.
+    """
+    import asyncio
+
+    from workers import reprocess as batch
+
+    settings = get_settings()
+    workflow_id = status_of or ""
+    try:
+        if (stage is None) == (status_of is None):
+            raise batch.UsageError("give either --stage (to start a batch) or --status ID")
+        inp = None
+        if stage is not None:
+            inp = batch.batch_input(
+                settings,
+                stage,
+                batch.parse_where(where or []),
+                concurrency=concurrency,
+                page_size=page_size,
+                pages_per_run=pages_per_run,
+            )
+            workflow_id = batch.new_workflow_id(stage, batch_id)
+        code = asyncio.run(
+            batch.command(
+                settings,
+                workflow_id,
+                inp,
+                watch=follow or (inp is not None and not detach),
+                as_json=json_output,
+            )
+        )
+    except batch.UsageError as e:
+        typer.echo(f"Usage error: {e}", err=True)
+        code = 2
+    except KeyboardInterrupt:
+        typer.echo(
+            f"Detached: the batch goes on; see it with conveyor reprocess --status {workflow_id}",
+            err=True,
+        )
+        code = 130
+    # The Temporal client's native threads can abort a short-lived process while the
+    # interpreter finalizes (temporalio/sdk-python#300): the exit code would be lost to a
+    # SIGABRT. Everything is written and nothing is left to clean up, so leave at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @app.command()

@@ -1,8 +1,9 @@
 """The Temporal worker process: one Worker per task queue in `settings.worker_queues`.
 
-`ingest` runs the workflows and their light activities (verify, dedup, metadata, store,
-publish, webhooks); `scan` runs ClamAV; `media` runs thumbnails and OCR. Scale a stage by
-starting more processes that poll only its queue.
+`ingest` runs the workflows (ingest, delete, webhook delivery, reprocess) and their light
+activities (verify, dedup, metadata, store, publish, webhooks, reprocess paging); `scan` runs
+ClamAV; `media` runs thumbnails and OCR. Scale a stage by starting more processes that poll
+only its queue.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from activities.dedup import DedupActivities
 from activities.metadata import MetadataActivities
 from activities.ocr import OcrActivities
 from activities.publish import PublishActivities
+from activities.reprocess import ReprocessActivities
 from activities.scan import ScanActivities
 from activities.store import StoreActivities
 from activities.thumbnails import ThumbnailActivities
@@ -37,11 +39,12 @@ from observability.metrics import ActivityMetricsInterceptor, serve_metrics
 from observability.tracing import configure_tracing
 from workflows.delete import DeleteFileWorkflow
 from workflows.ingest import IngestWorkflow
+from workflows.reprocess import ReprocessWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow
 
 log = logging.getLogger(__name__)
 
-INGEST_WORKFLOWS = [IngestWorkflow, DeleteFileWorkflow, WebhookDeliveryWorkflow]
+INGEST_WORKFLOWS = [IngestWorkflow, DeleteFileWorkflow, WebhookDeliveryWorkflow, ReprocessWorkflow]
 
 
 def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any]]]:
@@ -58,6 +61,7 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
     thumbnails = ThumbnailActivities(s3, settings)
     ocr = OcrActivities(s3, sessions, settings)
     webhooks = WebhookActivities(sessions, settings)
+    reprocess = ReprocessActivities(sessions)
     return {
         settings.ingest_task_queue: [
             verify.verify_object,
@@ -68,8 +72,12 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
             store.quarantine_object,
             dedup.claim_blob,
             dedup.await_blob,
+            dedup.claim_retry,
             metadata.commit_file,
             metadata.release_blob,
+            metadata.record_blob_stage,
+            reprocess.count_reprocess,
+            reprocess.list_reprocess_batch,
             publish.publish_blob,
             publish.unpublish_blob,
             webhooks.enqueue_webhooks,

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from conveyor_core.types import (
         INVALID_DOCUMENT_ERROR,
         INVALID_IMAGE_ERROR,
+        RETRY_ABANDONED_ERROR,
         SCAN_TOO_LARGE_ERROR,
         BlobRef,
         BlobRole,
@@ -58,6 +59,8 @@ with workflow.unsafe.imports_passed_through():
         PublishInput,
         PublishResult,
         QuarantineInput,
+        RetryClaimInput,
+        RetryRequest,
         ScanInput,
         ScanResult,
         StageState,
@@ -141,6 +144,7 @@ class IngestWorkflow:
         self._events: list[ProgressEvent] = []
         self._event_seq_offset = 0
         self._last_seen: dict[str, tuple[str, str | None]] = {}  # "" is the file status
+        self._retried_stages: list[str] = []  # a ready file's retry: the stages it re-runs
 
     @workflow.signal
     def object_uploaded(self, event: ObjectUploaded) -> None:
@@ -164,6 +168,8 @@ class IngestWorkflow:
     async def run(self, inp: IngestInput) -> IngestResult:
         self._progress.file_id = inp.file_id
         self._event_seq_offset = inp.event_seq_offset
+        if inp.retry is not None:
+            return await self._retry(inp, inp.retry)
         own = ObjectRef(bucket=inp.bucket, key=inp.object_key)
         if inp.deduplicated:
             self._progress.stages["verify"] = StageState(
@@ -430,6 +436,72 @@ class IngestWorkflow:
         else:
             stage.detail = detail
 
+    # --- retry: a new run of a finished file's workflow -----------------------------------
+
+    async def _retry(self, inp: IngestInput, retry: RetryRequest) -> IngestResult:
+        """Re-runs a finished file's failed stages on its blob (POST /v1/files/{id}/retry).
+
+        Nothing to wait for or verify: the blob's bytes were verified when they came. A
+        failed file goes through the processing again, as the blob's owner or reusing the
+        outcome of the run that owns it now; a ready file re-runs only its failed
+        thumbnails or OCR, and stays ready.
+        """
+        rescan = retry.previous_status is FileStatus.FAILED
+        self._progress.stages.update(retry.file_stages)
+        # The file's event log goes on (numbered after inp.event_seq_offset) from what the
+        # file already showed: only what changes from there is news.
+        for name, stage in retry.file_stages.items():
+            self._last_seen[name] = (stage.status.value, stage.detail)
+        self._last_seen[""] = (retry.previous_status.value, None)
+        self._set_status(FileStatus.PROCESSING if rescan else retry.previous_status)
+        try:
+            claim: ClaimResult = await workflow.execute_activity_method(
+                DedupActivities.claim_retry,
+                RetryClaimInput(
+                    file_id=inp.file_id,
+                    sha256=retry.blob.sha256,
+                    previous_status=retry.previous_status,
+                    stages=list(retry.stages),
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=DATABASE_RETRY,
+            )
+        except ActivityError as e:
+            if isinstance(e.cause, ApplicationError) and e.cause.type == RETRY_ABANDONED_ERROR:
+                # The API rolled back: the file stays as it was, untouched by this run.
+                self._set_status(retry.previous_status)
+                return IngestResult(status=retry.previous_status, detail=failure_reason(e))
+            raise
+        state = claim.state
+        if rescan:
+            if claim.role is BlobRole.OWNER:
+                return await self._process_as_owner(inp, state.blob)
+            if not state.status.is_terminal:
+                state = await workflow.execute_activity_method(
+                    DedupActivities.await_blob,
+                    state.blob.sha256,
+                    schedule_to_close_timeout=timedelta(hours=6),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=AWAIT_BLOB_RETRY,
+                )
+            return await self._finish_as_duplicate(inp, state)
+        self._retried_stages = [s for s in retry.stages if s in ("thumbnails", "ocr")]
+        ocr_task = (
+            asyncio.ensure_future(self._ocr(inp, state.blob))
+            if "ocr" in self._retried_stages
+            else None
+        )
+        thumbnails = state.thumbnails
+        if "thumbnails" in self._retried_stages:
+            made = await self._thumbnails(inp, state.blob)
+            thumbnails = made.thumbnails if made is not None else thumbnails
+        if ocr_task is not None:
+            await ocr_task
+        # The file stayed ready; its events still end with its (terminal) status, as every
+        # run's do, so a client following them knows this retry is over.
+        self._last_seen.pop("", None)
+        return await self._finish(inp, FileStatus.READY, None, state.blob, thumbnails=thumbnails)
+
     # --- small activities and the end ----------------------------------------------------
 
     async def _probe(self, ref: ObjectRef) -> ObjectProbe:
@@ -482,6 +554,7 @@ class IngestWorkflow:
                 thumbnails=thumbnails or [],
                 public_key=public_key,
                 events=list(self._events),
+                retried_stages=self._retried_stages,
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DATABASE_RETRY,

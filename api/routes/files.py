@@ -1,4 +1,4 @@
-"""Files: metadata and status, content, OCR text, search, delete."""
+"""Files: metadata and status, content, OCR text, search, retry, delete."""
 
 from __future__ import annotations
 
@@ -11,13 +11,21 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
+from botocore.exceptions import ClientError
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import PlainTextResponse, RedirectResponse
 from pydantic import TypeAdapter
-from sqlalchemy import exists, func, or_, select, tuple_, update
+from sqlalchemy import exists, func, literal, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WorkflowQueryRejectedError
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api.deps import AppState, SessionDep, StateDep, TenancyDep
@@ -27,14 +35,28 @@ from api.errors import (
     Forbidden,
     Gone,
     NotFound,
+    PayloadTooLarge,
     ServiceUnavailable,
     responses,
 )
+from api.limits import check_quota
 from api.schemas import FileList, FilePublic, StagePublic, ThumbnailPublic
-from conveyor_core.db.models import Blob, BlobText, File
-from conveyor_core.types import DeleteFileInput, FileStatus, IngestProgress, Visibility
+from conveyor_core.db.models import Blob, BlobText, File, FileEvent, Upload
+from conveyor_core.types import (
+    BlobRef,
+    BlobStatus,
+    DeleteFileInput,
+    FileStatus,
+    IngestInput,
+    IngestProgress,
+    RetryRequest,
+    StageState,
+    StageStatus,
+    Visibility,
+)
+from workflows import search_attributes
 from workflows.delete import DeleteFileWorkflow, delete_workflow_id
-from workflows.ingest import IngestWorkflow
+from workflows.ingest import PROCESSING_STAGES, IngestWorkflow
 
 
 class InvalidCursor(BadRequest):
@@ -45,6 +67,8 @@ router = APIRouter(prefix="/v1/files", tags=["files"])
 MAX_PAGE = 100
 # Postgres text cannot hold NUL: such a query is refused (422) before it reaches it.
 NO_NUL = r"^[^\x00]*$"
+# A ready file's stages that can fail without failing the file, and so be retried alone.
+OPTIONAL_STAGES = ("thumbnails", "ocr")
 
 
 async def _owned_file(session: AsyncSession, file_id: uuid.UUID, tenant_id: uuid.UUID) -> File:
@@ -184,6 +208,11 @@ async def delete_file(
             f"This file is {file.status}; delete it once processing has finished.",
             code="file_not_finished",
         )
+    if _retrying(file):
+        raise Conflict(
+            "A retry of this file is under way; delete it once it has finished.",
+            code="file_not_finished",
+        )
     await session.execute(
         update(File)
         .where(File.id == file.id)
@@ -202,6 +231,198 @@ async def delete_file(
         raise ServiceUnavailable("The workflow engine is not reachable; try again shortly.") from e
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- retry ---------------------------------------------------------------------------------
+
+
+@router.post(
+    "/{file_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=FilePublic,
+    responses=responses(NotFound, Conflict, Gone, PayloadTooLarge, ServiceUnavailable),
+)
+async def retry_file(
+    file_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
+) -> FilePublic:
+    """Re-runs a finished file's failed stages, as a new run of its workflow: a failed file
+    whose bytes are still held is processed again (`processing`, then ready, quarantined or
+    failed); a ready file re-runs its failed thumbnails or OCR and stays ready."""
+    file = await _owned_file(session, file_id, tenancy.tenant_id)
+    previous = FileStatus(file.status)
+    stages = _stages_to_retry(file)
+    blob = await _held_blob(state, session, file)
+    if previous is FileStatus.FAILED:
+        # A failed file holds no room in the tenant's quota; processing again, it does.
+        size = file.size if file.size is not None else file.declared_size
+        await check_quota(session, tenancy.tenant_id, size, tenancy.max_bytes, tenancy.max_files)
+    file_stages = await _mark_retrying(session, file, previous, stages)
+    upload = (
+        await session.execute(select(Upload).where(Upload.file_id == file.id))
+    ).scalar_one_or_none()
+    kept_events = await session.execute(
+        select(func.max(FileEvent.seq)).where(FileEvent.file_id == file.id)
+    )
+    settings = state.settings
+    ingest = IngestInput(
+        file_id=str(file.id),
+        tenant_id=str(file.tenant_id),
+        upload_id=str(upload.id) if upload else "",
+        bucket=blob.bucket,
+        object_key=upload.object_key if upload else blob.object_key,
+        declared_size=file.declared_size,
+        declared_content_type=file.declared_content_type,
+        declared_sha256=file.declared_sha256,
+        expire_after_seconds=settings.upload_expiry_seconds,
+        reconcile_after_seconds=settings.reconcile_after_seconds,
+        visibility=Visibility(file.visibility),
+        scan_task_queue=settings.scan_task_queue,
+        media_task_queue=settings.media_task_queue,
+        thumbnail_sizes=list(settings.thumbnail_sizes),
+        quarantine_bucket=settings.quarantine_bucket,
+        # The new run's progress events follow the ones kept from the runs before.
+        event_seq_offset=kept_events.scalar() or 0,
+        retry=RetryRequest(
+            blob=BlobRef(
+                bucket=blob.bucket,
+                key=blob.object_key,
+                sha256=blob.sha256,
+                size=blob.size,
+                content_type=blob.content_type,
+            ),
+            previous_status=previous,
+            stages=stages,
+            file_stages=file_stages,
+        ),
+    )
+    await _start_retry(state, session, file, ingest)
+    await session.refresh(file)
+    return _from_row(state, file, blob)
+
+
+def _stages_to_retry(file: File) -> list[str]:
+    """The stages a retry re-runs, or why there is nothing to retry."""
+    current = FileStatus(file.status)
+    if current is FileStatus.FAILED:
+        if file.sha256 is None:  # it failed before its bytes were kept (verify)
+            raise Conflict(
+                f"This file's bytes were not kept ({file.status_detail}); upload it again.",
+                code="bytes_gone",
+            )
+        return list(PROCESSING_STAGES)
+    if current is FileStatus.READY:
+        failed = [
+            name
+            for name in OPTIONAL_STAGES
+            if (file.stages.get(name) or {}).get("status") == StageStatus.FAILED.value
+        ]
+        if failed:
+            return failed
+        why = "Nothing of this file failed, or a retry of it is already under way."
+    elif not current.is_terminal:
+        why = f"This file is still {current.value}; retry it once it has finished."
+    elif current is FileStatus.QUARANTINED:
+        why = "This file is quarantined: its bytes are never processed again."
+    else:
+        why = f"This file never got its bytes ({current.value}); upload it again."
+    raise Conflict(why, code="not_retryable")
+
+
+async def _held_blob(state: AppState, session: AsyncSession, file: File) -> Blob:
+    """The file's blob, if its bytes are still in the store (a HEAD, no bytes read)."""
+    blob = await session.get(Blob, file.sha256) if file.sha256 else None
+    if blob is not None and blob.status == BlobStatus.QUARANTINED.value:
+        raise Conflict(
+            "These bytes were found infected since: they are never processed again.",
+            code="not_retryable",
+        )
+    gone = Conflict(
+        "This file's bytes are no longer in the store; upload it again.", code="bytes_gone"
+    )
+    if blob is None or blob.status == BlobStatus.RELEASED.value:
+        raise gone
+    try:
+        await asyncio.to_thread(state.s3.head_object, Bucket=blob.bucket, Key=blob.object_key)
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            raise gone from e
+        raise ServiceUnavailable("The object store is not reachable; try again shortly.") from e
+    return blob
+
+
+async def _mark_retrying(
+    session: AsyncSession, file: File, previous: FileStatus, stages: list[str]
+) -> dict[str, StageState]:
+    """Marks the retry on the row (the re-run stages pending), only if it is still as read:
+    of two retries at once, the second waits for the first's row lock, then finds the row
+    changed and is refused. Returns the file's stages as marked."""
+    pending = {name: {"status": StageStatus.PENDING.value, "detail": None} for name in stages}
+    marked = {**file.stages, **pending}  # read before the UPDATE expires the loaded row
+    query = (
+        update(File)
+        .where(File.id == file.id, File.status == previous.value)
+        .values(stages=File.stages.op("||")(literal(pending, JSONB)), updated_at=func.now())
+    )
+    if previous is FileStatus.FAILED:
+        query = query.values(status=FileStatus.PROCESSING.value, status_detail=None)
+    else:
+        for name in stages:
+            query = query.where(File.stages[name]["status"].astext == StageStatus.FAILED.value)
+    if (await session.execute(query.returning(File.id))).first() is None:
+        await session.rollback()
+        raise Conflict(
+            "A retry of this file is already under way, or it changed meanwhile.",
+            code="not_retryable",
+        )
+    return {
+        name: StageState(StageStatus(s["status"]), s.get("detail"), s.get("duration_ms"))
+        for name, s in marked.items()
+    }
+
+
+async def _start_retry(
+    state: AppState, session: AsyncSession, file: File, ingest: IngestInput
+) -> None:
+    # As for a new upload, the run starts before the row commits; the run's first activity
+    # waits on the row's lock and does nothing if this transaction rolls back.
+    assert ingest.retry is not None
+    rescan = ingest.retry.previous_status is FileStatus.FAILED
+    status = FileStatus.PROCESSING if rescan else FileStatus.READY
+    try:
+        await state.temporal.start_workflow(
+            IngestWorkflow.run,
+            ingest,
+            id=file.workflow_id,
+            task_queue=state.settings.ingest_task_queue,
+            # A new run of the same id: the file's workflow_id and its progress query keep
+            # working. The previous run must have closed; if it has not, this is refused.
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(search_attributes.FILE_ID, ingest.file_id),
+                    SearchAttributePair(search_attributes.TENANT, ingest.tenant_id),
+                    SearchAttributePair(search_attributes.STATUS, status.value),
+                ]
+            ),
+        )
+    except WorkflowAlreadyStartedError as e:
+        await session.rollback()
+        raise Conflict(
+            "This file's workflow is still finishing; try again shortly.", code="not_retryable"
+        ) from e
+    except RPCError as e:
+        await session.rollback()
+        raise ServiceUnavailable("The workflow engine is not reachable; try again shortly.") from e
+    await session.commit()
+
+
+def _retrying(file: File) -> bool:
+    """A ready file whose failed stages a retry is re-running (marked pending)."""
+    return file.status == FileStatus.READY.value and any(
+        (file.stages.get(name) or {}).get("status") == StageStatus.PENDING.value
+        for name in OPTIONAL_STAGES
+    )
 
 
 # --- the file as the API shows it -------------------------------------------------------

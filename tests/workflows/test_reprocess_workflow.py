@@ -1,0 +1,184 @@
+"""ReprocessWorkflow's paging, throttle, counters and continue-as-new against a real Temporal
+dev server, with stub activities."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from conveyor_core.types import (
+    INVALID_IMAGE_ERROR,
+    BlobRef,
+    OcrInput,
+    OcrResult,
+    RecordStageInput,
+    ReprocessBatch,
+    ReprocessBatchInput,
+    ReprocessFailure,
+    ReprocessFilter,
+    ReprocessInput,
+    ReprocessProgress,
+    StageStatus,
+    Thumbnail,
+    ThumbnailsInput,
+    ThumbnailsResult,
+)
+from tests.workflows.test_ingest_workflow import env as env  # the module's own dev server
+from workflows.reprocess import ReprocessWorkflow
+
+
+def _blobs(n: int, *, text_at: int | None = None) -> list[BlobRef]:
+    return [
+        BlobRef(
+            bucket="b",
+            key=f"incoming/t/{i}",
+            sha256=f"{i:064x}",
+            size=3,
+            content_type="text/plain" if i == text_at else "image/png",
+        )
+        for i in range(n)
+    ]
+
+
+@dataclass
+class Stubs:
+    blobs: list[BlobRef]
+    broken: set[str] = field(default_factory=set)
+    delay: float = 0.0
+    records: list[RecordStageInput] = field(default_factory=list)
+    pages: list[ReprocessBatchInput] = field(default_factory=list)
+    sizes: list[list[int]] = field(default_factory=list)
+    running: int = 0
+    most_running: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def activities(self) -> list[Any]:
+        @activity.defn(name="count_reprocess")
+        def count_reprocess(filter: ReprocessFilter) -> int:
+            return len(self.blobs)
+
+        @activity.defn(name="list_reprocess_batch")
+        def list_reprocess_batch(inp: ReprocessBatchInput) -> ReprocessBatch:
+            self.pages.append(inp)
+            after = inp.after_sha256 or ""
+            return ReprocessBatch([b for b in self.blobs if b.sha256 > after][: inp.limit])
+
+        @activity.defn(name="make_thumbnails")
+        def make_thumbnails(inp: ThumbnailsInput) -> ThumbnailsResult:
+            with self.lock:
+                self.running += 1
+                self.most_running = max(self.most_running, self.running)
+                self.sizes.append(inp.sizes)
+            try:
+                time.sleep(self.delay)
+                if inp.blob.sha256 in self.broken:
+                    raise ApplicationError(
+                        "image data is truncated", type=INVALID_IMAGE_ERROR, non_retryable=True
+                    )
+                if not inp.blob.content_type.startswith("image/"):
+                    return ThumbnailsResult(
+                        skipped_reason=f"no thumbnails for {inp.blob.content_type}"
+                    )
+                key = f"derivatives/{inp.blob.sha256}/thumb-64.webp"
+                thumbs = [Thumbnail(64, 64, 32, "b", key, "image/webp")]
+                return ThumbnailsResult(thumbnails=thumbs, detail="1 sizes")
+            finally:
+                with self.lock:
+                    self.running -= 1
+
+        @activity.defn(name="ocr_blob")
+        def ocr_blob(inp: OcrInput) -> OcrResult:
+            return OcrResult(pages=1, characters=5, detail="eng, 1 page")
+
+        @activity.defn(name="record_blob_stage")
+        def record_blob_stage(inp: RecordStageInput) -> bool:
+            self.records.append(inp)
+            return True
+
+        return [count_reprocess, list_reprocess_batch, make_thumbnails, ocr_blob, record_blob_stage]
+
+
+async def _reprocess(env: WorkflowEnvironment, stubs: Stubs, **changes: Any) -> ReprocessProgress:
+    queue = f"test-{uuid.uuid4()}"
+    values: dict[str, Any] = {"stage": "thumbnails", "media_task_queue": queue}
+    values.update(changes)
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[ReprocessWorkflow],
+        activities=stubs.activities(),
+        activity_executor=ThreadPoolExecutor(8),
+    ):
+        handle = await env.client.start_workflow(
+            ReprocessWorkflow.run,
+            ReprocessInput(**values),
+            id=f"reprocess-test-{uuid.uuid4()}",
+            task_queue=queue,
+        )
+        result: ReprocessProgress = await handle.result()
+        assert await handle.query(ReprocessWorkflow.progress) == result
+        return result
+
+
+async def test_reprocess_pages_throttles_counts_and_continues_as_new(
+    env: WorkflowEnvironment,
+) -> None:
+    blobs = _blobs(8, text_at=5)
+    stubs = Stubs(blobs=blobs, broken={blobs[2].sha256}, delay=0.2)
+
+    result = await _reprocess(
+        env, stubs, page_size=3, pages_per_run=1, max_concurrency=2, thumbnail_sizes=[64]
+    )
+
+    assert (result.total, result.seen, result.done, result.failed, result.skipped) == (
+        8,
+        8,
+        6,
+        1,
+        1,
+    )
+    assert result.finished and result.runs == 3 and result.cursor == blobs[-1].sha256
+    assert result.failures == [ReprocessFailure(blobs[2].sha256, "image data is truncated")]
+    assert [p.after_sha256 for p in stubs.pages] == [None, blobs[2].sha256, blobs[5].sha256]
+    assert stubs.most_running == 2  # throttled, yet concurrent
+    assert stubs.sizes == [[64]] * 8
+    recorded = sorted(r.sha256 for r in stubs.records)
+    assert recorded == sorted(b.sha256 for i, b in enumerate(blobs) if i not in (2, 5))
+    record = stubs.records[0]
+    assert record.stage == "thumbnails" and record.state.status == StageStatus.SUCCEEDED
+    assert record.thumbnails is not None and record.thumbnails[0].size == 64
+
+
+async def test_reprocess_a_full_last_page_ends_on_the_empty_one(env: WorkflowEnvironment) -> None:
+    stubs = Stubs(blobs=_blobs(4))
+
+    result = await _reprocess(env, stubs, stage="ocr", page_size=2, pages_per_run=10)
+
+    assert (result.seen, result.done, result.runs) == (4, 4, 1)
+    assert len(stubs.pages) == 3 and stubs.records[0].thumbnails is None
+    assert stubs.records[0].state.detail == "eng, 1 page"
+
+
+async def test_reprocess_nothing_matching_finishes_at_once(env: WorkflowEnvironment) -> None:
+    result = await _reprocess(env, Stubs(blobs=[]))
+
+    assert result == ReprocessProgress(stage="thumbnails", total=0, finished=True)
+
+
+async def test_reprocess_refuses_an_unknown_stage(env: WorkflowEnvironment) -> None:
+    with pytest.raises(WorkflowFailureError) as caught:
+        await _reprocess(env, Stubs(blobs=[]), stage="scan")
+
+    assert isinstance(caught.value.cause, ApplicationError)
+    assert "cannot reprocess stage 'scan'" in caught.value.cause.message
