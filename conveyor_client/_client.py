@@ -377,9 +377,9 @@ class Client:
         return File.from_json(self._api.json("GET", f"/v1/files/{file_id}"))
 
     def events(self, file_id: str, *, after: int = 0) -> Iterator[FileEvent]:
-        """The file's progress as it happens (Server-Sent Events), ending with its terminal
-        status; a dropped connection is resumed from the last event seen, so none is missed
-        or repeated.
+        """The file's progress as it happens (Server-Sent Events), ending with its current
+        terminal status (a retried file shows its earlier run first); a dropped connection is
+        resumed from the last event seen, so none is missed or repeated.
 
         Args:
             file_id: The file.
@@ -390,13 +390,20 @@ class Client:
             TransportError: The API stayed unreachable through the retries.
         """
         last, failures = after, 0
+        final = False
         while True:
             try:
                 for event in self._event_stream(file_id, last):
+                    if event is None:  # the server ended this stream early: go on
+                        final = False
+                        continue
                     last, failures = event.seq, 0
+                    final = event.is_terminal
                     yield event
-                    if event.is_terminal:
-                        return
+                # A retried file's history holds earlier terminal events: the end is a
+                # terminal event the server closes the stream after.
+                if final:
+                    return
             except ConveyorError as e:
                 failures += 1
                 if not is_transient(e) or failures >= self._api.retries:
@@ -404,7 +411,8 @@ class Client:
                 time.sleep(min(0.5 * 2**failures, 10.0))
             # else the server ended the stream after a while: go on from the last event
 
-    def _event_stream(self, file_id: str, after: int) -> Iterator[FileEvent]:
+    def _event_stream(self, file_id: str, after: int) -> Iterator[FileEvent | None]:
+        """The events of one stream; None for the server's "reconnect" (a `retry` field)."""
         path = f"/v1/files/{file_id}/events"
         headers = {"Last-Event-ID": str(after)}
         try:
@@ -417,6 +425,8 @@ class Client:
                 for sse in source.iter_sse():
                     if sse.data:
                         yield FileEvent.from_json(sse.json())
+                    elif sse.retry is not None:
+                        yield None
         except httpx.TransportError as e:
             raise transport_error(e, f"GET {path}") from e
 

@@ -1,8 +1,10 @@
 """`GET /v1/files/{id}/events`: a file's progress as Server-Sent Events.
 
-While the workflow runs, its `events` query is polled; once Postgres holds the outcome, the
-events kept with it are the answer. A terminal status is sent only after it is committed, so
-a client that reacts to it by fetching the file sees the same status.
+Each run of a file's workflow keeps its events in Postgres when it commits its outcome; while
+a run is live, its `events` query is polled after them. A terminal status is sent only once
+it is committed, so a client that reacts to it by fetching the file sees the same status. A
+retried file's stream shows its earlier run too (ending `failed`, say), then the retry: the
+stream ends after the file's current terminal status.
 """
 
 from __future__ import annotations
@@ -77,14 +79,13 @@ async def file_events(
     file, last = watched
     deadline = time.monotonic() + state.settings.events_stream_seconds
     while time.monotonic() < deadline:
-        committed = await _committed(state, file.id)
-        if committed is not None:
-            status, kept = committed
-            for event in kept:
-                if event.seq > last:
-                    yield _sse(file.id, event)
-                    last = event.seq
-            if not kept and last == 0:  # finished before events were kept
+        # Kept events first: those of earlier runs (a retried file) and, once committed, all.
+        status, kept = await _kept(state, file.id, after=last)
+        for event in kept:
+            yield _sse(file.id, event)
+            last = event.seq
+        if FileStatus(status).is_terminal:
+            if last == 0:  # finished before events were kept
                 yield _sse(file.id, ProgressEvent(seq=1, kind="status", status=status, at=""))
             return
         for event in await _live_events(state, file.workflow_id, last):
@@ -96,18 +97,19 @@ async def file_events(
     yield ServerSentEvent(comment="reconnect to go on", retry=RECONNECT_MS)
 
 
-async def _committed(state: AppState, file_id: uuid.UUID) -> tuple[str, list[ProgressEvent]] | None:
-    """The file's terminal status and kept events once its outcome is in Postgres."""
+async def _kept(state: AppState, file_id: uuid.UUID, after: int) -> tuple[str, list[ProgressEvent]]:
+    """The file's status now, and the events after `after` kept in Postgres (each run keeps
+    its own when it commits its outcome)."""
     async with state.sessions() as session:
         status = (await session.execute(select(File.status).where(File.id == file_id))).scalar()
-        if status is None or not FileStatus(status).is_terminal:
-            return None
         rows = (
             await session.execute(
-                select(FileEvent).where(FileEvent.file_id == file_id).order_by(FileEvent.seq)
+                select(FileEvent)
+                .where(FileEvent.file_id == file_id, FileEvent.seq > after)
+                .order_by(FileEvent.seq)
             )
         ).scalars()
-        return status, [
+        return status or FileStatus.DELETED.value, [
             ProgressEvent(
                 seq=r.seq,
                 kind=r.kind,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Replayer
 
+from conveyor_client import Client as ConveyorClient
 from conveyor_core.db.models import Blob, File, Upload
 from conveyor_core.settings import Settings
 from tests.helpers import assert_eventually
@@ -62,6 +64,7 @@ async def test_retry_after_the_scanner_was_down_reaches_ready_for_each_holder(
     stack: Settings,
     temporal: Client,
     sessions: sessionmaker[Session],
+    tmp_path: Path,
 ) -> None:
     # Two tenants upload the same bytes while clamd is down: one blob, both files failed.
     content = sample_bytes(700)
@@ -128,6 +131,11 @@ async def test_retry_after_the_scanner_was_down_reaches_ready_for_each_holder(
     assert [s for _, s in statuses[-3:]] == ["failed", "processing", "ready"]
     after_failure = await read_stream(api, key_a, a["id"], last_id=statuses[-3][0])
     assert after_failure[0].data["status"] == "processing" and after_failure[-1] == events[-1]
+    # The SDK follows the whole history past the first run's `failed`, to the file's status.
+    with ConveyorClient(stack.api_url, key_a, state_dir=tmp_path) as client:
+        followed = list(client.events(a["id"]))
+    assert [e.seq for e in followed] == [e.id for e in events]
+    assert followed[-1].status == "ready"
 
     # The other tenant's file shares the blob: untouched until retried, then it reuses the
     # outcome instead of scanning again.
