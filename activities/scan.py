@@ -18,7 +18,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from conveyor_core.settings import Settings
-from conveyor_core.types import SCAN_TOO_LARGE_ERROR, SCANNER_ERROR, ScanInput, ScanResult
+from conveyor_core.types import (
+    SCAN_TOO_LARGE_ERROR,
+    SCAN_UNSCANNABLE_ERROR,
+    SCANNER_ERROR,
+    ScanInput,
+    ScanResult,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -107,12 +113,24 @@ def too_large(size: int, limit: int) -> ApplicationError:
     )
 
 
+# clamd.conf sets AlertExceedsMax: what could not be scanned whole is reported, not passed.
+LIMITS_EXCEEDED = "Heuristics.Limits.Exceeded"
+
+
 def verdict(reply: str, size: int, limit: int) -> ScanResult:
     """Turn clamd's reply into a result; raise for a size limit or a scanner error."""
     if reply == "stream: OK":
         return ScanResult(infected=False, detail="clean")
     if reply.startswith("stream: ") and reply.endswith(" FOUND"):
         name = reply.removeprefix("stream: ").removesuffix(" FOUND")
+        if name.startswith(LIMITS_EXCEEDED):
+            limit_name = name.removeprefix(LIMITS_EXCEEDED).strip(".") or "a limit"
+            raise ApplicationError(
+                f"cannot be scanned whole: it expands past the scanner's {limit_name} "
+                "(an archive bomb, or an archive too large to check)",
+                type=SCAN_UNSCANNABLE_ERROR,
+                non_retryable=True,
+            )
         return ScanResult(infected=True, signature=name, detail=f"infected: {name}")
     if "size limit exceeded" in reply:
         raise too_large(size, limit)

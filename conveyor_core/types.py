@@ -184,6 +184,8 @@ class FinalizeInput:
 
 SCAN_TOO_LARGE_ERROR = "TooLargeToScan"
 SCANNER_ERROR = "ScannerError"
+# An archive that expands past clamd's limits (a zip bomb): never ready, not malware either.
+SCAN_UNSCANNABLE_ERROR = "Unscannable"
 INVALID_IMAGE_ERROR = "InvalidImage"
 INVALID_DOCUMENT_ERROR = "InvalidDocument"
 
