@@ -12,7 +12,8 @@ import yaml
 
 from conveyor_core.settings import Settings
 
-COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = REPO / "docker-compose.yml"
 OFFICIAL = ("temporalio/", "postgres:", "chrislusf/seaweedfs:", "nats:", "clamav/clamav:", "nginx:")
 
 
@@ -79,3 +80,18 @@ def test_each_stage_queue_has_its_own_worker_service() -> None:
     }
     for name in queues:
         Settings(worker_queues=queues[name])  # a value the settings accept
+
+
+def test_the_image_holds_every_package_the_project_installs() -> None:
+    """The Dockerfile the app services build copies each package pyproject.toml ships."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\S+) \1$", dockerfile, re.M))
+    pyproject = (REPO / "pyproject.toml").read_text()
+    included = re.search(r"^include = \[(.*?)\]", pyproject, re.M)
+    assert included is not None
+    packages = {name.strip(' "*') for name in included.group(1).split(",")}
+    assert packages <= copied, packages - copied
+    for path in copied:
+        assert (REPO / path).is_dir(), path
+    assert "RUN pip install --no-cache-dir ." in dockerfile
+    assert _compose()["x-conveyor-app"]["build"] == "."
