@@ -31,3 +31,4 @@ bench: install
 	$(VENV)/python -m bench.scan
 	$(VENV)/python -m bench.thumbnails
 	$(VENV)/python -m bench.ocr
+	$(VENV)/python -m bench.load

@@ -115,9 +115,32 @@ def too_large(size: int, limit: int) -> ApplicationError:
 
 # clamd.conf sets AlertExceedsMax: what could not be scanned whole is reported, not passed.
 LIMITS_EXCEEDED = "Heuristics.Limits.Exceeded"
+# Sniffed types whose members clamd extracts: past a limit, they are not passed unscanned.
+ARCHIVE_TYPES = frozenset(
+    {
+        "application/zip",
+        "application/gzip",
+        "application/x-gzip",
+        "application/x-tar",
+        "application/x-bzip2",
+        "application/x-xz",
+        "application/x-7z-compressed",
+        "application/x-rar",
+        "application/vnd.rar",
+        "application/x-rar-compressed",
+        "application/java-archive",
+        "application/vnd.ms-cab-compressed",
+        "application/x-iso9660-image",
+        "application/zstd",
+    }
+)
 
 
-def verdict(reply: str, size: int, limit: int) -> ScanResult:
+def is_archive(content_type: str) -> bool:
+    return content_type in ARCHIVE_TYPES or content_type.endswith(("+zip", "-compressed"))
+
+
+def verdict(reply: str, size: int, limit: int, content_type: str = "") -> ScanResult:
     """Turn clamd's reply into a result; raise for a size limit or a scanner error."""
     if reply == "stream: OK":
         return ScanResult(infected=False, detail="clean")
@@ -125,6 +148,10 @@ def verdict(reply: str, size: int, limit: int) -> ScanResult:
         name = reply.removeprefix("stream: ").removesuffix(" FOUND")
         if name.startswith(LIMITS_EXCEEDED):
             limit_name = name.removeprefix(LIMITS_EXCEEDED).strip(".") or "a limit"
+            if not is_archive(content_type):
+                # Not an archive: clamd went past a limit on what it thought it found
+                # embedded (random-looking data does that); the file itself was scanned.
+                return ScanResult(infected=False, detail=f"clean (clamd reached {limit_name})")
             raise ApplicationError(
                 f"cannot be scanned whole: it expands past the scanner's {limit_name} "
                 "(an archive bomb, or an archive too large to check)",
@@ -160,7 +187,7 @@ class ScanActivities:
             reply = clamd_instream(
                 self._settings.clamd_address, body.iter_chunks(CHUNK_SIZE), _Heartbeat()
             )
-            return verdict(reply, blob.size, limit)
+            return verdict(reply, blob.size, limit, blob.content_type)
         except ClamdError as e:
             raise ApplicationError(f"scanner error: {e}", type=SCANNER_ERROR) from e
         finally:

@@ -93,7 +93,7 @@ async def test_hostile_images_and_documents_end_with_reasons(
 
     for name, file in outcomes.items():
         assert file["status"] == "ready", (name, file)  # clean bytes stay available
-        assert file["stages"]["scan"]["detail"] == "clean", (name, file)
+        assert file["stages"]["scan"]["detail"].startswith("clean"), (name, file)
         for stage in ("thumbnails", "ocr"):
             state = file["stages"][stage]
             assert state["status"] in ("succeeded", "failed", "skipped"), (name, stage, state)

@@ -16,10 +16,20 @@ def test_clean_and_infected() -> None:
 
 
 def test_an_archive_past_the_limits_fails_with_its_reason_and_is_not_called_infected() -> None:
-    with pytest.raises(ApplicationError) as raised:
-        verdict("stream: Heuristics.Limits.Exceeded.MaxScanSize FOUND", 10, 100)
-    assert raised.value.type == SCAN_UNSCANNABLE_ERROR and raised.value.non_retryable
-    assert "MaxScanSize" in raised.value.message and "archive bomb" in raised.value.message
+    reply = "stream: Heuristics.Limits.Exceeded.MaxScanSize FOUND"
+    for archive in ("application/zip", "application/x-7z-compressed", "application/gzip"):
+        with pytest.raises(ApplicationError) as raised:
+            verdict(reply, 10, 100, archive)
+        assert raised.value.type == SCAN_UNSCANNABLE_ERROR and raised.value.non_retryable
+        assert "MaxScanSize" in raised.value.message and "archive bomb" in raised.value.message
+
+
+def test_other_files_past_a_limit_on_what_looked_embedded_stay_clean() -> None:
+    # Random-looking bytes (encrypted, compressed media) make clamd see embedded types.
+    result = verdict(
+        "stream: Heuristics.Limits.Exceeded.MaxScanSize FOUND", 10, 100, "application/octet-stream"
+    )
+    assert not result.infected and result.detail == "clean (clamd reached MaxScanSize)"
 
 
 def test_size_limit_and_nonsense() -> None:

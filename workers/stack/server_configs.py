@@ -16,6 +16,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 EDGE_CACHE_MAX_SIZE = "1g"
 # libclamav scans at most this many bytes of one file (or stream).
 CLAMAV_MAX_SCAN_BYTES = 2**31 - 1
+# clamd's MaxScanSize counts what it extracts as well (archive members, and types it finds
+# embedded in high-entropy data): twice the file limit keeps ordinary files well inside it.
+CLAMAV_MAX_TOTAL_SCAN_BYTES = 4000 * 1024 * 1024
 
 
 def _render(template: str, **values: object) -> str:
@@ -122,6 +125,9 @@ def write_server_configs(settings: Settings, layout: StackLayout) -> dict[str, s
                     socket=layout.clamd_socket,
                     port=settings.clamd_port,
                     scan_max_bytes=_scan_max_bytes(settings),
+                    scan_max_total_bytes=min(
+                        2 * _scan_max_bytes(settings), CLAMAV_MAX_TOTAL_SCAN_BYTES
+                    ),
                 ),
                 0o644,
             )
