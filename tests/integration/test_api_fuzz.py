@@ -79,6 +79,7 @@ async def test_generated_requests_never_get_a_server_error(
             "--no-color",
         ],
         env=env,
+        cwd=tmp_path,  # its cache directory goes there, not into the work tree
         capture_output=True,
         text=True,
         timeout=900,
