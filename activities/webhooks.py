@@ -214,23 +214,16 @@ class WebhookActivities:
             raise ApplicationError(f"POST failed: {error}", type=UNREACHABLE_ERROR) from e
 
         if 200 <= status_code < 300:
-            with transaction(self._sessions) as session:
-                session.execute(
-                    update(WebhookDelivery)
-                    .where(
-                        WebhookDelivery.id == delivery_id,
-                        WebhookDelivery.status == DeliveryStatus.PENDING.value,
-                    )
-                    .values(
-                        status=DeliveryStatus.DELIVERED.value,
-                        attempts=func.greatest(WebhookDelivery.attempts, attempt),
-                        last_status_code=status_code,
-                        last_error=None,
-                        last_attempt_at=func.now(),
-                        next_attempt_at=None,
-                        delivered_at=func.now(),
-                    )
-                )
+            self._update_pending(
+                delivery_id,
+                status=DeliveryStatus.DELIVERED.value,
+                attempts=func.greatest(WebhookDelivery.attempts, attempt),
+                last_status_code=status_code,
+                last_error=None,
+                last_attempt_at=func.now(),
+                next_attempt_at=None,
+                delivered_at=func.now(),
+            )
             return DeliverWebhookResult(
                 status=DeliveryStatus.DELIVERED, attempts=attempt, status_code=status_code
             )
@@ -241,21 +234,26 @@ class WebhookActivities:
     @activity.defn(name="fail_webhook_delivery")
     def fail_webhook_delivery(self, inp: FailDeliveryInput) -> None:
         """Gives a still-pending delivery up, keeping its last error before the reason."""
+        self._update_pending(
+            uuid.UUID(inp.delivery_id),
+            status=DeliveryStatus.FAILED.value,
+            last_error=func.left(
+                func.coalesce(WebhookDelivery.last_error + "; ", "") + inp.reason,
+                MAX_ERROR_LENGTH,
+            ),
+            next_attempt_at=None,
+        )
+
+    def _update_pending(self, delivery_id: uuid.UUID, **values: Any) -> None:
+        """Updates a delivery that is still pending (a finished one is never touched)."""
         with transaction(self._sessions) as session:
             session.execute(
                 update(WebhookDelivery)
                 .where(
-                    WebhookDelivery.id == uuid.UUID(inp.delivery_id),
+                    WebhookDelivery.id == delivery_id,
                     WebhookDelivery.status == DeliveryStatus.PENDING.value,
                 )
-                .values(
-                    status=DeliveryStatus.FAILED.value,
-                    last_error=func.left(
-                        func.coalesce(WebhookDelivery.last_error + "; ", "") + inp.reason,
-                        MAX_ERROR_LENGTH,
-                    ),
-                    next_attempt_at=None,
-                )
+                .values(**values)
             )
 
     def _record_failure(
@@ -266,39 +264,25 @@ class WebhookActivities:
         error: str,
         inp: DeliverWebhookInput,
     ) -> None:
-        with transaction(self._sessions) as session:
-            session.execute(
-                update(WebhookDelivery)
-                .where(
-                    WebhookDelivery.id == delivery_id,
-                    WebhookDelivery.status == DeliveryStatus.PENDING.value,
-                )
-                .values(
-                    attempts=func.greatest(WebhookDelivery.attempts, attempt),
-                    last_status_code=status_code,
-                    last_error=error[:MAX_ERROR_LENGTH],
-                    last_attempt_at=func.now(),
-                    next_attempt_at=_next_attempt_at(attempt, inp),
-                )
-            )
+        self._update_pending(
+            delivery_id,
+            attempts=func.greatest(WebhookDelivery.attempts, attempt),
+            last_status_code=status_code,
+            last_error=error[:MAX_ERROR_LENGTH],
+            last_attempt_at=func.now(),
+            next_attempt_at=_next_attempt_at(attempt, inp),
+        )
 
     def _refuse(self, delivery_id: uuid.UUID, attempt: int, reason: str) -> NoReturn:
         """Marks the delivery failed and stops its retries."""
-        with transaction(self._sessions) as session:
-            session.execute(
-                update(WebhookDelivery)
-                .where(
-                    WebhookDelivery.id == delivery_id,
-                    WebhookDelivery.status == DeliveryStatus.PENDING.value,
-                )
-                .values(
-                    status=DeliveryStatus.FAILED.value,
-                    attempts=func.greatest(WebhookDelivery.attempts, attempt),
-                    last_error=reason[:MAX_ERROR_LENGTH],
-                    last_attempt_at=func.now(),
-                    next_attempt_at=None,
-                )
-            )
+        self._update_pending(
+            delivery_id,
+            status=DeliveryStatus.FAILED.value,
+            attempts=func.greatest(WebhookDelivery.attempts, attempt),
+            last_error=reason[:MAX_ERROR_LENGTH],
+            last_attempt_at=func.now(),
+            next_attempt_at=None,
+        )
         raise ApplicationError(reason, type=WEBHOOK_REFUSED_ERROR, non_retryable=True)
 
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 import limits
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import PayloadTooLarge, TooManyRequests
@@ -21,6 +21,13 @@ from conveyor_core.types import FileStatus
 # Files that hold (or will hold) bytes for their tenant, and how many.
 HOLDING = (FileStatus.AWAITING_UPLOAD.value, FileStatus.PROCESSING.value, FileStatus.READY.value)
 HELD_BYTES = func.coalesce(File.size, File.declared_size)
+
+
+def tenant_usage(tenant_id: uuid.UUID) -> Select[int, int]:
+    """(files, bytes) the tenant holds, as its quotas count them."""
+    return select(func.count(), func.coalesce(func.sum(HELD_BYTES), 0)).where(
+        File.tenant_id == tenant_id, File.status.in_(HOLDING)
+    )
 
 
 @lru_cache(maxsize=256)
@@ -59,14 +66,7 @@ async def check_quota(
     if max_bytes is None and max_files is None:
         return
     await session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
-    files, used = (
-        await session.execute(
-            select(
-                func.count(),
-                func.coalesce(func.sum(func.coalesce(File.size, File.declared_size)), 0),
-            ).where(File.tenant_id == tenant_id, File.status.in_(HOLDING))
-        )
-    ).one()
+    files, used = (await session.execute(tenant_usage(tenant_id))).one()
     if max_files is not None and files + 1 > max_files:
         raise PayloadTooLarge(
             f"This tenant holds {files} files, its limit is {max_files}; delete some first.",

@@ -11,7 +11,7 @@ import typer
 from sqlalchemy import select
 
 from conveyor_client.cli import app as client_app
-from conveyor_core.db.models import ApiKey, File, Tenant
+from conveyor_core.db.models import ApiKey, Tenant
 from conveyor_core.db.session import make_engine, make_session_factory, transaction
 from conveyor_core.keys import display_prefix, generate_api_key, hash_api_key
 from conveyor_core.settings import Settings, get_settings
@@ -336,9 +336,8 @@ def tenants_limits(
     """Show a tenant's limits and usage; with options, change the limits first (the API
     applies them within CONVEYOR_API_KEY_CACHE_SECONDS)."""
     import limits as rate_limits
-    from sqlalchemy import func
 
-    from api.limits import HELD_BYTES, HOLDING
+    from api.limits import tenant_usage
 
     if rate_limit is not None:
         try:
@@ -359,11 +358,7 @@ def tenants_limits(
             tenant.max_files = max_files
         if rate_limit is not None:
             tenant.rate_limit = rate_limit
-        files, held = session.execute(
-            select(func.count(), func.coalesce(func.sum(HELD_BYTES), 0)).where(
-                File.tenant_id == tenant.id, File.status.in_(HOLDING)
-            )
-        ).one()
+        files, held = session.execute(tenant_usage(tenant.id)).one()
         bytes_limit = (
             tenant.max_bytes if tenant.max_bytes is not None else settings.tenant_max_bytes
         )

@@ -12,7 +12,7 @@ import asyncio
 import builtins
 from collections.abc import Awaitable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -115,6 +115,35 @@ AWAIT_BLOB_RETRY = RetryPolicy(
 # The reconcile probe backs off, so a day-long wait costs a few hundred events, not thousands.
 RECONCILE_MAX_INTERVAL = timedelta(minutes=10)
 PROCESSING_STAGES = ("scan", "thumbnails", "ocr")
+
+
+def make_thumbnails(
+    blob: BlobRef, sizes: list[int], task_queue: str, **options: Any
+) -> Awaitable[ThumbnailsResult]:
+    """The thumbnails stage's activity, as ingest and reprocess both run it."""
+    return workflow.execute_activity(
+        "make_thumbnails",
+        ThumbnailsInput(blob=blob, sizes=list(sizes)),
+        result_type=ThumbnailsResult,
+        task_queue=task_queue,
+        start_to_close_timeout=timedelta(minutes=5),
+        retry_policy=MEDIA_RETRY,
+        **options,
+    )
+
+
+def ocr_blob(blob: BlobRef, task_queue: str, **options: Any) -> Awaitable[OcrResult]:
+    """The OCR stage's activity, as ingest and reprocess both run it."""
+    return workflow.execute_activity(
+        "ocr_blob",
+        OcrInput(blob=blob),
+        result_type=OcrResult,
+        task_queue=task_queue,
+        start_to_close_timeout=timedelta(hours=1),
+        heartbeat_timeout=timedelta(minutes=3),
+        retry_policy=MEDIA_RETRY,
+        **options,
+    )
 
 
 def workflow_id_for(file_id: str) -> str:
@@ -361,13 +390,10 @@ class IngestWorkflow:
     async def _thumbnails(self, inp: IngestInput, blob: BlobRef) -> ThumbnailsResult | None:
         result = await self._stage(
             "thumbnails",
-            workflow.execute_activity(
-                "make_thumbnails",
-                ThumbnailsInput(blob=blob, sizes=list(inp.thumbnail_sizes)),
-                result_type=ThumbnailsResult,
-                task_queue=inp.media_task_queue,
-                start_to_close_timeout=timedelta(minutes=5),
-                retry_policy=MEDIA_RETRY,
+            make_thumbnails(
+                blob,
+                inp.thumbnail_sizes,
+                inp.media_task_queue,
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             ),
         )
@@ -379,14 +405,9 @@ class IngestWorkflow:
     async def _ocr(self, inp: IngestInput, blob: BlobRef) -> OcrResult | None:
         result = await self._stage(
             "ocr",
-            workflow.execute_activity(
-                "ocr_blob",
-                OcrInput(blob=blob),
-                result_type=OcrResult,
-                task_queue=inp.media_task_queue,
-                start_to_close_timeout=timedelta(hours=1),
-                heartbeat_timeout=timedelta(minutes=3),
-                retry_policy=MEDIA_RETRY,
+            ocr_blob(
+                blob,
+                inp.media_task_queue,
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             ),
         )

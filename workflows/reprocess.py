@@ -24,8 +24,6 @@ with workflow.unsafe.imports_passed_through():
     from conveyor_core.types import (
         REPROCESS_STAGES,
         BlobRef,
-        OcrInput,
-        OcrResult,
         RecordStageInput,
         ReprocessBatch,
         ReprocessBatchInput,
@@ -35,10 +33,8 @@ with workflow.unsafe.imports_passed_through():
         StageState,
         StageStatus,
         Thumbnail,
-        ThumbnailsInput,
-        ThumbnailsResult,
     )
-    from workflows.ingest import DATABASE_RETRY, MEDIA_RETRY, failure_reason
+    from workflows.ingest import DATABASE_RETRY, failure_reason, make_thumbnails, ocr_blob
 
 MAX_FAILURES_KEPT = 20
 
@@ -139,25 +135,10 @@ class ReprocessWorkflow:
         started = workflow.now()
         thumbnails: list[Thumbnail] | None = None
         if inp.stage == "thumbnails":
-            made: ThumbnailsResult = await workflow.execute_activity(
-                "make_thumbnails",
-                ThumbnailsInput(blob=blob, sizes=list(inp.thumbnail_sizes)),
-                result_type=ThumbnailsResult,
-                task_queue=inp.media_task_queue,
-                start_to_close_timeout=timedelta(minutes=5),
-                retry_policy=MEDIA_RETRY,
-            )
+            made = await make_thumbnails(blob, inp.thumbnail_sizes, inp.media_task_queue)
             skipped, detail, thumbnails = made.skipped_reason, made.detail, made.thumbnails
         else:
-            ocr: OcrResult = await workflow.execute_activity(
-                "ocr_blob",
-                OcrInput(blob=blob),
-                result_type=OcrResult,
-                task_queue=inp.media_task_queue,
-                start_to_close_timeout=timedelta(hours=1),
-                heartbeat_timeout=timedelta(minutes=3),
-                retry_policy=MEDIA_RETRY,
-            )
+            ocr = await ocr_blob(blob, inp.media_task_queue)
             skipped, detail = ocr.skipped_reason, ocr.detail
         duration_ms = int((workflow.now() - started).total_seconds() * 1000)
         if skipped is not None:

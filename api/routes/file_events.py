@@ -24,7 +24,7 @@ from temporalio.service import RPCError
 
 from api.deps import AppState, SessionDep, StateDep, TenancyDep
 from api.errors import BadRequest, Gone, NotFound, responses
-from api.routes.files import _owned_file
+from api.routes.files import owned_file
 from api.schemas import FileEventPublic
 from conveyor_core.db.models import File, FileEvent
 from conveyor_core.types import EventsPage, EventsQuery, FileStatus, ProgressEvent
@@ -48,7 +48,7 @@ async def _watched_file(
     ] = None,
 ) -> tuple[File, int]:
     """Checked before the stream starts, so a bad request still gets its 4xx."""
-    file = await _owned_file(session, file_id, tenancy.tenant_id)
+    file = await owned_file(session, file_id, tenancy.tenant_id)
     resume = after or 0
     if last_event_id is not None:
         try:

@@ -71,7 +71,7 @@ NO_NUL = r"^[^\x00]*$"
 OPTIONAL_STAGES = ("thumbnails", "ocr")
 
 
-async def _owned_file(session: AsyncSession, file_id: uuid.UUID, tenant_id: uuid.UUID) -> File:
+async def owned_file(session: AsyncSession, file_id: uuid.UUID, tenant_id: uuid.UUID) -> File:
     file = await session.get(File, file_id)
     if file is None or file.tenant_id != tenant_id:
         raise NotFound("No such file.", code="file_not_found")
@@ -84,7 +84,7 @@ async def _owned_file(session: AsyncSession, file_id: uuid.UUID, tenant_id: uuid
 async def get_file(
     file_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
 ) -> FilePublic:
-    file = await _owned_file(session, file_id, tenancy.tenant_id)
+    file = await owned_file(session, file_id, tenancy.tenant_id)
     return await file_public(state, session, file)
 
 
@@ -99,7 +99,7 @@ async def get_content(
 ) -> RedirectResponse:
     """Redirects to the bytes: the CDN URL for public files, a short-lived pre-signed GET
     for private ones."""
-    file = await _owned_file(session, file_id, tenancy.tenant_id)
+    file = await owned_file(session, file_id, tenancy.tenant_id)
     if file.status == FileStatus.QUARANTINED.value:
         raise Forbidden(
             "This file is quarantined: its bytes are never served.", code="file_quarantined"
@@ -131,7 +131,7 @@ async def get_content(
 async def get_text(
     file_id: uuid.UUID, session: SessionDep, tenancy: TenancyDep
 ) -> PlainTextResponse:
-    file = await _owned_file(session, file_id, tenancy.tenant_id)
+    file = await owned_file(session, file_id, tenancy.tenant_id)
     text = await session.get(BlobText, file.sha256) if file.sha256 else None
     if text is None or file.status != FileStatus.READY.value:
         ocr = file.stages.get("ocr") or {}
@@ -202,7 +202,7 @@ async def delete_file(
     file_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
 ) -> Response:
     """Deletes the file; its blob and derivatives go with the last reference to them."""
-    file = await _owned_file(session, file_id, tenancy.tenant_id)
+    file = await owned_file(session, file_id, tenancy.tenant_id)
     if not FileStatus(file.status).is_terminal:
         raise Conflict(
             f"This file is {file.status}; delete it once processing has finished.",
@@ -248,7 +248,7 @@ async def retry_file(
     """Re-runs a finished file's failed stages, as a new run of its workflow: a failed file
     whose bytes are still held is processed again (`processing`, then ready, quarantined or
     failed); a ready file re-runs its failed thumbnails or OCR and stays ready."""
-    file = await _owned_file(session, file_id, tenancy.tenant_id)
+    file = await owned_file(session, file_id, tenancy.tenant_id)
     previous = FileStatus(file.status)
     stages = _stages_to_retry(file)
     blob = await _held_blob(state, session, file)

@@ -9,33 +9,16 @@ from typing import Any
 
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from conveyor_core.db.models import Blob
 from conveyor_core.settings import Settings
 from tests.helpers import assert_eventually
 from tests.integration import samples
+from tests.integration.inspection import head_status, scheduled_activities
 from tests.integration.uploads import auth, sample_bytes, upload, wait_until_terminal
 from workers.stack import manage
 from workers.stack.signatures import eicar
-
-
-async def _scheduled_activities(temporal: Client, workflow_id: str) -> list[str]:
-    history = await temporal.get_workflow_handle(workflow_id).fetch_history()
-    return [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    ]
-
-
-def _head_status(s3: Any, bucket: str, key: str) -> int:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except s3.exceptions.ClientError as e:
-        return int(e.response["ResponseMetadata"]["HTTPStatusCode"])
-    return 200
 
 
 async def test_image_gets_every_stage_and_is_found_by_its_text(
@@ -95,7 +78,7 @@ async def test_eicar_bare_and_zipped_are_quarantined(
         assert content_response.status_code == 403
         assert content_response.json()["error"]["code"] == "file_quarantined"
         sha = hashlib.sha256(content).hexdigest()
-        assert _head_status(s3, stack.quarantine_bucket, sha) == 200
+        assert head_status(s3, stack.quarantine_bucket, sha) == 200
         listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix="incoming/")
         assert all(
             o.get("ETag", "").strip('"') != hashlib.md5(content).hexdigest()
@@ -196,13 +179,13 @@ async def test_dedup_within_and_across_tenants(
     assert put.status_code == 200
     other = await wait_until_terminal(api, key_b, created_b.json()["file_id"])
     assert other["status"] == "ready" and other["stages"]["ocr"] == first["stages"]["ocr"]
-    activities = await _scheduled_activities(temporal, other["workflow_id"])
+    activities = await scheduled_activities(temporal, other["workflow_id"])
     assert "scan_blob" not in activities and "ocr_blob" not in activities
     with sessions() as session:
         blob = session.get(Blob, sha)
         assert blob is not None and blob.object_key == canonical_key
     own_key = f"incoming/{created_b.json()['url'].split('/incoming/')[1].split('?')[0]}"
-    assert _head_status(s3, stack.bucket, own_key) == 404  # deleted, never copied
+    assert head_status(s3, stack.bucket, own_key) == 404  # deleted, never copied
 
 
 async def test_private_download_and_public_edge(
@@ -260,9 +243,9 @@ async def test_delete_releases_the_blob_with_its_last_reference(
     assert (await api.delete(f"/v1/files/{second['id']}", headers=auth(key_a))).status_code == 204
 
     async def released() -> None:
-        assert _head_status(s3, stack.bucket, object_key) == 404
-        assert all(_head_status(s3, stack.bucket, k) == 404 for k in thumbs)
-        assert _head_status(s3, stack.public_bucket, sha) == 404
+        assert head_status(s3, stack.bucket, object_key) == 404
+        assert all(head_status(s3, stack.bucket, k) == 404 for k in thumbs)
+        assert head_status(s3, stack.public_bucket, sha) == 404
         assert httpx.get(first["cdn_url"]).status_code == 404  # purged from the edge cache
 
     await assert_eventually(released, timeout=30)

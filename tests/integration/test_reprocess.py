@@ -20,6 +20,7 @@ from conveyor_core.db.models import Blob
 from conveyor_core.settings import Settings
 from tests.integration import samples
 from tests.integration.conftest import REPO, create_key
+from tests.integration.inspection import head_status
 from tests.integration.uploads import auth, sample_bytes, upload
 from workers.stack.environment import settings_env
 
@@ -40,14 +41,6 @@ def _reprocess(
         text=True,
         timeout=90,
     )
-
-
-def _head_status(s3: Any, bucket: str, key: str) -> int:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except s3.exceptions.ClientError as e:
-        return int(e.response["ResponseMetadata"]["HTTPStatusCode"])
-    return 200
 
 
 async def test_reprocess_thumbnails_gives_every_image_the_new_size(
@@ -96,7 +89,7 @@ async def test_reprocess_thumbnails_gives_every_image_the_new_size(
             small = next(t for t in blob.thumbnails if t["size"] == 64)
             assert small["key"] == f"derivatives/{blob.sha256}/thumb-64.webp"
             assert (small["width"], small["height"]) == (64, 24)
-            assert _head_status(s3, blob.bucket, small["key"]) == 200
+            assert head_status(s3, blob.bucket, small["key"]) == 200
         text_blob = session.get(Blob, text_file["sha256"])
         assert text_blob is not None and text_blob.thumbnails == []
         assert text_blob.stages["thumbnails"]["status"] == "skipped"

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Replayer
 
@@ -22,6 +21,7 @@ from conveyor_core.db.models import Blob, File, Upload
 from conveyor_core.settings import Settings
 from tests.helpers import assert_eventually
 from tests.integration import samples
+from tests.integration.inspection import head_status, scheduled_activities
 from tests.integration.test_file_events import read_stream
 from tests.integration.test_limits import limited_tenant
 from tests.integration.uploads import (
@@ -34,23 +34,6 @@ from tests.integration.uploads import (
 )
 from workers.stack import manage
 from workflows.ingest import IngestWorkflow
-
-
-async def _activities_of_latest_run(temporal: Client, workflow_id: str) -> list[str]:
-    history = await temporal.get_workflow_handle(workflow_id).fetch_history()
-    return [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    ]
-
-
-def _head_status(s3: Any, bucket: str, key: str) -> int:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except s3.exceptions.ClientError as e:
-        return int(e.response["ResponseMetadata"]["HTTPStatusCode"])
-    return 200
 
 
 def _error(response: httpx.Response) -> tuple[int, str]:
@@ -117,7 +100,7 @@ async def test_retry_after_the_scanner_was_down_reaches_ready_for_each_holder(
     # A new run of the same workflow id, which skipped the wait, verify and claim.
     handle = temporal.get_workflow_handle(a["workflow_id"])
     assert (await handle.describe()).run_id != first_run
-    activities = await _activities_of_latest_run(temporal, a["workflow_id"])
+    activities = await scheduled_activities(temporal, a["workflow_id"])
     assert activities[0] == "claim_retry" and "scan_blob" in activities
     assert "verify_object" not in activities and "claim_blob" not in activities
     replayed = await Replayer(workflows=[IngestWorkflow]).replay_workflow(
@@ -144,7 +127,7 @@ async def test_retry_after_the_scanner_was_down_reaches_ready_for_each_holder(
     assert (await api.post(f"/v1/files/{b['id']}/retry", headers=auth(key_b))).status_code == 202
     reused = await wait_for_status(api, key_b, b["id"], "ready", timeout=30)
     assert reused["stages"]["scan"]["detail"] == "clean"
-    assert "scan_blob" not in await _activities_of_latest_run(temporal, b["workflow_id"])
+    assert "scan_blob" not in await scheduled_activities(temporal, b["workflow_id"])
     with sessions() as session:
         blob = session.get(Blob, sha)
         assert blob is not None and blob.status == "ready"
@@ -200,7 +183,7 @@ async def test_retry_ready_file_reruns_its_failed_thumbnails_for_every_holder(
     assert sorted(t["size"] for t in done["thumbnails"]) == [256, 1024]
     assert done["stages"]["scan"] == mine["stages"]["scan"]  # only thumbnails ran again
     assert done["stages"]["ocr"] == mine["stages"]["ocr"]
-    assert all(_head_status(s3, stack.bucket, key) == 200 for key in keys)
+    assert all(head_status(s3, stack.bucket, key) == 200 for key in keys)
     # Stages run once per blob: the other tenant's file shows the new outcome too.
     await thumbnails_back(key_b, theirs["id"])
     # The retry's events follow the first run's and end with the file's status again.
