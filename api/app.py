@@ -18,6 +18,7 @@ from api.deps import AppState
 from api.errors import install_error_handlers
 from api.limits import RateLimiter
 from api.routes import file_events, files, health, uploads, webhooks
+from conveyor_core.db.session import ping_when_idle
 from conveyor_core.objectstore import PartSigner, make_s3_client
 from conveyor_core.settings import Settings
 
@@ -25,7 +26,8 @@ from conveyor_core.settings import Settings
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_async_engine(settings.sqlalchemy_url, pool_pre_ping=True, pool_size=10)
+        engine = create_async_engine(settings.sqlalchemy_url, pool_size=10, pool_use_lifo=True)
+        ping_when_idle(engine.sync_engine, idle_seconds=10)
         # lazy: the API starts (and answers /healthz) even while Temporal is still coming up.
         temporal = await Client.connect(
             settings.temporal_target,
@@ -48,7 +50,14 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await engine.dispose()
 
-    app = FastAPI(title="Conveyor", version="1", lifespan=lifespan)
+    # Spans come from the OpenTelemetry instrumentor below; FastAPI's own telemetry, left on,
+    # asks the global providers whether they are configured on every request.
+    app = FastAPI(
+        title="Conveyor",
+        version="1",
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

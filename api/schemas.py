@@ -130,12 +130,6 @@ class HeldPart(BaseModel):
     etag: str
 
 
-class UploadState(BaseModel):
-    upload_id: uuid.UUID
-    file_id: uuid.UUID
-    status: str
-
-
 class StagePublic(BaseModel):
     status: StageStatus
     detail: str | None = None
@@ -164,6 +158,15 @@ class FilePublic(BaseModel):
     workflow_id: str
     created_at: datetime
     ready_at: datetime | None
+
+
+class UploadState(BaseModel):
+    upload_id: uuid.UUID
+    file_id: uuid.UUID
+    status: str
+    # complete: the file as it stands once the store holds its bytes, so a client need not
+    # GET it again (the SDK's upload returns it).
+    file: FilePublic | None = None
 
 
 class FileList(BaseModel):

@@ -155,14 +155,15 @@ class Client:
             key = None
             if source.path is not None:
                 key = state_key(source.path, source.size, source.mtime_ns, self.api_url)
-            file_id = self._resume(source, key, counter, stop) if key is not None else None
-            if file_id is None:
-                file_id = self._upload_fresh(
+            sent = self._resume(source, key, counter, stop) if key is not None else None
+            if sent is None:
+                sent = self._upload_fresh(
                     source, key, name, ctype, visibility, sha256, counter, stop
                 )
+        file_id, completed = sent
         if wait:
             return self.wait_until_ready(file_id, timeout=wait_timeout)
-        return self.get_file(file_id)
+        return completed or self.get_file(file_id)
 
     def _upload_fresh(
         self,
@@ -174,7 +175,8 @@ class Client:
         sha256: str | None,
         counter: ProgressCounter,
         stop: threading.Event | None,
-    ) -> str:
+    ) -> tuple[str, File | None]:
+        """Declares and sends the file: its id, and the file as completing it answered."""
         digest = sha256.lower() if sha256 else self._hash(source, counter, stop)
         created: dict[str, Any] = self._api.json(
             "POST",
@@ -189,6 +191,7 @@ class Client:
         )
         file_id = str(created["file_id"])
         method = created["method"]
+        completed = None
         if method == "DEDUPLICATED":
             counter.add(source.size)
         elif method == "PUT":
@@ -207,10 +210,10 @@ class Client:
             )
             if key is not None:
                 self._states.save(key, state)
-            self._multipart(source, state, key, {}, counter, stop)
+            completed = self._multipart(source, state, key, {}, counter, stop)
         else:
             raise ConveyorError("unknown_method", f"The API asked for upload method {method!r}.")
-        return file_id
+        return file_id, completed
 
     def _hash(self, source: Source, counter: ProgressCounter, stop: threading.Event | None) -> str:
         digest = hashlib.sha256()
@@ -260,7 +263,7 @@ class Client:
         key: str,
         counter: ProgressCounter,
         stop: threading.Event | None,
-    ) -> str | None:
+    ) -> tuple[str, File | None] | None:
         """Resumes the saved upload of this file; None when there is nothing to resume."""
         state = self._states.load(key)
         if state is None or state.api_url != self.api_url or state.size != source.size:
@@ -273,7 +276,7 @@ class Client:
         if upload.status in COMPLETED_STATUSES:
             self._states.remove(key)  # completed before the state could be removed
             counter.add(source.size)
-            return upload.file_id
+            return upload.file_id, None
         expired = upload.expires_at is not None and upload.expires_at <= datetime.now(UTC)
         if upload.status not in RESUMABLE_STATUSES or upload.method != "MULTIPART" or expired:
             self._states.remove(key)
@@ -281,8 +284,8 @@ class Client:
         if upload.part_size is not None and upload.part_size != state.part_size:
             self._states.remove(key)
             return None
-        self._multipart(source, state, key, _held(upload, state), counter, stop)
-        return upload.file_id
+        completed = self._multipart(source, state, key, _held(upload, state), counter, stop)
+        return upload.file_id, completed
 
     def _multipart(
         self,
@@ -292,7 +295,8 @@ class Client:
         held: dict[int, str],
         counter: ProgressCounter,
         stop: threading.Event | None,
-    ) -> None:
+    ) -> File | None:
+        """Sends the missing parts and completes; the file as the completion answered it."""
         sender = MultipartSender(
             api=self._api,
             store=self._store,
@@ -316,7 +320,7 @@ class Client:
                 except _Stopped:
                     raise KeyboardInterrupt from None
                 try:
-                    self._api.request(
+                    answer = self._api.json(
                         "POST",
                         f"/v1/uploads/{state.upload_id}/complete",
                         json={"parts": sender.completion()},
@@ -345,6 +349,8 @@ class Client:
             self.last_parts_skipped = skipped
         if key is not None:
             self._states.remove(key)
+        file = answer.get("file") if isinstance(answer, dict) else None
+        return File.from_json(file) if isinstance(file, dict) else None
 
     def get_upload(self, upload_id: str) -> Upload:
         """An upload's state, with the parts the store already holds.

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # An events stream (SSE) ends after this long and the client resumes with Last-Event-ID
     # (EventSource does so by itself): no idle watcher holds the API for hours.
     events_stream_seconds: float = 600.0
+    # A file's live status comes from a workflow query, answered by a worker. A worker too
+    # busy to answer within this long does not hold the request: Postgres answers instead.
+    workflow_query_timeout_seconds: float = 2.0
     # Traces go over OTLP/HTTP when set (e.g. http://collector:4318/v1/traces); otherwise to
     # the local span store under the state dir, read by `conveyor trace FILE_ID`.
     otlp_traces_endpoint: str | None = None

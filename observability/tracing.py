@@ -12,8 +12,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from conveyor_core.settings import Settings
 from observability.span_store import JsonLinesSpanExporter
 
-# Local spans are written within half a second, so `conveyor trace` sees a file at once.
-LOCAL_EXPORT_DELAY_MS = 500
+# Local spans are written within two seconds, so `conveyor trace` sees a file at once; a
+# shorter delay is an idle wake-up (and fsync) that shows in the API's idle CPU.
+LOCAL_EXPORT_DELAY_MS = 2000
 
 
 def configure_tracing(settings: Settings, service: str) -> TracerProvider:

@@ -13,6 +13,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query
@@ -125,9 +126,14 @@ async def _kept(state: AppState, file_id: uuid.UUID, after: int) -> tuple[str, l
 async def _live_events(state: AppState, workflow_id: str, after: int) -> list[ProgressEvent]:
     handle = state.temporal.get_workflow_handle_for(IngestWorkflow.run, workflow_id)
     try:
-        raw = await handle.query(IngestWorkflow.events.__name__, EventsQuery(after_seq=after))
+        raw = await handle.query(
+            IngestWorkflow.events.__name__,
+            EventsQuery(after_seq=after),
+            rpc_timeout=timedelta(seconds=state.settings.workflow_query_timeout_seconds),
+        )
     except (RPCError, WorkflowQueryRejectedError):
-        return []  # not started yet, or closing: Postgres answers on a later round
+        # Not started yet, closing, or its worker too busy: a later round asks again.
+        return []
     return _EVENTS.validate_python(raw).events
 
 

@@ -7,7 +7,7 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -187,7 +187,7 @@ async def list_files(
     )
     page = list(rows[:limit])
     blobs = await _blobs_of(session, page)
-    files = [_from_row(state, f, blobs.get(f.sha256 or "")) for f in page]
+    files = [file_from_row(state, f, blobs.get(f.sha256 or "")) for f in page]
     next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
     return FileList(files=files, next_cursor=next_cursor)
 
@@ -297,7 +297,7 @@ async def retry_file(
     )
     await _start_retry(state, session, file, ingest)
     await session.refresh(file)
-    return _from_row(state, file, blob)
+    return file_from_row(state, file, blob)
 
 
 def _stages_to_retry(file: File) -> list[str]:
@@ -433,7 +433,7 @@ async def file_public(state: AppState, session: AsyncSession, file: File) -> Fil
     if not FileStatus(file.status).is_terminal:
         progress = await _query_progress(state, file.workflow_id)
         if progress is not None and not progress.status.is_terminal:
-            public = _from_row(state, file, None)
+            public = file_from_row(state, file, None)
             public.status, public.status_detail = progress.status, progress.detail
             public.stages = {
                 name: StagePublic(status=s.status, detail=s.detail, duration_ms=s.duration_ms)
@@ -442,7 +442,7 @@ async def file_public(state: AppState, session: AsyncSession, file: File) -> Fil
             return public
         await session.refresh(file)
     blob = await session.get(Blob, file.sha256) if file.sha256 else None
-    return _from_row(state, file, blob)
+    return file_from_row(state, file, blob)
 
 
 # The SDK's converter re-resolves the dataclass's type hints on every typed query (about
@@ -453,9 +453,13 @@ _PROGRESS = TypeAdapter(IngestProgress)
 async def _query_progress(state: AppState, workflow_id: str) -> IngestProgress | None:
     handle = state.temporal.get_workflow_handle_for(IngestWorkflow.run, workflow_id)
     try:
-        return _PROGRESS.validate_python(await handle.query(IngestWorkflow.status.__name__))
+        answer = await handle.query(
+            IngestWorkflow.status.__name__,
+            rpc_timeout=timedelta(seconds=state.settings.workflow_query_timeout_seconds),
+        )
+        return _PROGRESS.validate_python(answer)
     except (RPCError, WorkflowQueryRejectedError):
-        # Closed or unreachable workflow: the database row is the answer.
+        # Closed, unreachable or too busy to answer in time: the database row is the answer.
         return None
 
 
@@ -467,7 +471,8 @@ async def _blobs_of(session: AsyncSession, files: list[File]) -> dict[str, Blob]
     return {b.sha256: b for b in found.scalars()}
 
 
-def _from_row(state: AppState, file: File, blob: Blob | None) -> FilePublic:
+def file_from_row(state: AppState, file: File, blob: Blob | None) -> FilePublic:
+    """The file as its row (and blob, once ready) say, without asking the workflow."""
     ready = file.status == FileStatus.READY.value and blob is not None
     thumbnails = (
         [_thumbnail(state, t) for t in blob.thumbnails] if ready and blob is not None else []

