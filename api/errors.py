@@ -222,6 +222,28 @@ _HTTP_ERRORS = {
 }
 
 
+def document_errors_as_json(app: FastAPI) -> None:
+    """FastAPI files a route's error bodies under the route's own media type (text/plain for
+    the OCR text, text/event-stream for events); errors are always JSON, so say so."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = generate()
+            for operations in spec.get("paths", {}).values():
+                for operation in operations.values():
+                    for status, response in operation.get("responses", {}).items():
+                        content = response.get("content", {})
+                        for media in [m for m in content if m != "application/json"]:
+                            ref = content[media].get("schema", {}).get("$ref", "")
+                            if status[0] in "45" and ref.endswith("/ErrorBody"):
+                                content["application/json"] = content.pop(media)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def _first_validation_message(exc: RequestValidationError) -> str:
     errors = exc.errors()
     if not errors:
