@@ -39,7 +39,9 @@ class VerifyActivities:
             response = self._s3.get_object(Bucket=inp.bucket, Key=inp.key)
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return VerifyResult(ok=False, detail="the object is no longer in the store")
+                return VerifyResult(
+                    ok=False, detail="the object is no longer in the store", missing=True
+                )
             raise
         digest = hashlib.sha256()
         head = bytearray()

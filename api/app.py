@@ -15,7 +15,7 @@ from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from api.deps import AppState
-from api.errors import install_error_handlers
+from api.errors import document_errors_as_json, install_error_handlers
 from api.limits import RateLimiter
 from api.routes import file_events, files, health, uploads, webhooks
 from conveyor_core.db.session import ping_when_idle
@@ -65,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
         allow_headers=["Authorization", "Content-Type"],
     )
     install_error_handlers(app)
+    document_errors_as_json(app)
     FastAPIInstrumentor.instrument_app(
         app, excluded_urls="healthz,readyz", exclude_spans=["receive", "send"]
     )

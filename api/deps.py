@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from api.errors import Unauthorized
+from api.errors import ErrorCode, Unauthorized
 from api.limits import RateLimiter
 from conveyor_core.db.models import ApiKey, Tenant
 from conveyor_core.keys import hash_api_key
@@ -79,12 +79,12 @@ async def get_tenancy(
 ) -> Tenancy:
     if not authorization:
         raise Unauthorized(
-            "Send an API key as 'Authorization: Bearer <key>'.", code="missing_api_key"
+            "Send an API key as 'Authorization: Bearer <key>'.", code=ErrorCode.MISSING_API_KEY
         )
     scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized(
-            "Send an API key as 'Authorization: Bearer <key>'.", code="missing_api_key"
+            "Send an API key as 'Authorization: Bearer <key>'.", code=ErrorCode.MISSING_API_KEY
         )
     key_hash = hash_api_key(key.strip())
     tenancy = state.known_keys.get(key_hash)

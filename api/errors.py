@@ -1,12 +1,14 @@
 """Domain errors and the one error shape: `{"error": {"code", "message"}}`.
 
-ConveyorError(code, message, status)
+Every code is an `ErrorCode`, with one status (`STATUS`):
+
+ConveyorError(message, code=...)
 ├── Unauthorized             401 missing_api_key | invalid_api_key
 ├── Forbidden                403 file_quarantined
 ├── NotFound                 404 upload_not_found | file_not_found | text_not_available |
 │                                webhook_not_found
 ├── BadRequest               400 invalid_parts | missing_parts | etag_mismatch | invalid_cursor |
-│                                invalid_url | invalid_events
+│                                invalid_url | invalid_events | invalid_last_event_id
 ├── Conflict                 409 file_not_ready | file_not_finished | upload_not_active |
 │                                not_multipart | not_retryable | bytes_gone
 ├── Gone                     410 file_deleted
@@ -14,13 +16,16 @@ ConveyorError(code, message, status)
 ├── TooManyRequests          429 rate_limited (with Retry-After)
 └── ServiceUnavailable       503 dependency_unavailable (a dependency is down; retry later)
 
-Validation failures answer 422 `invalid_request`; anything unexpected answers 500
-`internal_error`, which is always a bug.
+Outside the routes: an unknown address answers 404 `not_found`, a method the address does
+not take 405 `method_not_allowed`; a request that fails validation or whose body is not
+readable JSON 422 `invalid_request`; anything unexpected 500 `internal_error`, which is
+always a bug.
 """
 
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import BotoCoreError
@@ -37,6 +42,75 @@ from observability.metrics import API_ERRORS
 log = logging.getLogger(__name__)
 
 
+class ErrorCode(StrEnum):
+    """Every `error.code` the API answers; `STATUS` gives each one's HTTP status."""
+
+    MISSING_API_KEY = "missing_api_key"
+    INVALID_API_KEY = "invalid_api_key"
+    FILE_QUARANTINED = "file_quarantined"
+    NOT_FOUND = "not_found"
+    UPLOAD_NOT_FOUND = "upload_not_found"
+    FILE_NOT_FOUND = "file_not_found"
+    TEXT_NOT_AVAILABLE = "text_not_available"
+    WEBHOOK_NOT_FOUND = "webhook_not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    INVALID_PARTS = "invalid_parts"
+    MISSING_PARTS = "missing_parts"
+    ETAG_MISMATCH = "etag_mismatch"
+    INVALID_CURSOR = "invalid_cursor"
+    INVALID_URL = "invalid_url"
+    INVALID_EVENTS = "invalid_events"
+    INVALID_LAST_EVENT_ID = "invalid_last_event_id"
+    FILE_NOT_READY = "file_not_ready"
+    FILE_NOT_FINISHED = "file_not_finished"
+    UPLOAD_NOT_ACTIVE = "upload_not_active"
+    NOT_MULTIPART = "not_multipart"
+    NOT_RETRYABLE = "not_retryable"
+    BYTES_GONE = "bytes_gone"
+    FILE_DELETED = "file_deleted"
+    FILE_TOO_LARGE = "file_too_large"
+    FILE_QUOTA_EXCEEDED = "file_quota_exceeded"
+    STORAGE_QUOTA_EXCEEDED = "storage_quota_exceeded"
+    INVALID_REQUEST = "invalid_request"
+    RATE_LIMITED = "rate_limited"
+    INTERNAL_ERROR = "internal_error"
+    DEPENDENCY_UNAVAILABLE = "dependency_unavailable"
+
+
+STATUS: dict[ErrorCode, int] = {
+    ErrorCode.MISSING_API_KEY: 401,
+    ErrorCode.INVALID_API_KEY: 401,
+    ErrorCode.FILE_QUARANTINED: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.UPLOAD_NOT_FOUND: 404,
+    ErrorCode.FILE_NOT_FOUND: 404,
+    ErrorCode.TEXT_NOT_AVAILABLE: 404,
+    ErrorCode.WEBHOOK_NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.INVALID_PARTS: 400,
+    ErrorCode.MISSING_PARTS: 400,
+    ErrorCode.ETAG_MISMATCH: 400,
+    ErrorCode.INVALID_CURSOR: 400,
+    ErrorCode.INVALID_URL: 400,
+    ErrorCode.INVALID_EVENTS: 400,
+    ErrorCode.INVALID_LAST_EVENT_ID: 400,
+    ErrorCode.FILE_NOT_READY: 409,
+    ErrorCode.FILE_NOT_FINISHED: 409,
+    ErrorCode.UPLOAD_NOT_ACTIVE: 409,
+    ErrorCode.NOT_MULTIPART: 409,
+    ErrorCode.NOT_RETRYABLE: 409,
+    ErrorCode.BYTES_GONE: 409,
+    ErrorCode.FILE_DELETED: 410,
+    ErrorCode.FILE_TOO_LARGE: 413,
+    ErrorCode.FILE_QUOTA_EXCEEDED: 413,
+    ErrorCode.STORAGE_QUOTA_EXCEEDED: 413,
+    ErrorCode.INVALID_REQUEST: 422,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.DEPENDENCY_UNAVAILABLE: 503,
+}
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str
@@ -47,84 +121,127 @@ class ErrorBody(BaseModel):
 
 
 class ConveyorError(Exception):
+    """A domain error: its class gives the status, its code says which one (`ErrorCode`).
+
+    The classes with one code set it; the others (NotFound, BadRequest, ...) are raised
+    with `code=`.
+    """
+
     status = 400
-    code = "bad_request"
+    code: ErrorCode
 
     def __init__(
-        self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None
+        self, message: str, *, code: ErrorCode | None = None, headers: dict[str, str] | None = None
     ) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
         if code is not None:
             self.code = code
+        if STATUS[self.code] != self.status:  # AttributeError too when no code was given
+            raise TypeError(f"{self.code} is a {STATUS[self.code]}, not a {self.status}")
 
 
 class Unauthorized(ConveyorError):
     status = 401
-    code = "invalid_api_key"
+    code = ErrorCode.INVALID_API_KEY
 
 
 class NotFound(ConveyorError):
     status = 404
-    code = "not_found"
 
 
 class BadRequest(ConveyorError):
     status = 400
-    code = "bad_request"
 
 
 class Forbidden(ConveyorError):
     status = 403
-    code = "forbidden"
 
 
 class Conflict(ConveyorError):
     status = 409
-    code = "conflict"
 
 
 class Gone(ConveyorError):
     status = 410
-    code = "gone"
 
 
 class PayloadTooLarge(ConveyorError):
     status = 413
-    code = "file_too_large"
+    code = ErrorCode.FILE_TOO_LARGE
 
 
 class TooManyRequests(ConveyorError):
     status = 429
-    code = "rate_limited"
+    code = ErrorCode.RATE_LIMITED
 
 
 class ServiceUnavailable(ConveyorError):
     status = 503
-    code = "dependency_unavailable"
+    code = ErrorCode.DEPENDENCY_UNAVAILABLE
 
 
-def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:
-    API_ERRORS.labels(code).inc()
-    body = ErrorBody(error=ErrorDetail(code=code, message=message))
-    return JSONResponse(status_code=status, content=body.model_dump(), headers=headers or None)
+def error_response(code: ErrorCode, message: str, **headers: str) -> JSONResponse:
+    API_ERRORS.labels(code.value).inc()
+    body = ErrorBody(error=ErrorDetail(code=code.value, message=message))
+    return JSONResponse(
+        status_code=STATUS[code], content=body.model_dump(), headers=headers or None
+    )
 
 
-def responses(*errors: type[ConveyorError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries for the errors a route can answer."""
-    documented: dict[int | str, dict[str, Any]] = {
-        422: {"model": ErrorBody, "description": "invalid_request"}
+def responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the codes a route can answer: one per status, whose
+    description names its codes (`a | b`). Every route may answer 422 `invalid_request` (a
+    path, query or body it cannot read)."""
+    by_status: dict[int, list[str]] = {}
+    for code in (*codes, ErrorCode.INVALID_REQUEST):
+        named = by_status.setdefault(STATUS[code], [])
+        if code.value not in named:
+            named.append(code.value)
+    return {
+        status: {"model": ErrorBody, "description": " | ".join(named)}
+        for status, named in sorted(by_status.items())
     }
-    for error in errors:
-        documented[error.status] = {"model": ErrorBody, "description": error.code}
-    return documented
 
 
+# What every route behind an API key may answer, whatever it does.
+AUTHENTICATED = responses(
+    ErrorCode.MISSING_API_KEY,
+    ErrorCode.INVALID_API_KEY,
+    ErrorCode.RATE_LIMITED,
+    ErrorCode.DEPENDENCY_UNAVAILABLE,
+)
+
+# Starlette's own errors: no route, no such method, a body that is not readable JSON (such
+# as bytes that are not UTF-8), which is as invalid as malformed JSON.
 _HTTP_ERRORS = {
-    404: ("not_found", "There is nothing at this address."),
-    405: ("method_not_allowed", "This address does not accept that method."),
+    400: (ErrorCode.INVALID_REQUEST, "The request body could not be read as JSON."),
+    404: (ErrorCode.NOT_FOUND, "There is nothing at this address."),
+    405: (ErrorCode.METHOD_NOT_ALLOWED, "This address does not accept that method."),
 }
+
+
+def document_errors_as_json(app: FastAPI) -> None:
+    """FastAPI files a route's error bodies under the route's own media type (text/plain for
+    the OCR text, text/event-stream for events); errors are always JSON, so say so."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = generate()
+            for operations in spec.get("paths", {}).values():
+                for operation in operations.values():
+                    for status, response in operation.get("responses", {}).items():
+                        content = response.get("content", {})
+                        for media in [m for m in content if m != "application/json"]:
+                            ref = content[media].get("schema", {}).get("$ref", "")
+                            if status[0] in "45" and ref.endswith("/ErrorBody"):
+                                content["application/json"] = content.pop(media)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _first_validation_message(exc: RequestValidationError) -> str:
@@ -139,18 +256,19 @@ def _first_validation_message(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ConveyorError)
     async def _conveyor(_: Request, exc: ConveyorError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, **exc.headers)
+        return error_response(exc.code, exc.message, **exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_request", _first_validation_message(exc))
+        return error_response(ErrorCode.INVALID_REQUEST, _first_validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code, message = _HTTP_ERRORS.get(
-            exc.status_code, (f"http_{exc.status_code}", f"{str(exc.detail).rstrip('.')}.")
-        )
-        return error_response(exc.status_code, code, message)
+        known = _HTTP_ERRORS.get(exc.status_code)
+        if known is None:  # no route raises HTTPException itself: map any new one above
+            log.error("unmapped HTTP error %s: %s", exc.status_code, exc.detail)
+            return error_response(ErrorCode.INTERNAL_ERROR, "An unexpected error occurred.")
+        return error_response(*known)
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(BotoCoreError)
@@ -159,8 +277,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # A dependency being down is not a bug: say so, and let the client retry.
         log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
         return error_response(
-            503,
-            ServiceUnavailable.code,
+            ErrorCode.DEPENDENCY_UNAVAILABLE,
             "A service Conveyor depends on is unavailable; try again shortly.",
             **{"Retry-After": "5"},
         )
@@ -168,4 +285,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return error_response(500, "internal_error", "An unexpected error occurred.")
+        return error_response(ErrorCode.INTERNAL_ERROR, "An unexpected error occurred.")

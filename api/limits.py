@@ -14,7 +14,7 @@ from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.errors import PayloadTooLarge, TooManyRequests
+from api.errors import ErrorCode, PayloadTooLarge, TooManyRequests
 from conveyor_core.db.models import File, Tenant
 from conveyor_core.types import FileStatus
 
@@ -70,10 +70,10 @@ async def check_quota(
     if max_files is not None and files + 1 > max_files:
         raise PayloadTooLarge(
             f"This tenant holds {files} files, its limit is {max_files}; delete some first.",
-            code="file_quota_exceeded",
+            code=ErrorCode.FILE_QUOTA_EXCEEDED,
         )
     if max_bytes is not None and used + size > max_bytes:
         raise PayloadTooLarge(
             f"This tenant holds {used} bytes and its limit is {max_bytes}; {size} more do not fit.",
-            code="storage_quota_exceeded",
+            code=ErrorCode.STORAGE_QUOTA_EXCEEDED,
         )

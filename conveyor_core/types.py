@@ -165,6 +165,7 @@ class VerifyResult:
     sha256: str | None = None
     size: int | None = None
     content_type: str | None = None
+    missing: bool = False  # no object under the key (an event came before it, or for nothing)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import Awaitable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -112,6 +112,8 @@ AWAIT_BLOB_RETRY = RetryPolicy(
     maximum_attempts=0,
     non_retryable_error_types=["BlobMissing"],
 )
+# An event that came before its object no longer fails the upload: the workflow waits on.
+EARLY_EVENT_PATCH = "wait-on-after-early-event"
 # The reconcile probe backs off, so a day-long wait costs a few hundred events, not thousands.
 RECONCILE_MAX_INTERVAL = timedelta(minutes=10)
 PROCESSING_STAGES = ("scan", "thumbnails", "ocr")
@@ -215,23 +217,32 @@ class IngestWorkflow:
             return await self._claim_and_process(inp, declared)
 
         self._record_events()
-        if not await self._wait_for_object(inp, own):
-            status = FileStatus.CANCELLED if self._cancel_requested else FileStatus.EXPIRED
-            detail = (
-                "the upload was cancelled"
-                if self._cancel_requested
-                else f"no object arrived within {inp.expire_after_seconds} s"
-            )
-            await workflow.execute_activity_method(
-                StoreActivities.discard_upload,
-                DiscardInput(object=own, multipart_upload_id=inp.multipart_upload_id),
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=STORE_RETRY,
-            )
-            return await self._finish(inp, status, detail)
+        deadline = workflow.now() + timedelta(seconds=inp.expire_after_seconds)
+        while True:
+            if not await self._wait_for_object(inp, own, deadline):
+                status = FileStatus.CANCELLED if self._cancel_requested else FileStatus.EXPIRED
+                detail = (
+                    "the upload was cancelled"
+                    if self._cancel_requested
+                    else f"no object arrived within {inp.expire_after_seconds} s"
+                )
+                await workflow.execute_activity_method(
+                    StoreActivities.discard_upload,
+                    DiscardInput(object=own, multipart_upload_id=inp.multipart_upload_id),
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=STORE_RETRY,
+                )
+                return await self._finish(inp, status, detail)
 
-        self._set_status(FileStatus.PROCESSING)
-        verified = await self._verify(inp)
+            self._set_status(FileStatus.PROCESSING)
+            verified = await self._verify(inp)
+            if not (verified.missing and workflow.patched(EARLY_EVENT_PATCH)):
+                break
+            # The event came before its object (or named an object that never came): the
+            # upload still waits for its bytes, until the same deadline.
+            self._uploaded = None
+            self._progress.stages["verify"] = StageState()
+            self._set_status(FileStatus.AWAITING_UPLOAD)
         if not verified.ok:
             await self._delete(own)
             return await self._finish(inp, FileStatus.FAILED, f"verify: {verified.detail}")
@@ -247,9 +258,8 @@ class IngestWorkflow:
 
     # --- waiting for the bytes -----------------------------------------------------------
 
-    async def _wait_for_object(self, inp: IngestInput, ref: ObjectRef) -> bool:
+    async def _wait_for_object(self, inp: IngestInput, ref: ObjectRef, deadline: datetime) -> bool:
         """True once the object is there; False if the upload expired or was cancelled."""
-        deadline = workflow.now() + timedelta(seconds=inp.expire_after_seconds)
         interval = timedelta(seconds=inp.reconcile_after_seconds)
         while self._uploaded is None and not self._cancel_requested:
             remaining = deadline - workflow.now()
@@ -288,6 +298,8 @@ class IngestWorkflow:
         if result is None:
             self._record_events()
             return VerifyResult(ok=False, detail=self._progress.stages["verify"].detail)
+        if result.missing and workflow.patched(EARLY_EVENT_PATCH):
+            return result  # not a verdict on the bytes: the caller waits for them again
         stage = self._progress.stages["verify"]
         stage.status = StageStatus.SUCCEEDED if result.ok else StageStatus.FAILED
         stage.detail = result.content_type if result.ok else result.detail

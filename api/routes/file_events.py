@@ -24,14 +24,14 @@ from temporalio.client import WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
 from api.deps import AppState, SessionDep, StateDep, TenancyDep
-from api.errors import BadRequest, Gone, NotFound, responses
+from api.errors import AUTHENTICATED, BadRequest, ErrorCode, responses
 from api.routes.files import owned_file
 from api.schemas import FileEventPublic
 from conveyor_core.db.models import File, FileEvent
 from conveyor_core.types import EventsPage, EventsQuery, FileStatus, ProgressEvent
 from workflows.ingest import IngestWorkflow
 
-router = APIRouter(prefix="/v1/files", tags=["files"])
+router = APIRouter(prefix="/v1/files", tags=["files"], responses=AUTHENTICATED)
 
 POLL_SECONDS = 0.5
 RECONNECT_MS = 1000
@@ -59,7 +59,7 @@ async def _watched_file(
         if resume < 0:
             raise BadRequest(
                 "Last-Event-ID must be an event id this stream sent (a whole number).",
-                code="invalid_last_event_id",
+                code=ErrorCode.INVALID_LAST_EVENT_ID,
             )
     # The stream may last minutes: it must not hold a database connection all along.
     await session.close()
@@ -69,7 +69,9 @@ async def _watched_file(
 @router.get(
     "/{file_id}/events",
     response_class=EventSourceResponse,
-    responses=responses(NotFound, Gone, BadRequest),
+    responses=responses(
+        ErrorCode.FILE_NOT_FOUND, ErrorCode.FILE_DELETED, ErrorCode.INVALID_LAST_EVENT_ID
+    ),
 )
 async def file_events(
     state: StateDep, watched: Annotated[tuple[File, int], Depends(_watched_file)]

@@ -30,12 +30,13 @@ from temporalio.service import RPCError
 
 from api.deps import AppState, SessionDep, StateDep, TenancyDep
 from api.errors import (
+    AUTHENTICATED,
     BadRequest,
     Conflict,
+    ErrorCode,
     Forbidden,
     Gone,
     NotFound,
-    PayloadTooLarge,
     ServiceUnavailable,
     responses,
 )
@@ -60,10 +61,10 @@ from workflows.ingest import PROCESSING_STAGES, IngestWorkflow
 
 
 class InvalidCursor(BadRequest):
-    code = "invalid_cursor"
+    code = ErrorCode.INVALID_CURSOR
 
 
-router = APIRouter(prefix="/v1/files", tags=["files"])
+router = APIRouter(prefix="/v1/files", tags=["files"], responses=AUTHENTICATED)
 MAX_PAGE = 100
 # Postgres text cannot hold NUL: such a query is refused (422) before it reaches it.
 NO_NUL = r"^[^\x00]*$"
@@ -74,13 +75,17 @@ OPTIONAL_STAGES = ("thumbnails", "ocr")
 async def owned_file(session: AsyncSession, file_id: uuid.UUID, tenant_id: uuid.UUID) -> File:
     file = await session.get(File, file_id)
     if file is None or file.tenant_id != tenant_id:
-        raise NotFound("No such file.", code="file_not_found")
+        raise NotFound("No such file.", code=ErrorCode.FILE_NOT_FOUND)
     if file.status == FileStatus.DELETED.value:
-        raise Gone("This file was deleted.", code="file_deleted")
+        raise Gone("This file was deleted.", code=ErrorCode.FILE_DELETED)
     return file
 
 
-@router.get("/{file_id}", response_model=FilePublic, responses=responses(NotFound, Gone))
+@router.get(
+    "/{file_id}",
+    response_model=FilePublic,
+    responses=responses(ErrorCode.FILE_NOT_FOUND, ErrorCode.FILE_DELETED),
+)
 async def get_file(
     file_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
 ) -> FilePublic:
@@ -92,7 +97,12 @@ async def get_file(
     "/{file_id}/content",
     status_code=status.HTTP_307_TEMPORARY_REDIRECT,
     response_class=RedirectResponse,
-    responses=responses(NotFound, Forbidden, Conflict, Gone),
+    responses=responses(
+        ErrorCode.FILE_NOT_FOUND,
+        ErrorCode.FILE_QUARANTINED,
+        ErrorCode.FILE_NOT_READY,
+        ErrorCode.FILE_DELETED,
+    ),
 )
 async def get_content(
     file_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
@@ -102,11 +112,11 @@ async def get_content(
     file = await owned_file(session, file_id, tenancy.tenant_id)
     if file.status == FileStatus.QUARANTINED.value:
         raise Forbidden(
-            "This file is quarantined: its bytes are never served.", code="file_quarantined"
+            "This file is quarantined: its bytes are never served.", code=ErrorCode.FILE_QUARANTINED
         )
     blob = await session.get(Blob, file.sha256) if file.sha256 else None
     if file.status != FileStatus.READY.value or blob is None:
-        raise Conflict(f"This file is {file.status}, not ready.", code="file_not_ready")
+        raise Conflict(f"This file is {file.status}, not ready.", code=ErrorCode.FILE_NOT_READY)
     if file.visibility == Visibility.PUBLIC.value and blob.public_key:
         return RedirectResponse(_cdn_url(state, blob.public_key), status_code=307)
     url = await asyncio.to_thread(
@@ -126,7 +136,10 @@ async def get_content(
 @router.get(
     "/{file_id}/text",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}}, **responses(NotFound, Gone)},
+    responses={
+        200: {"content": {"text/plain": {}}},
+        **responses(ErrorCode.FILE_NOT_FOUND, ErrorCode.TEXT_NOT_AVAILABLE, ErrorCode.FILE_DELETED),
+    },
 )
 async def get_text(
     file_id: uuid.UUID, session: SessionDep, tenancy: TenancyDep
@@ -136,11 +149,11 @@ async def get_text(
     if text is None or file.status != FileStatus.READY.value:
         ocr = file.stages.get("ocr") or {}
         why = ocr.get("detail") or f"the file is {file.status}"
-        raise NotFound(f"This file has no OCR text ({why}).", code="text_not_available")
+        raise NotFound(f"This file has no OCR text ({why}).", code=ErrorCode.TEXT_NOT_AVAILABLE)
     return PlainTextResponse(text.text)
 
 
-@router.get("", response_model=FileList, responses=responses(InvalidCursor))
+@router.get("", response_model=FileList, responses=responses(ErrorCode.INVALID_CURSOR))
 async def list_files(
     state: StateDep,
     session: SessionDep,
@@ -196,7 +209,9 @@ async def list_files(
     "/{file_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=responses(NotFound, Conflict, Gone, ServiceUnavailable),
+    responses=responses(
+        ErrorCode.FILE_NOT_FOUND, ErrorCode.FILE_NOT_FINISHED, ErrorCode.FILE_DELETED
+    ),
 )
 async def delete_file(
     file_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
@@ -206,12 +221,12 @@ async def delete_file(
     if not FileStatus(file.status).is_terminal:
         raise Conflict(
             f"This file is {file.status}; delete it once processing has finished.",
-            code="file_not_finished",
+            code=ErrorCode.FILE_NOT_FINISHED,
         )
     if _retrying(file):
         raise Conflict(
             "A retry of this file is under way; delete it once it has finished.",
-            code="file_not_finished",
+            code=ErrorCode.FILE_NOT_FINISHED,
         )
     await session.execute(
         update(File)
@@ -240,7 +255,14 @@ async def delete_file(
     "/{file_id}/retry",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=FilePublic,
-    responses=responses(NotFound, Conflict, Gone, PayloadTooLarge, ServiceUnavailable),
+    responses=responses(
+        ErrorCode.FILE_NOT_FOUND,
+        ErrorCode.NOT_RETRYABLE,
+        ErrorCode.BYTES_GONE,
+        ErrorCode.FILE_DELETED,
+        ErrorCode.FILE_QUOTA_EXCEEDED,
+        ErrorCode.STORAGE_QUOTA_EXCEEDED,
+    ),
 )
 async def retry_file(
     file_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
@@ -307,7 +329,7 @@ def _stages_to_retry(file: File) -> list[str]:
         if file.sha256 is None:  # it failed before its bytes were kept (verify)
             raise Conflict(
                 f"This file's bytes were not kept ({file.status_detail}); upload it again.",
-                code="bytes_gone",
+                code=ErrorCode.BYTES_GONE,
             )
         return list(PROCESSING_STAGES)
     if current is FileStatus.READY:
@@ -325,7 +347,7 @@ def _stages_to_retry(file: File) -> list[str]:
         why = "This file is quarantined: its bytes are never processed again."
     else:
         why = f"This file never got its bytes ({current.value}); upload it again."
-    raise Conflict(why, code="not_retryable")
+    raise Conflict(why, code=ErrorCode.NOT_RETRYABLE)
 
 
 async def _held_blob(state: AppState, session: AsyncSession, file: File) -> Blob:
@@ -334,10 +356,10 @@ async def _held_blob(state: AppState, session: AsyncSession, file: File) -> Blob
     if blob is not None and blob.status == BlobStatus.QUARANTINED.value:
         raise Conflict(
             "These bytes were found infected since: they are never processed again.",
-            code="not_retryable",
+            code=ErrorCode.NOT_RETRYABLE,
         )
     gone = Conflict(
-        "This file's bytes are no longer in the store; upload it again.", code="bytes_gone"
+        "This file's bytes are no longer in the store; upload it again.", code=ErrorCode.BYTES_GONE
     )
     if blob is None or blob.status == BlobStatus.RELEASED.value:
         raise gone
@@ -372,7 +394,7 @@ async def _mark_retrying(
         await session.rollback()
         raise Conflict(
             "A retry of this file is already under way, or it changed meanwhile.",
-            code="not_retryable",
+            code=ErrorCode.NOT_RETRYABLE,
         )
     return {
         name: StageState(StageStatus(s["status"]), s.get("detail"), s.get("duration_ms"))
@@ -409,7 +431,8 @@ async def _start_retry(
     except WorkflowAlreadyStartedError as e:
         await session.rollback()
         raise Conflict(
-            "This file's workflow is still finishing; try again shortly.", code="not_retryable"
+            "This file's workflow is still finishing; try again shortly.",
+            code=ErrorCode.NOT_RETRYABLE,
         ) from e
     except RPCError as e:
         await session.rollback()

@@ -21,13 +21,14 @@ from temporalio.service import RPCError
 
 from api.deps import AppState, SessionDep, StateDep, TenancyDep
 from api.errors import (
+    AUTHENTICATED,
     BadRequest,
     Conflict,
     ConveyorError,
+    ErrorCode,
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
-    TooManyRequests,
     responses,
 )
 from api.limits import check_quota
@@ -59,14 +60,18 @@ from observability.tracing import current_traceparent, tag_current_span
 from workflows import search_attributes
 from workflows.ingest import IngestWorkflow, workflow_id_for
 
-router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+router = APIRouter(prefix="/v1/uploads", tags=["uploads"], responses=AUTHENTICATED)
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=UploadCreated,
-    responses=responses(PayloadTooLarge, TooManyRequests, ServiceUnavailable),
+    responses=responses(
+        ErrorCode.FILE_TOO_LARGE,
+        ErrorCode.FILE_QUOTA_EXCEEDED,
+        ErrorCode.STORAGE_QUOTA_EXCEEDED,
+    ),
 )
 async def create_upload(
     body: UploadCreate, state: StateDep, session: SessionDep, tenancy: TenancyDep
@@ -226,7 +231,11 @@ async def _start_ingest(
     await session.commit()
 
 
-@router.get("/{upload_id}", response_model=UploadPublic, responses=responses(NotFound))
+@router.get(
+    "/{upload_id}",
+    response_model=UploadPublic,
+    responses=responses(ErrorCode.UPLOAD_NOT_FOUND),
+)
 async def get_upload(
     upload_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
 ) -> UploadPublic:
@@ -250,7 +259,12 @@ async def get_upload(
 @router.post(
     "/{upload_id}/parts",
     response_model=PartsPresigned,
-    responses=responses(NotFound, BadRequest, Conflict),
+    responses=responses(
+        ErrorCode.UPLOAD_NOT_FOUND,
+        ErrorCode.INVALID_PARTS,
+        ErrorCode.NOT_MULTIPART,
+        ErrorCode.UPLOAD_NOT_ACTIVE,
+    ),
 )
 async def sign_parts(
     upload_id: uuid.UUID,
@@ -268,7 +282,7 @@ async def sign_parts(
         raise BadRequest(
             f"This upload has parts 1 to {upload.part_count}; there is no part "
             f"{_numbers(out_of_range)}.",
-            code="invalid_parts",
+            code=ErrorCode.INVALID_PARTS,
         )
     layout = PartLayout(part_size=upload.part_size, part_count=upload.part_count)
     ttl = state.settings.upload_url_ttl_seconds
@@ -292,7 +306,14 @@ async def sign_parts(
 @router.post(
     "/{upload_id}/complete",
     response_model=UploadState,
-    responses=responses(NotFound, BadRequest, Conflict, ServiceUnavailable),
+    responses=responses(
+        ErrorCode.UPLOAD_NOT_FOUND,
+        ErrorCode.INVALID_PARTS,
+        ErrorCode.MISSING_PARTS,
+        ErrorCode.ETAG_MISMATCH,
+        ErrorCode.NOT_MULTIPART,
+        ErrorCode.UPLOAD_NOT_ACTIVE,
+    ),
 )
 async def complete_upload(
     upload_id: uuid.UUID,
@@ -311,7 +332,7 @@ async def complete_upload(
         bad = duplicates or sorted(set(numbers) - expected)
         raise BadRequest(
             f"Parts must be numbered 1 to {upload.part_count}, each once; not {_numbers(bad)}.",
-            code="invalid_parts",
+            code=ErrorCode.INVALID_PARTS,
         )
     missing = sorted(expected - set(numbers))
     if missing:
@@ -339,7 +360,7 @@ async def complete_upload(
         code = e.response.get("Error", {}).get("Code")
         if code == "NoSuchUpload":
             raise Conflict(
-                "This upload is no longer open in the store.", code="upload_not_active"
+                "This upload is no longer open in the store.", code=ErrorCode.UPLOAD_NOT_ACTIVE
             ) from e
         if code in (
             "InvalidPart",
@@ -361,7 +382,7 @@ async def complete_upload(
     "/{upload_id}",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=UploadState,
-    responses=responses(NotFound, Conflict, ServiceUnavailable),
+    responses=responses(ErrorCode.UPLOAD_NOT_FOUND, ErrorCode.UPLOAD_NOT_ACTIVE),
 )
 async def cancel_upload(
     upload_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
@@ -372,7 +393,7 @@ async def cancel_upload(
         raise Conflict(
             f"This upload's file is {file.status}; only an upload still waiting for its bytes "
             "can be cancelled.",
-            code="upload_not_active",
+            code=ErrorCode.UPLOAD_NOT_ACTIVE,
         )
     handle = state.temporal.get_workflow_handle_for(IngestWorkflow.run, file.workflow_id)
     try:
@@ -386,7 +407,7 @@ def _missing_parts(missing: list[int]) -> BadRequest:
     return BadRequest(
         f"Part {_numbers(missing)} {'is' if len(missing) == 1 else 'are'} missing: "
         "upload and list every part before completing.",
-        code="missing_parts",
+        code=ErrorCode.MISSING_PARTS,
     )
 
 
@@ -396,7 +417,9 @@ async def _why_refused(
     """The store refused to complete: its list of parts tells which are missing or differ."""
     held = await _held_parts(state, upload)
     if held is None:
-        return Conflict("This upload is no longer open in the store.", code="upload_not_active")
+        return Conflict(
+            "This upload is no longer open in the store.", code=ErrorCode.UPLOAD_NOT_ACTIVE
+        )
     held_by_number = {p.part_number: p for p in held}
     missing = sorted({p.part_number for p in parts} - set(held_by_number))
     if missing:
@@ -407,10 +430,10 @@ async def _why_refused(
     if mismatched:
         return BadRequest(
             f"The etag of part {_numbers(mismatched)} is not the one the store holds.",
-            code="etag_mismatch",
+            code=ErrorCode.ETAG_MISMATCH,
         )
     return BadRequest(
-        f"The store refused to complete the upload ({store_code}).", code="invalid_parts"
+        f"The store refused to complete the upload ({store_code}).", code=ErrorCode.INVALID_PARTS
     )
 
 
@@ -425,7 +448,7 @@ async def _owned_upload(
         )
     ).first()
     if row is None:
-        raise NotFound("No such upload.", code="upload_not_found")
+        raise NotFound("No such upload.", code=ErrorCode.UPLOAD_NOT_FOUND)
     return row[0], row[1]
 
 
@@ -434,11 +457,13 @@ async def _active_multipart(
 ) -> tuple[Upload, File]:
     upload, file = await _owned_upload(session, upload_id, tenant_id)
     if upload.multipart_upload_id is None:
-        raise Conflict("This upload is a single PUT, not a multipart upload.", code="not_multipart")
+        raise Conflict(
+            "This upload is a single PUT, not a multipart upload.", code=ErrorCode.NOT_MULTIPART
+        )
     if file.status != FileStatus.AWAITING_UPLOAD.value:
         raise Conflict(
             f"This upload's file is {file.status}: it takes no more parts.",
-            code="upload_not_active",
+            code=ErrorCode.UPLOAD_NOT_ACTIVE,
         )
     return upload, file
 

@@ -14,8 +14,8 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import SessionDep, StateDep, TenancyDep
-from api.errors import BadRequest, NotFound, responses
-from api.routes.files import InvalidCursor, decode_cursor
+from api.errors import AUTHENTICATED, BadRequest, ErrorCode, NotFound, responses
+from api.routes.files import decode_cursor
 from api.webhook_schemas import (
     DeliveryList,
     DeliveryPublic,
@@ -30,18 +30,18 @@ from conveyor_core.webhooks import new_secret, private_host_reason, validate_eve
 
 
 class InvalidUrl(BadRequest):
-    code = "invalid_url"
+    code = ErrorCode.INVALID_URL
 
 
 class InvalidEvents(BadRequest):
-    code = "invalid_events"
+    code = ErrorCode.INVALID_EVENTS
 
 
 class WebhookNotFound(NotFound):
-    code = "webhook_not_found"
+    code = ErrorCode.WEBHOOK_NOT_FOUND
 
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=AUTHENTICATED)
 MAX_PAGE = 100
 
 
@@ -68,7 +68,7 @@ def _public(endpoint: WebhookEndpoint) -> WebhookPublic:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=WebhookCreated,
-    responses=responses(InvalidEvents, InvalidUrl),
+    responses=responses(ErrorCode.INVALID_URL, ErrorCode.INVALID_EVENTS),
 )
 async def create_webhook(
     body: WebhookCreate, state: StateDep, session: SessionDep, tenancy: TenancyDep
@@ -115,7 +115,7 @@ async def list_webhooks(session: SessionDep, tenancy: TenancyDep) -> WebhookList
     "/{webhook_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=responses(WebhookNotFound),
+    responses=responses(ErrorCode.WEBHOOK_NOT_FOUND),
 )
 async def delete_webhook(
     webhook_id: uuid.UUID, session: SessionDep, tenancy: TenancyDep
@@ -142,7 +142,7 @@ async def delete_webhook(
 @router.get(
     "/{webhook_id}/deliveries",
     response_model=DeliveryList,
-    responses=responses(WebhookNotFound, InvalidCursor),
+    responses=responses(ErrorCode.WEBHOOK_NOT_FOUND, ErrorCode.INVALID_CURSOR),
 )
 async def list_deliveries(
     webhook_id: uuid.UUID,
