@@ -112,6 +112,12 @@ AWAIT_BLOB_RETRY = RetryPolicy(
     maximum_attempts=0,
     non_retryable_error_types=["BlobMissing"],
 )
+# A worker that dies mid-activity is noticed when the heartbeats stop, and the activity
+# retried elsewhere: within these, not after the start-to-close timeout (minutes to hours).
+# Streaming stages beat on every chunk; CPU stages at least every 5 s (subprocesses polled),
+# with longer single steps (decoding a large image) in between.
+STREAM_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
+CPU_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 # The reconcile probe backs off, so a day-long wait costs a few hundred events, not thousands.
 RECONCILE_MAX_INTERVAL = timedelta(minutes=10)
 PROCESSING_STAGES = ("scan", "thumbnails", "ocr")
@@ -127,6 +133,7 @@ def make_thumbnails(
         result_type=ThumbnailsResult,
         task_queue=task_queue,
         start_to_close_timeout=timedelta(minutes=5),
+        heartbeat_timeout=CPU_HEARTBEAT_TIMEOUT,
         retry_policy=MEDIA_RETRY,
         **options,
     )
@@ -140,7 +147,7 @@ def ocr_blob(blob: BlobRef, task_queue: str, **options: Any) -> Awaitable[OcrRes
         result_type=OcrResult,
         task_queue=task_queue,
         start_to_close_timeout=timedelta(hours=1),
-        heartbeat_timeout=timedelta(minutes=3),
+        heartbeat_timeout=CPU_HEARTBEAT_TIMEOUT,
         retry_policy=MEDIA_RETRY,
         **options,
     )
@@ -281,7 +288,7 @@ class IngestWorkflow:
                     declared_sha256=inp.declared_sha256,
                 ),
                 start_to_close_timeout=timedelta(hours=2),
-                heartbeat_timeout=timedelta(seconds=60),
+                heartbeat_timeout=STREAM_HEARTBEAT_TIMEOUT,
                 retry_policy=STORE_RETRY,
             ),
         )
@@ -378,7 +385,7 @@ class IngestWorkflow:
                 result_type=ScanResult,
                 task_queue=inp.scan_task_queue,
                 start_to_close_timeout=timedelta(hours=1),
-                heartbeat_timeout=timedelta(seconds=60),
+                heartbeat_timeout=STREAM_HEARTBEAT_TIMEOUT,
                 retry_policy=SCAN_RETRY,
             ),
         )
