@@ -19,6 +19,7 @@ from activities.dedup import thumbnails_json
 from conveyor_core.db.models import Blob, BlobText, File, FileEvent
 from conveyor_core.db.session import transaction
 from conveyor_core.types import (
+    FILE_MISSING_ERROR,
     BlobStatus,
     CommitInput,
     FileStatus,
@@ -213,7 +214,9 @@ def _require_status(session: Session, file_id: str, wanted: FileStatus) -> None:
     """A retry finding its own earlier commit is fine; anything else is a real conflict."""
     current = session.get(File, uuid.UUID(file_id))
     if current is None:
-        raise ApplicationError(f"file {file_id} has no row", type="FileMissing", non_retryable=True)
+        raise ApplicationError(
+            f"file {file_id} has no row", type=FILE_MISSING_ERROR, non_retryable=True
+        )
     if current.status != wanted.value:
         raise ApplicationError(
             f"file {file_id} is already {current.status}, not {wanted.value}",

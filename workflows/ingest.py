@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.verify import VerifyActivities
     from activities.webhooks import WebhookActivities
     from conveyor_core.types import (
+        FILE_MISSING_ERROR,
         INVALID_DOCUMENT_ERROR,
         INVALID_IMAGE_ERROR,
         RETRY_ABANDONED_ERROR,
@@ -88,7 +89,12 @@ DATABASE_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=0,  # a committed outcome must never be lost: retry until Postgres is back
-    non_retryable_error_types=["FileMissing", "FileStatusConflict", "BlobMissing", "BlobGone"],
+    non_retryable_error_types=[
+        FILE_MISSING_ERROR,
+        "FileStatusConflict",
+        "BlobMissing",
+        "BlobGone",
+    ],
 )
 # The scanner being down fails the file after about 15 s of retries: never ready unscanned.
 SCAN_RETRY = RetryPolicy(
@@ -167,6 +173,10 @@ def failure_reason(error: ActivityError) -> str:
     return str(cause or error)
 
 
+def _file_missing(error: ActivityError) -> bool:
+    return isinstance(error.cause, ApplicationError) and error.cause.type == FILE_MISSING_ERROR
+
+
 @workflow.defn
 class IngestWorkflow:
     def __init__(self) -> None:
@@ -235,7 +245,15 @@ class IngestWorkflow:
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=STORE_RETRY,
             )
-            return await self._finish(inp, status, detail)
+            try:
+                return await self._finish(inp, status, detail)
+            except ActivityError as e:
+                if not _file_missing(e):
+                    raise
+                # The API started this workflow, then died before committing the file's row
+                # (it starts the workflow first): no client heard of this upload, and nothing
+                # of it is left. It ends here, not as a failed workflow.
+                return IngestResult(status=status, detail="the upload was never committed")
 
         self._set_status(FileStatus.PROCESSING)
         verified = await self._verify(inp)
