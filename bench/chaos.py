@@ -450,7 +450,9 @@ async def run(settings: Settings, config: Config) -> Report:
         )
         everything = uploads + [f.canary for f in faults if f.canary is not None]
         tenant_ids = await asyncio.to_thread(_tenant_ids, settings, tenant_names)
-        drained_at = await wait_for_drain(settings, tenant_ids, everything, config.drain_timeout_s)
+        drained_at = await wait_for_drain(
+            settings, temporal, tenant_ids, everything, config.drain_timeout_s
+        )
         end = await check_end_state(settings, temporal, tenant_ids, everything, keys)
         await disturbances(temporal, everything, end)
     finally:
@@ -608,7 +610,8 @@ def render(report: Report) -> str:
         f" {len(end.disturbed)}; client retries: {sum(len(u.retries) for u in report.uploads)}"
         f"; create answers lost: {sum(u.ambiguous_creates for u in report.uploads)}",
         f"orphaned uploads (created, answer lost): {len(end.orphans)}"
-        f" ({', '.join(sorted(end.orphans.values())) or 'none'})",
+        f" ({', '.join(sorted(end.orphans.values())) or 'none'}); workflows whose row was"
+        f" never committed: {len(end.rowless)}",
         f"drain (last recovery -> last file terminal): {report.drain_s:.1f} s;"
         f" whole run {report.elapsed_s:.1f} s",
         f"end-state problems: {len(end.problems)}",

@@ -12,7 +12,8 @@ Invariants (each violation is one line in `EndState.problems`):
 - nothing under `incoming/<tenant>/` but the objects ready or failed blobs hold (a
   duplicate's, a rejected or expired upload's, a quarantined object are gone);
 - every file's workflow completed; none of the tenants' ingest workflows still running,
-  failed or timed out;
+  failed or timed out, also those whose row was never committed (the API died between
+  starting the workflow and committing: they expire and complete);
 - public files are served by the edge with their bytes.
 """
 
@@ -51,6 +52,7 @@ class EndState:
     statuses: dict[str, int] = field(default_factory=dict)
     terminal_at: dict[str, float] = field(default_factory=dict)  # file id -> wall clock
     orphans: dict[str, str] = field(default_factory=dict)  # file id -> status
+    rowless: list[str] = field(default_factory=list)  # ingest workflows without a file row
     problems: list[str] = field(default_factory=list)
     # file id -> spans within which a fault disturbed it (see `disturbances`)
     disturbed: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
@@ -88,10 +90,15 @@ def _rows(settings: Settings, tenant_ids: list[uuid.UUID]) -> dict[str, FileRow]
 
 
 async def wait_for_drain(
-    settings: Settings, tenant_ids: list[uuid.UUID], uploads: list[Upload], timeout: float
+    settings: Settings,
+    temporal: TemporalClient,
+    tenant_ids: list[uuid.UUID],
+    uploads: list[Upload],
+    timeout: float,
 ) -> float:
-    """Waits until every file of the tenants is terminal (orphans too: they expire); returns
-    when the last one got there (wall clock), or now at the timeout."""
+    """Waits until every file of the tenants is terminal (orphans too: they expire) and none
+    of their ingest workflows runs (one whose row was never committed expires too); returns
+    when the last file got there (wall clock), or now at the timeout."""
     deadline = time.monotonic() + timeout
     expected = {u.file_id for u in uploads if u.file_id}
     while True:
@@ -101,10 +108,21 @@ async def wait_for_drain(
             rows = {}
         done = rows and expected <= set(rows)
         if done and all(r.status not in NON_TERMINAL for r in rows.values()):
-            return max(r.updated_at for r in rows.values())
+            if not await _running_ingests(temporal, tenant_ids):
+                return max(r.updated_at for r in rows.values())
         if time.monotonic() > deadline:
             return time.time()
         await asyncio.sleep(1.0)
+
+
+def _tenants_query(tenant_ids: list[uuid.UUID]) -> str:
+    tenants = ", ".join(f"'{t}'" for t in tenant_ids)
+    return f"WorkflowType = 'IngestWorkflow' AND ConveyorTenant IN ({tenants})"
+
+
+async def _running_ingests(temporal: TemporalClient, tenant_ids: list[uuid.UUID]) -> list[str]:
+    query = _tenants_query(tenant_ids) + " AND ExecutionStatus = 'Running'"
+    return [wf.id async for wf in temporal.list_workflows(query)]
 
 
 async def check_end_state(
@@ -138,7 +156,7 @@ async def check_end_state(
     end.problems += await asyncio.to_thread(_blobs_hold_bytes, settings, s3, rows, known)
     end.problems += await asyncio.to_thread(_incoming_clean, settings, s3, tenant_ids)
     end.problems += await _api_agrees(settings, rows, known, keys)
-    end.problems += await _workflows_closed(temporal, rows, tenant_ids)
+    end.problems += await _workflows_closed(temporal, rows, tenant_ids, end)
     return end
 
 
@@ -270,7 +288,7 @@ def _content_kind(u: Upload) -> str:
 
 
 async def _workflows_closed(
-    temporal: TemporalClient, rows: dict[str, FileRow], tenant_ids: list[uuid.UUID]
+    temporal: TemporalClient, rows: dict[str, FileRow], tenant_ids: list[uuid.UUID], end: EndState
 ) -> list[str]:
     problems: list[str] = []
     slots = asyncio.Semaphore(8)
@@ -282,13 +300,12 @@ async def _workflows_closed(
             problems.append(f"{row.workflow_id}: {described.status and described.status.name}")
 
     await asyncio.gather(*(one(r) for r in rows.values()))
-    tenants = ", ".join(f"'{t}'" for t in tenant_ids)
-    query = f"WorkflowType = 'IngestWorkflow' AND ConveyorTenant IN ({tenants})"
-    async for wf in temporal.list_workflows(query):
-        if (
-            wf.status != WorkflowExecutionStatus.COMPLETED
-            and wf.id.removeprefix("ingest-") not in rows
-        ):
+    async for wf in temporal.list_workflows(_tenants_query(tenant_ids)):
+        if wf.id.removeprefix("ingest-") in rows:
+            continue
+        # The API died between starting the workflow and committing the row.
+        end.rowless.append(wf.id)
+        if wf.status != WorkflowExecutionStatus.COMPLETED:
             problems.append(f"{wf.id} (no file row): {wf.status and wf.status.name}")
     return problems
 
