@@ -72,6 +72,12 @@ class MetadataActivities:
     @activity.defn(name="commit_file")
     def commit_file(self, inp: CommitInput) -> None:
         with transaction(self._sessions) as session:
+            if session.get(File, uuid.UUID(inp.file_id)) is None:
+                # Checked first: the events' foreign key would fail instead, as a transient
+                # error retried forever (DATABASE_RETRY) for a row that will never come.
+                raise ApplicationError(
+                    f"file {inp.file_id} has no row", type=FILE_MISSING_ERROR, non_retryable=True
+                )
             if inp.events:
                 session.execute(
                     insert(FileEvent)

@@ -19,6 +19,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    RetryState,
     TimeoutError,
     WorkflowAlreadyStartedError,
 )
@@ -245,15 +246,7 @@ class IngestWorkflow:
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=STORE_RETRY,
             )
-            try:
-                return await self._finish(inp, status, detail)
-            except ActivityError as e:
-                if not _file_missing(e):
-                    raise
-                # The API started this workflow, then died before committing the file's row
-                # (it starts the workflow first): no client heard of this upload, and nothing
-                # of it is left. It ends here, not as a failed workflow.
-                return IngestResult(status=status, detail="the upload was never committed")
+            return await self._finish_unless_uncommitted(inp, status, detail)
 
         self._set_status(FileStatus.PROCESSING)
         verified = await self._verify(inp)
@@ -322,12 +315,26 @@ class IngestWorkflow:
     # --- dedup and the stages ------------------------------------------------------------
 
     async def _claim_and_process(self, inp: IngestInput, mine: BlobRef) -> IngestResult:
-        claim: ClaimResult = await workflow.execute_activity_method(
-            DedupActivities.claim_blob,
-            ClaimInput(file_id=inp.file_id, blob=mine, existing_only=inp.deduplicated),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=DATABASE_RETRY,
-        )
+        try:
+            claim: ClaimResult = await workflow.execute_activity_method(
+                DedupActivities.claim_blob,
+                ClaimInput(file_id=inp.file_id, blob=mine, existing_only=inp.deduplicated),
+                start_to_close_timeout=timedelta(seconds=30),
+                # A DEDUPLICATED upload claims at once, retrying until the API's row is
+                # visible; a row that never comes (the API failed after starting this
+                # workflow) must not keep it retrying forever.
+                schedule_to_close_timeout=(
+                    timedelta(seconds=inp.expire_after_seconds) if inp.deduplicated else None
+                ),
+                retry_policy=DATABASE_RETRY,
+            )
+        except ActivityError as e:
+            # Out of time: a timeout, or (between retries) the last attempt's own error.
+            timed_out = isinstance(e.cause, TimeoutError) or e.retry_state == RetryState.TIMEOUT
+            if not (inp.deduplicated and timed_out):
+                raise
+            detail = f"its bytes could not be claimed within {inp.expire_after_seconds} s"
+            return await self._finish_unless_uncommitted(inp, FileStatus.FAILED, detail)
         state = claim.state
         if not inp.deduplicated and state.blob.key != inp.object_key:
             # These bytes are already held elsewhere: never copied, this object just goes.
@@ -609,6 +616,20 @@ class IngestWorkflow:
         self._set_status(status)
         await self._notify_webhooks(inp, status)
         return IngestResult(status=status, detail=detail)
+
+    async def _finish_unless_uncommitted(
+        self, inp: IngestInput, status: FileStatus, detail: str
+    ) -> IngestResult:
+        """Finishes an upload that never got going (expired, cancelled, unclaimed), or ends
+        quietly when its file's row was never committed: the API starts the workflow first
+        and failed (or died) before committing, so no client heard of this upload, and
+        nothing of it is left (its upload was discarded). Not a failed workflow."""
+        try:
+            return await self._finish(inp, status, detail)
+        except ActivityError as e:
+            if not _file_missing(e):
+                raise
+            return IngestResult(status=status, detail="the upload was never committed")
 
     async def _notify_webhooks(self, inp: IngestInput, status: FileStatus) -> None:
         """Enqueues the tenant's webhooks for this outcome and starts one delivery workflow

@@ -424,3 +424,22 @@ async def test_ingest_deduplicated_at_creation_attaches_without_an_upload(
     assert stubs.claims[0].existing_only and stubs.claims[0].blob.sha256 == SHA
     assert stubs.calls["verify_object"] == 0 and stubs.calls["delete_object"] == 0
     assert stubs.commits[-1].stages["verify"].status == StageStatus.SKIPPED
+
+
+async def test_ingest_deduplicated_without_a_file_row_stops_claiming(
+    env: WorkflowEnvironment,
+) -> None:
+    # DEDUPLICATED claims at once and retries until the API's row is visible; when the
+    # API failed after starting the workflow, the row never comes: the claim gives up at
+    # the upload's expiry and the workflow ends quietly.
+    def not_visible(inp: ClaimInput) -> ClaimResult:
+        raise ApplicationError("the file's row is not committed yet", type="FileNotYetVisible")
+
+    stubs = Stubs(claim=not_visible, file_row=False)
+    result, handle = await _run(
+        env.client, stubs, signal=False, deduplicated=True, declared_sha256=SHA, expire=2
+    )
+    assert result.status == FileStatus.FAILED
+    assert result.detail == "the upload was never committed"
+    assert stubs.calls["claim_blob"] >= 1 and stubs.calls["commit_file"] == 1
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
