@@ -12,8 +12,8 @@ Invariants (each violation is one line in `EndState.problems`):
 - nothing under `incoming/<tenant>/` but the objects ready or failed blobs hold (a
   duplicate's, a rejected or expired upload's, a quarantined object are gone);
 - every file's workflow completed; none of the tenants' ingest workflows still running,
-  failed or timed out, also those whose row was never committed (the API died between
-  starting the workflow and committing: they expire and complete);
+  failed or timed out; those whose row was never committed (the API failed between
+  starting the workflow and committing) terminated by the API, or expired and completed;
 - public files are served by the edge with their bytes.
 """
 
@@ -303,9 +303,13 @@ async def _workflows_closed(
     async for wf in temporal.list_workflows(_tenants_query(tenant_ids)):
         if wf.id.removeprefix("ingest-") in rows:
             continue
-        # The API died between starting the workflow and committing the row.
+        # The API started the workflow and then failed to commit the row: it terminates
+        # the workflow, or (if it died) the workflow expires and completes.
         end.rowless.append(wf.id)
-        if wf.status != WorkflowExecutionStatus.COMPLETED:
+        if wf.status not in (
+            WorkflowExecutionStatus.COMPLETED,
+            WorkflowExecutionStatus.TERMINATED,
+        ):
             problems.append(f"{wf.id} (no file row): {wf.status and wf.status.name}")
     return problems
 
