@@ -1,7 +1,7 @@
 # The two commands a newcomer needs are `make up` and `make test` (see README.md).
 VENV := .venv/bin
 
-.PHONY: up down status test lint bench install
+.PHONY: up down status test lint bench chaos install
 
 install:
 	@bash workers/stack/bootstrap.sh
@@ -32,3 +32,9 @@ bench: install
 	$(VENV)/python -m bench.thumbnails
 	$(VENV)/python -m bench.ocr
 	$(VENV)/python -m bench.load
+	$(VENV)/python -m bench.chaos
+
+# SIGKILL every process of a throwaway stack of its own in turn while 200 uploads are in
+# flight; prints the recovery time per component and checks the end state.
+chaos: install
+	$(VENV)/python -m bench.chaos

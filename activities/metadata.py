@@ -19,6 +19,7 @@ from activities.dedup import thumbnails_json
 from conveyor_core.db.models import Blob, BlobText, File, FileEvent
 from conveyor_core.db.session import transaction
 from conveyor_core.types import (
+    FILE_MISSING_ERROR,
     BlobStatus,
     CommitInput,
     FileStatus,
@@ -71,6 +72,12 @@ class MetadataActivities:
     @activity.defn(name="commit_file")
     def commit_file(self, inp: CommitInput) -> None:
         with transaction(self._sessions) as session:
+            if session.get(File, uuid.UUID(inp.file_id)) is None:
+                # Checked first: the events' foreign key would fail instead, as a transient
+                # error retried forever (DATABASE_RETRY) for a row that will never come.
+                raise ApplicationError(
+                    f"file {inp.file_id} has no row", type=FILE_MISSING_ERROR, non_retryable=True
+                )
             if inp.events:
                 session.execute(
                     insert(FileEvent)
@@ -213,7 +220,9 @@ def _require_status(session: Session, file_id: str, wanted: FileStatus) -> None:
     """A retry finding its own earlier commit is fine; anything else is a real conflict."""
     current = session.get(File, uuid.UUID(file_id))
     if current is None:
-        raise ApplicationError(f"file {file_id} has no row", type="FileMissing", non_retryable=True)
+        raise ApplicationError(
+            f"file {file_id} has no row", type=FILE_MISSING_ERROR, non_retryable=True
+        )
     if current.status != wanted.value:
         raise ApplicationError(
             f"file {file_id} is already {current.status}, not {wanted.value}",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from pillow_heif import register_heif_opener
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.ocr import Beat, CommandFailed, CommandTimedOut, run_command
 from conveyor_core.settings import Settings
 from conveyor_core.types import (
     INVALID_IMAGE_ERROR,
@@ -48,6 +48,7 @@ CACHE_CONTROL = "public, max-age=31536000, immutable"
 REDUCING_GAP = 2.0
 PDF_CONTENT_TYPE = "application/pdf"
 PDF_RENDER_TIMEOUT_SECONDS = 30.0
+DOWNLOAD_CHUNK_SIZE = 1024 * 1024
 
 # Sniffed type -> the only Pillow decoders allowed to read it, so bytes sniffed as one format
 # never reach another format's parser.
@@ -64,6 +65,10 @@ IMAGE_FORMATS: dict[str, tuple[str, ...]] = {
     "image/avif": ("AVIF",),
 }
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
+
+
+def _no_beat() -> None:
+    pass
 
 
 class InvalidImageData(Exception):
@@ -113,17 +118,22 @@ def render_thumbnails(
         raise InvalidImageData(_decode_reason(e)) from e
 
 
-def render_pdf_first_page(pdf: Path, longest_side: int, *, timeout: float) -> Path:
-    """Rasterises page 1 of `pdf` to `<stem>-page1.png` beside it, longest side `longest_side`."""
+def render_pdf_first_page(
+    pdf: Path, longest_side: int, *, timeout: float, beat: Beat = _no_beat
+) -> Path:
+    """Rasterises page 1 of `pdf` to `<stem>-page1.png` beside it, longest side `longest_side`.
+
+    `beat` is called every few seconds while pdftoppm runs (the activity's heartbeat).
+    """
     prefix = pdf.with_name(f"{pdf.stem}-page1")
     command = ["pdftoppm", "-f", "1", "-l", "1", "-singlefile", "-png"]
     command += ["-scale-to", str(longest_side), str(pdf), str(prefix)]
     try:
-        subprocess.run(command, capture_output=True, timeout=timeout, check=True)
-    except subprocess.TimeoutExpired as e:
+        run_command(command, timeout, beat)
+    except CommandTimedOut as e:
         raise InvalidImageData(f"rendering the PDF's first page took over {timeout:g} s") from e
-    except subprocess.CalledProcessError as e:
-        raise InvalidImageData(_pdftoppm_reason(e.stderr)) from e
+    except CommandFailed as e:
+        raise InvalidImageData(f"the PDF could not be rendered: {e}") from e
     page = prefix.with_name(f"{prefix.name}.png")
     if not page.exists():
         raise InvalidImageData("the PDF has no page to render")
@@ -179,12 +189,6 @@ def _decode_reason(error: Exception) -> str:
     return f"image data could not be decoded: {text or type(error).__name__}"
 
 
-def _pdftoppm_reason(stderr: bytes) -> str:
-    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines()]
-    last = next((line for line in reversed(lines) if line), "")
-    return f"the PDF could not be rendered: {last or 'pdftoppm failed'}"
-
-
 class ThumbnailActivities:
     def __init__(self, s3: S3Client, settings: Settings) -> None:
         self._s3 = s3
@@ -209,22 +213,38 @@ class ThumbnailActivities:
         if missing:
             for rendered in self._render(blob, missing):
                 stored[rendered.size] = self._store(blob, rendered)
+                activity.heartbeat()
         thumbnails = [thumb for thumb in stored.values() if thumb is not None]
         return ThumbnailsResult(thumbnails=thumbnails, detail=f"{len(thumbnails)} sizes")
 
     def _render(self, blob: BlobRef, sizes: list[int]) -> list[RenderedThumbnail]:
         with tempfile.TemporaryDirectory(prefix="conveyor-thumbnails-") as tmp:
             path = Path(tmp) / "source"
-            self._s3.download_file(blob.bucket, blob.key, str(path))  # streamed to disk
+            self._download(blob, path)
             try:
                 formats = IMAGE_FORMATS.get(blob.content_type)
                 if formats is None:
                     timeout = PDF_RENDER_TIMEOUT_SECONDS
-                    path = render_pdf_first_page(path, max(sizes), timeout=timeout)
+                    path = render_pdf_first_page(
+                        path, max(sizes), timeout=timeout, beat=activity.heartbeat
+                    )
                     formats = ("PNG",)
+                activity.heartbeat()
                 return render_thumbnails(path, sizes, formats=formats, max_pixels=self._max_pixels)
             except InvalidImageData as e:
                 raise ApplicationError(str(e), type=INVALID_IMAGE_ERROR, non_retryable=True) from e
+
+    def _download(self, blob: BlobRef, dest: Path) -> None:
+        """Streams the object to disk, heartbeating (the SDK throttles) on every chunk, so a
+        worker that dies mid-way is noticed within the heartbeat timeout."""
+        body = self._s3.get_object(Bucket=blob.bucket, Key=blob.key)["Body"]
+        try:
+            with dest.open("wb") as out:
+                for chunk in body.iter_chunks(DOWNLOAD_CHUNK_SIZE):
+                    out.write(chunk)
+                    activity.heartbeat()
+        finally:
+            body.close()
 
     def _stored(self, blob: BlobRef, size: int) -> Thumbnail | None:
         """The thumbnail already in the store, or None if it must be made."""

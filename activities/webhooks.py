@@ -24,6 +24,7 @@ from conveyor_core.db.models import File, WebhookDelivery, WebhookEndpoint
 from conveyor_core.db.session import transaction
 from conveyor_core.settings import Settings
 from conveyor_core.types import (
+    FILE_MISSING_ERROR,
     WEBHOOK_REFUSED_ERROR,
     DeliverWebhookInput,
     DeliverWebhookResult,
@@ -94,7 +95,7 @@ class WebhookActivities:
             file = session.get(File, file_id)
             if file is None:
                 raise ApplicationError(
-                    f"file {inp.file_id} has no row", type="FileMissing", non_retryable=True
+                    f"file {inp.file_id} has no row", type=FILE_MISSING_ERROR, non_retryable=True
                 )
             endpoints = (
                 session.execute(

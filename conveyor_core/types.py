@@ -430,6 +430,10 @@ class FailDeliveryInput:
 # deliver_webhook raises this, non-retryable, when a delivery must stop (endpoint deleted,
 # private address refused); anything else it raises is retried until the deadline.
 WEBHOOK_REFUSED_ERROR = "WebhookRefused"
+# A metadata activity found no row for its file: the API started the workflow but never
+# committed the row (it died in between). Non-retryable.
+FILE_MISSING_ERROR = "FileMissing"
+
 # --- Retry (POST /v1/files/{id}/retry) ----------------------------------------------------
 
 # The retry's own row change (made by the API in the transaction that started the run) is

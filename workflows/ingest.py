@@ -19,6 +19,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
+    RetryState,
     TimeoutError,
     WorkflowAlreadyStartedError,
 )
@@ -30,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.verify import VerifyActivities
     from activities.webhooks import WebhookActivities
     from conveyor_core.types import (
+        FILE_MISSING_ERROR,
         INVALID_DOCUMENT_ERROR,
         INVALID_IMAGE_ERROR,
         RETRY_ABANDONED_ERROR,
@@ -88,7 +90,12 @@ DATABASE_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=0,  # a committed outcome must never be lost: retry until Postgres is back
-    non_retryable_error_types=["FileMissing", "FileStatusConflict", "BlobMissing", "BlobGone"],
+    non_retryable_error_types=[
+        FILE_MISSING_ERROR,
+        "FileStatusConflict",
+        "BlobMissing",
+        "BlobGone",
+    ],
 )
 # The scanner being down fails the file after about 15 s of retries: never ready unscanned.
 SCAN_RETRY = RetryPolicy(
@@ -114,6 +121,12 @@ AWAIT_BLOB_RETRY = RetryPolicy(
 )
 # An event that came before its object no longer fails the upload: the workflow waits on.
 EARLY_EVENT_PATCH = "wait-on-after-early-event"
+# A worker that dies mid-activity is noticed when the heartbeats stop, and the activity
+# retried elsewhere: within these, not after the start-to-close timeout (minutes to hours).
+# Streaming stages beat on every chunk; CPU stages at least every 5 s (subprocesses polled),
+# with longer single steps (decoding a large image) in between.
+STREAM_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
+CPU_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 # The reconcile probe backs off, so a day-long wait costs a few hundred events, not thousands.
 RECONCILE_MAX_INTERVAL = timedelta(minutes=10)
 PROCESSING_STAGES = ("scan", "thumbnails", "ocr")
@@ -129,6 +142,7 @@ def make_thumbnails(
         result_type=ThumbnailsResult,
         task_queue=task_queue,
         start_to_close_timeout=timedelta(minutes=5),
+        heartbeat_timeout=CPU_HEARTBEAT_TIMEOUT,
         retry_policy=MEDIA_RETRY,
         **options,
     )
@@ -142,7 +156,7 @@ def ocr_blob(blob: BlobRef, task_queue: str, **options: Any) -> Awaitable[OcrRes
         result_type=OcrResult,
         task_queue=task_queue,
         start_to_close_timeout=timedelta(hours=1),
-        heartbeat_timeout=timedelta(minutes=3),
+        heartbeat_timeout=CPU_HEARTBEAT_TIMEOUT,
         retry_policy=MEDIA_RETRY,
         **options,
     )
@@ -160,6 +174,10 @@ def failure_reason(error: ActivityError) -> str:
     if isinstance(cause, TimeoutError):
         return "timed out"
     return str(cause or error)
+
+
+def _file_missing(error: ActivityError) -> bool:
+    return isinstance(error.cause, ApplicationError) and error.cause.type == FILE_MISSING_ERROR
 
 
 @workflow.defn
@@ -232,7 +250,7 @@ class IngestWorkflow:
                     start_to_close_timeout=timedelta(seconds=60),
                     retry_policy=STORE_RETRY,
                 )
-                return await self._finish(inp, status, detail)
+                return await self._finish_unless_uncommitted(inp, status, detail)
 
             self._set_status(FileStatus.PROCESSING)
             verified = await self._verify(inp)
@@ -291,7 +309,7 @@ class IngestWorkflow:
                     declared_sha256=inp.declared_sha256,
                 ),
                 start_to_close_timeout=timedelta(hours=2),
-                heartbeat_timeout=timedelta(seconds=60),
+                heartbeat_timeout=STREAM_HEARTBEAT_TIMEOUT,
                 retry_policy=STORE_RETRY,
             ),
         )
@@ -309,12 +327,26 @@ class IngestWorkflow:
     # --- dedup and the stages ------------------------------------------------------------
 
     async def _claim_and_process(self, inp: IngestInput, mine: BlobRef) -> IngestResult:
-        claim: ClaimResult = await workflow.execute_activity_method(
-            DedupActivities.claim_blob,
-            ClaimInput(file_id=inp.file_id, blob=mine, existing_only=inp.deduplicated),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=DATABASE_RETRY,
-        )
+        try:
+            claim: ClaimResult = await workflow.execute_activity_method(
+                DedupActivities.claim_blob,
+                ClaimInput(file_id=inp.file_id, blob=mine, existing_only=inp.deduplicated),
+                start_to_close_timeout=timedelta(seconds=30),
+                # A DEDUPLICATED upload claims at once, retrying until the API's row is
+                # visible; a row that never comes (the API failed after starting this
+                # workflow) must not keep it retrying forever.
+                schedule_to_close_timeout=(
+                    timedelta(seconds=inp.expire_after_seconds) if inp.deduplicated else None
+                ),
+                retry_policy=DATABASE_RETRY,
+            )
+        except ActivityError as e:
+            # Out of time: a timeout, or (between retries) the last attempt's own error.
+            timed_out = isinstance(e.cause, TimeoutError) or e.retry_state == RetryState.TIMEOUT
+            if not (inp.deduplicated and timed_out):
+                raise
+            detail = f"its bytes could not be claimed within {inp.expire_after_seconds} s"
+            return await self._finish_unless_uncommitted(inp, FileStatus.FAILED, detail)
         state = claim.state
         if not inp.deduplicated and state.blob.key != inp.object_key:
             # These bytes are already held elsewhere: never copied, this object just goes.
@@ -390,7 +422,7 @@ class IngestWorkflow:
                 result_type=ScanResult,
                 task_queue=inp.scan_task_queue,
                 start_to_close_timeout=timedelta(hours=1),
-                heartbeat_timeout=timedelta(seconds=60),
+                heartbeat_timeout=STREAM_HEARTBEAT_TIMEOUT,
                 retry_policy=SCAN_RETRY,
             ),
         )
@@ -596,6 +628,20 @@ class IngestWorkflow:
         self._set_status(status)
         await self._notify_webhooks(inp, status)
         return IngestResult(status=status, detail=detail)
+
+    async def _finish_unless_uncommitted(
+        self, inp: IngestInput, status: FileStatus, detail: str
+    ) -> IngestResult:
+        """Finishes an upload that never got going (expired, cancelled, unclaimed), or ends
+        quietly when its file's row was never committed: the API starts the workflow first
+        and failed (or died) before committing, so no client heard of this upload, and
+        nothing of it is left (its upload was discarded). Not a failed workflow."""
+        try:
+            return await self._finish(inp, status, detail)
+        except ActivityError as e:
+            if not _file_missing(e):
+                raise
+            return IngestResult(status=status, detail="the upload was never committed")
 
     async def _notify_webhooks(self, inp: IngestInput, status: FileStatus) -> None:
         """Enqueues the tenant's webhooks for this outcome and starts one delivery workflow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -60,6 +61,7 @@ from observability.tracing import current_traceparent, tag_current_span
 from workflows import search_attributes
 from workflows.ingest import IngestWorkflow, workflow_id_for
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"], responses=AUTHENTICATED)
 
 
@@ -228,7 +230,33 @@ async def _start_ingest(
     except RPCError as e:
         await session.rollback()
         raise ServiceUnavailable("The workflow engine is not reachable; try again shortly.") from e
-    await session.commit()
+    try:
+        await session.commit()
+    except Exception:
+        # The workflow runs, but its row will never exist and the client hears 503: undo
+        # what this request made, or the workflow would wait for bytes nobody sends.
+        await _abandon(state, ingest, workflow_id)
+        raise
+
+
+async def _abandon(state: AppState, ingest: IngestInput, workflow_id: str) -> None:
+    """Best effort: a workflow left over still ends by itself at the upload's expiry."""
+    try:
+        await state.temporal.get_workflow_handle(workflow_id).terminate(
+            reason="the file's row was not committed"
+        )
+    except RPCError as e:
+        log.warning("workflow %s left to expire: %s", workflow_id, e)
+    if ingest.multipart_upload_id is not None:
+        try:
+            await asyncio.to_thread(
+                state.s3.abort_multipart_upload,
+                Bucket=ingest.bucket,
+                Key=ingest.object_key,
+                UploadId=ingest.multipart_upload_id,
+            )
+        except (ClientError, BotoCoreError) as e:
+            log.warning("multipart upload %s left behind: %s", ingest.object_key, e)
 
 
 @router.get(

@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest_asyncio
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from conveyor_core.types import (
+    FILE_MISSING_ERROR,
     INVALID_IMAGE_ERROR,
     SCAN_TOO_LARGE_ERROR,
     BlobRef,
@@ -83,6 +84,7 @@ class Stubs:
     """Activities with the real names, recording what the workflow asked for."""
 
     object_exists: bool = False
+    file_row: bool = True  # False: the API died before committing the file's row
     webhook_queue: str = "webhooks"  # where enqueue says deliveries run
     verify_result: VerifyResult = field(
         default_factory=lambda: VerifyResult(
@@ -173,6 +175,10 @@ class Stubs:
         @activity.defn(name="commit_file")
         def commit_file(inp: CommitInput) -> None:
             self.calls["commit_file"] += 1
+            if not self.file_row:
+                raise ApplicationError(
+                    f"file {inp.file_id} has no row", type=FILE_MISSING_ERROR, non_retryable=True
+                )
             self.commits.append(inp)
 
         @activity.defn(name="enqueue_webhooks")
@@ -283,6 +289,18 @@ async def test_ingest_expires_and_cleans_up(env: WorkflowEnvironment) -> None:
     assert stubs.discarded[0].multipart_upload_id == "mp-1"
     assert stubs.commits[0].status == FileStatus.EXPIRED
     assert stubs.commits[0].stages["verify"].status == StageStatus.SKIPPED
+
+
+async def test_ingest_without_a_file_row_expires_quietly(env: WorkflowEnvironment) -> None:
+    # The API started the workflow, then died before committing the row: nobody ever
+    # heard of the upload. It expires and cleans up like any other, and ends completed.
+    stubs = Stubs(object_exists=False, file_row=False)
+    result, handle = await _run(env.client, stubs, signal=False, expire=2, reconcile=1)
+    assert result.status == FileStatus.EXPIRED
+    assert result.detail == "the upload was never committed"
+    assert stubs.calls["discard_upload"] == 1 and stubs.calls["commit_file"] == 1
+    assert stubs.calls["enqueue_webhooks"] == 0
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
 
 
 async def test_ingest_cancel_ends_cancelled(env: WorkflowEnvironment) -> None:
@@ -406,3 +424,22 @@ async def test_ingest_deduplicated_at_creation_attaches_without_an_upload(
     assert stubs.claims[0].existing_only and stubs.claims[0].blob.sha256 == SHA
     assert stubs.calls["verify_object"] == 0 and stubs.calls["delete_object"] == 0
     assert stubs.commits[-1].stages["verify"].status == StageStatus.SKIPPED
+
+
+async def test_ingest_deduplicated_without_a_file_row_stops_claiming(
+    env: WorkflowEnvironment,
+) -> None:
+    # DEDUPLICATED claims at once and retries until the API's row is visible; when the
+    # API failed after starting the workflow, the row never comes: the claim gives up at
+    # the upload's expiry and the workflow ends quietly.
+    def not_visible(inp: ClaimInput) -> ClaimResult:
+        raise ApplicationError("the file's row is not committed yet", type="FileNotYetVisible")
+
+    stubs = Stubs(claim=not_visible, file_row=False)
+    result, handle = await _run(
+        env.client, stubs, signal=False, deduplicated=True, declared_sha256=SHA, expire=2
+    )
+    assert result.status == FileStatus.FAILED
+    assert result.detail == "the upload was never committed"
+    assert stubs.calls["claim_blob"] >= 1 and stubs.calls["commit_file"] == 1
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
