@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import beating
 from conveyor_core.settings import Settings
 from conveyor_core.types import BlobRef, PublishInput, PublishResult, UnpublishInput
 
@@ -84,14 +85,15 @@ class PublishActivities:
         if self._published_size(bucket, key) != blob.size:
             try:
                 if blob.size <= self._copy_object_max_bytes:
-                    self._s3.copy_object(
-                        Bucket=bucket,
-                        Key=key,
-                        CopySource={"Bucket": blob.bucket, "Key": blob.key},
-                        ContentType=blob.content_type,
-                        CacheControl=PUBLIC_CACHE_CONTROL,
-                        MetadataDirective="REPLACE",
-                    )
+                    with beating():
+                        self._s3.copy_object(
+                            Bucket=bucket,
+                            Key=key,
+                            CopySource={"Bucket": blob.bucket, "Key": blob.key},
+                            ContentType=blob.content_type,
+                            CacheControl=PUBLIC_CACHE_CONTROL,
+                            MetadataDirective="REPLACE",
+                        )
                 else:
                     self._multipart_copy(blob, bucket, key)
             except ClientError as e:
@@ -144,14 +146,15 @@ class PublishActivities:
             parts: list[CompletedPartTypeDef] = []
             for number, start in enumerate(range(0, blob.size, part_size), start=1):
                 end = min(start + part_size, blob.size) - 1
-                copied = self._s3.upload_part_copy(
-                    Bucket=bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    CopySource={"Bucket": blob.bucket, "Key": blob.key},
-                    CopySourceRange=f"bytes={start}-{end}",
-                )
+                with beating():
+                    copied = self._s3.upload_part_copy(
+                        Bucket=bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        CopySource={"Bucket": blob.bucket, "Key": blob.key},
+                        CopySourceRange=f"bytes={start}-{end}",
+                    )
                 parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
                 activity.heartbeat(end + 1)
             self._s3.complete_multipart_upload(

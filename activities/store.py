@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 from temporalio import activity
 
+from activities.heartbeat import beating
 from conveyor_core.types import (
     DeleteObjectsInput,
     DiscardInput,
@@ -76,11 +77,12 @@ class StoreActivities:
         """
         blob = inp.blob
         try:
-            self._s3.copy_object(
-                Bucket=inp.quarantine_bucket,
-                Key=blob.sha256,
-                CopySource={"Bucket": blob.bucket, "Key": blob.key},
-            )
+            with beating():
+                self._s3.copy_object(
+                    Bucket=inp.quarantine_bucket,
+                    Key=blob.sha256,
+                    CopySource={"Bucket": blob.bucket, "Key": blob.key},
+                )
         except ClientError as e:
             if not _is_not_found(e):
                 raise

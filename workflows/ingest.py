@@ -380,6 +380,7 @@ class IngestWorkflow:
                 StoreActivities.quarantine_object,
                 QuarantineInput(blob=blob, quarantine_bucket=inp.quarantine_bucket),
                 start_to_close_timeout=timedelta(minutes=30),
+                heartbeat_timeout=STREAM_HEARTBEAT_TIMEOUT,
                 retry_policy=STORE_RETRY,
             )
             return await self._finish(
@@ -468,6 +469,7 @@ class IngestWorkflow:
             PublishInput(blob=blob),
             result_type=PublishResult,
             start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=STREAM_HEARTBEAT_TIMEOUT,
             retry_policy=STORE_RETRY,
         )
         return published.public_key
