@@ -19,6 +19,26 @@ _MEDIA_TYPE = re.compile(
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+MIB = 1024 * 1024
+# S3's bounds: parts of 5 MiB to 5 GiB, at most 10,000 of them.
+MIN_PART_SIZE, MAX_PART_SIZE, MAX_PART_COUNT = 5 * MIB, 5 * 1024 * MIB, 10_000
+
+PartNumber = Annotated[int, Field(ge=1, le=MAX_PART_COUNT)]
+Base64Sha256 = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{43}=$")]
+
+
+class PartChecksum(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    part_number: PartNumber
+    sha256: Base64Sha256
+
+
+class PartUrl(BaseModel):
+    part_number: int
+    url: str
+    headers: dict[str, str]
+
 
 class UploadCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -28,6 +48,10 @@ class UploadCreate(BaseModel):
     content_type: Annotated[str, Field(min_length=3, max_length=255)]
     sha256: Annotated[str | None, Field(pattern=r"^[0-9a-fA-F]{64}$")] = None
     visibility: Visibility = Visibility.PRIVATE
+    # MULTIPART only (ignored otherwise): the part size the client chose, and the first
+    # parts' checksums, whose URLs then come in the answer, saving a `parts` call.
+    part_size: Annotated[int | None, Field(ge=MIN_PART_SIZE, le=MAX_PART_SIZE)] = None
+    parts: Annotated[list[PartChecksum] | None, Field(min_length=1, max_length=100)] = None
 
     @field_validator("filename")
     @classmethod
@@ -50,11 +74,20 @@ class UploadCreate(BaseModel):
     def _lower(cls, value: str | None) -> str | None:
         return value.lower() if value is not None else None
 
+    @model_validator(mode="after")
+    def _parts_fit(self) -> UploadCreate:
+        if self.part_size is not None and -(-self.size // self.part_size) > MAX_PART_COUNT:
+            raise ValueError(f"part_size is too small: a file needs at most {MAX_PART_COUNT} parts")
+        if self.parts is not None and len({p.part_number for p in self.parts}) < len(self.parts):
+            raise ValueError("parts must name each part number once")
+        return self
+
 
 class UploadCreated(BaseModel):
     """`PUT`: send the bytes to `url` with exactly `headers` before `expires_at`.
     `MULTIPART`: send `part_count` parts of `part_size` bytes (the last may be shorter) to
-    URLs from `POST /v1/uploads/{upload_id}/parts`, then complete before `expires_at`.
+    URLs from `parts` or `POST /v1/uploads/{upload_id}/parts`, then complete before
+    `expires_at`.
     `DEDUPLICATED`: the tenant already holds these bytes; nothing to send."""
 
     upload_id: uuid.UUID | None
@@ -65,17 +98,9 @@ class UploadCreated(BaseModel):
     part_size: int | None = None
     part_count: int | None = None
     expires_at: datetime | None = None
-
-
-PartNumber = Annotated[int, Field(ge=1, le=10_000)]
-Base64Sha256 = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{43}=$")]
-
-
-class PartChecksum(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    part_number: PartNumber
-    sha256: Base64Sha256
+    # MULTIPART: URLs of the parts whose checksums were sent, usable until parts_expire_at.
+    parts: list[PartUrl] = []
+    parts_expire_at: datetime | None = None
 
 
 class PartsRequest(BaseModel):
@@ -97,12 +122,6 @@ class PartsRequest(BaseModel):
         if self.parts is not None:
             return {p.part_number: p.sha256 for p in self.parts}
         return dict.fromkeys(self.part_numbers or [])
-
-
-class PartUrl(BaseModel):
-    part_number: int
-    url: str
-    headers: dict[str, str]
 
 
 class PartsPresigned(BaseModel):

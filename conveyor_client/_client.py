@@ -30,9 +30,20 @@ from conveyor_client._exceptions import (
 )
 from conveyor_client._http import API, USER_AGENT, is_transient, retrying
 from conveyor_client._models import File, FileEvent, Upload, UploadProgress
-from conveyor_client._multipart import MultipartSender, _Stopped
+from conveyor_client._multipart import (
+    MAX_PARTS_PER_CALL,
+    MultipartSender,
+    SignedBatch,
+    _Stopped,
+)
 from conveyor_client._progress import ProgressCallback, ProgressCounter
-from conveyor_client._source import Source
+from conveyor_client._source import (
+    LIKELY_MULTIPART,
+    Source,
+    b64_digest,
+    likely_part_size,
+    part_ranges,
+)
 from conveyor_client._state import StateStore, UploadState, default_state_dir, state_key
 
 DEFAULT_TIMEOUT = 60.0
@@ -176,19 +187,33 @@ class Client:
         counter: ProgressCounter,
         stop: threading.Event | None,
     ) -> tuple[str, File | None]:
-        """Declares and sends the file: its id, and the file as completing it answered."""
-        digest = sha256.lower() if sha256 else self._hash(source, counter, stop)
-        created: dict[str, Any] = self._api.json(
-            "POST",
-            "/v1/uploads",
-            json={
-                "filename": name,
-                "size": source.size,
-                "content_type": content_type,
-                "sha256": digest,
-                "visibility": visibility,
-            },
-        )
+        """Declares and sends the file: its id, and the file as completing it answered.
+
+        A file likely to go in parts is declared with its part size and the first parts'
+        checksums (hashed in the same read as the whole file), so the answer carries their
+        URLs: two API calls for the whole upload, create and complete.
+        """
+        part_size = likely_part_size(source.size) if source.size >= LIKELY_MULTIPART else None
+        part_sums: dict[int, str] = {}
+        if sha256:
+            digest = sha256.lower()
+        else:
+            digest, part_sums = self._hash(source, counter, stop, part_size)
+        body: dict[str, Any] = {
+            "filename": name,
+            "size": source.size,
+            "content_type": content_type,
+            "sha256": digest,
+            "visibility": visibility,
+        }
+        if part_size is not None:
+            body["part_size"] = part_size
+        if part_sums:
+            first = sorted(part_sums)[:MAX_PARTS_PER_CALL]
+            body["parts"] = [{"part_number": n, "sha256": part_sums[n]} for n in first]
+        sent = time.monotonic()
+        response = self._api.request("POST", "/v1/uploads", json=body)
+        created: dict[str, Any] = response.json()
         file_id = str(created["file_id"])
         method = created["method"]
         completed = None
@@ -210,21 +235,46 @@ class Client:
             )
             if key is not None:
                 self._states.save(key, state)
-            completed = self._multipart(source, state, key, {}, counter, stop)
+            signed = None
+            if state.part_size != part_size:
+                part_sums = {}  # the server chose other parts: these sums are not theirs
+            elif created.get("parts"):
+                signed = SignedBatch(
+                    created["parts"], created.get("parts_expire_at"), sent, response
+                )
+            completed = self._multipart(
+                source, state, key, {}, counter, stop, checksums=part_sums, signed=signed
+            )
         else:
             raise ConveyorError("unknown_method", f"The API asked for upload method {method!r}.")
         return file_id, completed
 
-    def _hash(self, source: Source, counter: ProgressCounter, stop: threading.Event | None) -> str:
-        digest = hashlib.sha256()
+    def _hash(
+        self,
+        source: Source,
+        counter: ProgressCounter,
+        stop: threading.Event | None,
+        part_size: int | None,
+    ) -> tuple[str, dict[int, str]]:
+        """The file's hex SHA-256 and, given a part size, each part's base64 SHA-256, from
+        one read of the file."""
+        whole = hashlib.sha256()
+        parts: dict[int, str] = {}
+        ranges = part_ranges(source.size, part_size or max(1, source.size))
         try:
-            for chunk in source.chunks(0, source.size):
-                if stop is not None and stop.is_set():
-                    raise KeyboardInterrupt
-                digest.update(chunk)
+            for part in ranges:
+                digest = hashlib.sha256()
+                for chunk in source.chunks(part.start, part.end):
+                    if stop is not None and stop.is_set():
+                        raise KeyboardInterrupt
+                    whole.update(chunk)
+                    if part_size is not None:
+                        digest.update(chunk)
+                if part_size is not None:
+                    parts[part.number] = b64_digest(digest.digest())
         except KeyboardInterrupt:
             raise UploadPaused(UploadProgress(None, None, 0, source.size, 0, 0)) from None
-        return digest.hexdigest()
+        return whole.hexdigest(), parts
 
     def _put_single(
         self, source: Source, created: dict[str, Any], counter: ProgressCounter
@@ -295,6 +345,9 @@ class Client:
         held: dict[int, str],
         counter: ProgressCounter,
         stop: threading.Event | None,
+        *,
+        checksums: dict[int, str] | None = None,
+        signed: SignedBatch | None = None,
     ) -> File | None:
         """Sends the missing parts and completes; the file as the completion answered it."""
         sender = MultipartSender(
@@ -309,6 +362,8 @@ class Client:
             progress=counter,
             stop=threading.Event(),
             external_stop=stop,
+            checksums=checksums,
+            signed=signed,
         )
         skipped = 0
         try:

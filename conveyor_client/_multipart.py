@@ -32,6 +32,16 @@ class SignedPart:
     deadline: float  # time.monotonic() after which the URL is asked for again
 
 
+@dataclass(frozen=True)
+class SignedBatch:
+    """Part URLs as an API answer gave them, with when and how it answered."""
+
+    parts: list[dict[str, Any]]
+    expires_at: Any
+    sent: float  # time.monotonic() when the request went out
+    response: httpx.Response
+
+
 class _Stopped(Exception):
     """Internal: a worker noticed the stop request before taking another part."""
 
@@ -86,11 +96,18 @@ class PartUrls:
         sent = time.monotonic()
         response = self._api.request("POST", self._path, json=body, idempotent=True)
         data: dict[str, Any] = response.json()
-        deadline = sent + _lifetime(data.get("expires_at"), response.headers.get("date"))
-        for item in data["parts"]:
-            self._cache[int(item["part_number"])] = SignedPart(
-                url=str(item["url"]), headers=dict(item.get("headers") or {}), deadline=deadline
-            )
+        self.adopt(SignedBatch(data["parts"], data.get("expires_at"), sent, response))
+
+    def adopt(self, batch: SignedBatch) -> None:
+        """Keeps URLs signed elsewhere (the create answer's) for the parts they name."""
+        deadline = batch.sent + _lifetime(batch.expires_at, batch.response.headers.get("date"))
+        with self._lock:
+            for item in batch.parts:
+                self._cache[int(item["part_number"])] = SignedPart(
+                    url=str(item["url"]),
+                    headers=dict(item.get("headers") or {}),
+                    deadline=deadline,
+                )
 
 
 def _lifetime(expires_at: Any, server_date: str | None) -> float:
@@ -146,6 +163,8 @@ class MultipartSender:
         progress: ProgressCounter,
         stop: threading.Event,
         external_stop: threading.Event | None = None,
+        checksums: dict[int, str] | None = None,
+        signed: SignedBatch | None = None,
     ) -> None:
         self._api = api
         self._store = store
@@ -162,12 +181,14 @@ class MultipartSender:
         self._queue: list[PartRange] = []
         self._error: BaseException | None = None
         self.ranges = part_ranges(state.size, state.part_size)
-        self.checksums = PartChecksums(
-            source, {n: p.sha256 for n, p in state.parts.items() if p.sha256}
-        )
+        known = dict(checksums or {})
+        known.update({n: p.sha256 for n, p in state.parts.items() if p.sha256})
+        self.checksums = PartChecksums(source, known)
         self._urls = PartUrls(
             api, state.upload_id, self.checksums, max(URL_BATCH, 2 * self._concurrency)
         )
+        if signed is not None:
+            self._urls.adopt(signed)
         self.puts = 0  # part PUT attempts made, for callers (and tests) that count them
 
     def adopt_held(self, held: dict[int, str]) -> int:

@@ -120,6 +120,22 @@ def test_client_multipart_upload_reaches_ready_with_its_sha256(
     assert list(state_dir.glob("*.json")) == []  # the state goes once the upload completes
 
 
+def test_client_multipart_upload_is_two_api_calls(client: Client, tmp_path: Path) -> None:
+    path = random_file(tmp_path, 40 * MIB)
+    calls: list[str] = []
+    client._api.http.event_hooks["request"].append(
+        lambda request: calls.append(f"{request.method} {request.url.path}")
+    )
+
+    file = client.upload(path)
+
+    # The part URLs came with the create answer and the file with the complete answer.
+    assert [c.split("/")[-1] for c in calls] == ["uploads", "complete"], calls
+    assert file.status == "processing" and file.size == 40 * MIB
+    assert client.last_part_puts == 5
+    assert client.wait_until_ready(file.id, timeout=120).sha256 == sha256_of(path)
+
+
 def _stop_after(parts: int, part_size: int = 8 * MIB) -> tuple[threading.Event, Any]:
     stop = threading.Event()
 

@@ -242,3 +242,98 @@ async def test_abandoned_upload_expires_and_its_parts_go(
     assert file["status"] == "expired" and file["status_detail"] == "no object arrived within 2 s"
     with pytest.raises(s3.exceptions.NoSuchUpload):
         s3.list_parts(Bucket=stack.bucket, Key=inp.object_key, UploadId=inp.multipart_upload_id)
+
+
+async def test_create_signs_the_parts_whose_checksums_it_is_given(
+    api: httpx.AsyncClient, key_a: str
+) -> None:
+    content = os.urandom(36 * MIB)
+    parts = parts_of(content, 6 * MIB)
+    response = await api.post(
+        "/v1/uploads",
+        json={
+            "filename": "chosen-parts.bin",
+            "size": len(content),
+            "content_type": "application/octet-stream",
+            "sha256": hashlib.sha256(content).hexdigest(),
+            "part_size": 6 * MIB,
+            "parts": [{"part_number": n, "sha256": b64_sha256(d)} for n, d in parts.items()],
+        },
+        headers=auth(key_a),
+    )
+    assert response.status_code == 201, response.text
+    created = response.json()
+    # The client's part size is the upload's, and every part's URL is in the answer.
+    assert (created["part_size"], created["part_count"]) == (6 * MIB, 6)
+    assert created["parts_expire_at"] is not None
+    signed = {p["part_number"]: p for p in created["parts"]}
+    assert sorted(signed) == [1, 2, 3, 4, 5, 6]
+
+    etags = _put_parts(signed, parts)
+    completed = await api.post(
+        f"/v1/uploads/{created['upload_id']}/complete",
+        json={
+            "parts": [
+                {"part_number": n, "etag": e, "sha256": b64_sha256(parts[n])}
+                for n, e in sorted(etags.items())
+            ]
+        },
+        headers=auth(key_a),
+    )
+    assert completed.status_code == 200, completed.text
+    answered = completed.json()["file"]
+    assert answered["id"] == created["file_id"] and answered["status"] == "processing"
+    file = await wait_until_terminal(api, key_a, created["file_id"], timeout=120)
+    assert file["status"] == "ready", file
+    assert file["sha256"] == hashlib.sha256(content).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("extra", "status", "code"),
+    [
+        ({"part_size": 4 * MIB}, 422, "invalid_request"),  # under S3's 5 MiB
+        ({"part_size": 6 * 1024 * MIB}, 422, "invalid_request"),  # over S3's 5 GiB
+        ({"parts": [{"part_number": 1, "sha256": "x"}]}, 422, "invalid_request"),
+        (
+            {
+                "parts": [
+                    {"part_number": 1, "sha256": b64_sha256(b"a")},
+                    {"part_number": 1, "sha256": b64_sha256(b"b")},
+                ]
+            },
+            422,
+            "invalid_request",
+        ),
+        (  # 40 MiB in 8 MiB parts has no part 6
+            {"part_size": 8 * MIB, "parts": [{"part_number": 6, "sha256": b64_sha256(b"a")}]},
+            400,
+            "invalid_parts",
+        ),
+    ],
+)
+async def test_create_refuses_parts_the_upload_cannot_have(
+    api: httpx.AsyncClient, key_a: str, extra: dict[str, Any], status: int, code: str
+) -> None:
+    body = {
+        "filename": "bad-parts.bin",
+        "size": 40 * MIB,
+        "content_type": "application/octet-stream",
+        **extra,
+    }
+    response = await api.post("/v1/uploads", json=body, headers=auth(key_a))
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+async def test_a_part_size_needing_over_10000_parts_is_refused(
+    api: httpx.AsyncClient, key_a: str
+) -> None:
+    body = {
+        "filename": "huge.bin",
+        "size": 10_001 * 5 * MIB,
+        "content_type": "application/octet-stream",
+        "part_size": 5 * MIB,
+    }
+    response = await api.post("/v1/uploads", json=body, headers=auth(key_a))
+    assert response.status_code == 422, response.text
+    assert "10000 parts" in response.json()["error"]["message"]
