@@ -96,18 +96,20 @@ class PartUrls:
         sent = time.monotonic()
         response = self._api.request("POST", self._path, json=body, idempotent=True)
         data: dict[str, Any] = response.json()
-        self.adopt(SignedBatch(data["parts"], data.get("expires_at"), sent, response))
+        self._keep(SignedBatch(data["parts"], data.get("expires_at"), sent, response))
 
     def adopt(self, batch: SignedBatch) -> None:
         """Keeps URLs signed elsewhere (the create answer's) for the parts they name."""
-        deadline = batch.sent + _lifetime(batch.expires_at, batch.response.headers.get("date"))
         with self._lock:
-            for item in batch.parts:
-                self._cache[int(item["part_number"])] = SignedPart(
-                    url=str(item["url"]),
-                    headers=dict(item.get("headers") or {}),
-                    deadline=deadline,
-                )
+            self._keep(batch)
+
+    def _keep(self, batch: SignedBatch) -> None:
+        """Caches a batch's URLs; the caller holds the lock."""
+        deadline = batch.sent + _lifetime(batch.expires_at, batch.response.headers.get("date"))
+        for item in batch.parts:
+            self._cache[int(item["part_number"])] = SignedPart(
+                url=str(item["url"]), headers=dict(item.get("headers") or {}), deadline=deadline
+            )
 
 
 def _lifetime(expires_at: Any, server_date: str | None) -> float:
