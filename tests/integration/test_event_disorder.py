@@ -12,6 +12,7 @@ import hashlib
 import json
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -114,13 +115,33 @@ def outcome(file: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def assert_processed_once(
+@dataclass(frozen=True)
+class Chain:
+    """The real chain a scenario drives: the API with tenant A's key, Temporal, the
+    database, the store, and the stack's settings."""
+
+    api: httpx.AsyncClient
+    key: str
+    stack: Settings
+    temporal: Client
+    sessions: sessionmaker[Session]
+    s3: Any
+
+
+@pytest.fixture
+def chain(
     api: httpx.AsyncClient,
-    key: str,
+    key_a: str,
+    stack: Settings,
     temporal: Client,
     sessions: sessionmaker[Session],
     s3: Any,
-    stack: Settings,
+) -> Chain:
+    return Chain(api, key_a, stack, temporal, sessions, s3)
+
+
+async def assert_processed_once(
+    chain: Chain,
     created_upload: dict[str, Any],
     content: bytes,
     *,
@@ -129,28 +150,28 @@ async def assert_processed_once(
     """The file is ready as on the normal path, its workflow closed having processed the
     bytes once, with one file row and one blob holding them under the upload's own key."""
     file_id = created_upload["file_id"]
-    file = await wait_for_status(api, key, file_id, "ready", timeout=90)
+    file = await wait_for_status(chain.api, chain.key, file_id, "ready", timeout=90)
     assert outcome(file) == NORMAL_OUTCOME, file
     workflow_id = f"ingest-{file_id}"
 
     async def closed() -> None:
-        described = await temporal.get_workflow_handle(workflow_id).describe()
+        described = await chain.temporal.get_workflow_handle(workflow_id).describe()
         assert described.status == WorkflowExecutionStatus.COMPLETED
 
     await assert_eventually(closed, timeout=30)
-    await relay_caught_up(stack)  # every copy of its events has been handled by now
-    signals, activities = await history(temporal, workflow_id)
+    await relay_caught_up(chain.stack)  # every copy of its events has been handled by now
+    signals, activities = await history(chain.temporal, workflow_id)
     assert activities["verify_object"] == verifies, activities
     assert {name: activities[name] for name in ONCE} == dict.fromkeys(ONCE, 1), activities
 
     sha = hashlib.sha256(content).hexdigest()
-    key_in_store = object_key(sessions, created_upload["upload_id"])
-    with sessions() as session:
+    key_in_store = object_key(chain.sessions, created_upload["upload_id"])
+    with chain.sessions() as session:
         files = session.execute(select(func.count()).where(File.sha256 == sha)).scalar_one()
         assert files == 1
         blobs = session.execute(select(Blob).where(Blob.sha256 == sha)).scalars().all()
         assert len(blobs) == 1 and blobs[0].object_key == key_in_store
-    assert head_status(s3, stack.bucket, key_in_store) == 200
+    assert head_status(chain.s3, chain.stack.bucket, key_in_store) == 200
     return signals, activities
 
 
@@ -173,179 +194,137 @@ async def normal_outcome(api: httpx.AsyncClient, key_a: str) -> None:
 
 
 async def test_doubled_events_with_new_message_ids_are_processed_once(
-    api: httpx.AsyncClient,
-    key_a: str,
-    stack: Settings,
-    temporal: Client,
-    sessions: sessionmaker[Session],
-    s3: Any,
+    chain: Chain,
 ) -> None:
     content = sample_bytes(700)
-    upload = await declare(api, key_a, content)
-    key = object_key(sessions, upload["upload_id"])
-    manage.supervisorctl(stack, "stop", "relay")
+    upload = await declare(chain.api, chain.key, content)
+    key = object_key(chain.sessions, upload["upload_id"])
+    manage.supervisorctl(chain.stack, "stop", "relay")
     try:
         assert (await put(upload, content)).status_code == 200
         # Behind the adapter's own event, two more copies, as a store that delivers twice.
-        await publish(stack, created(stack, key, 700), created(stack, key, 700))
+        await publish(chain.stack, created(chain.stack, key, 700), created(chain.stack, key, 700))
     finally:
-        manage.supervisorctl(stack, "start", "relay")
-    signals, _ = await assert_processed_once(
-        api, key_a, temporal, sessions, s3, stack, upload, content
-    )
+        manage.supervisorctl(chain.stack, "start", "relay")
+    signals, _ = await assert_processed_once(chain, upload, content)
     assert signals >= 2
 
 
 async def test_an_event_before_its_object_leaves_the_upload_waiting(
-    api: httpx.AsyncClient,
-    key_a: str,
-    stack: Settings,
-    temporal: Client,
-    sessions: sessionmaker[Session],
-    s3: Any,
+    chain: Chain,
 ) -> None:
     """An event that comes before the object (a store that announces early, or a forged
     event) finds nothing to verify: the upload goes on waiting for its bytes."""
     content = sample_bytes(800)
-    upload = await declare(api, key_a, content)
-    key = object_key(sessions, upload["upload_id"])
-    await publish(stack, created(stack, key, 800))
+    upload = await declare(chain.api, chain.key, content)
+    key = object_key(chain.sessions, upload["upload_id"])
+    await publish(chain.stack, created(chain.stack, key, 800))
     workflow_id = f"ingest-{upload['file_id']}"
 
     async def looked_and_found_nothing() -> None:
-        _, activities = await history(temporal, workflow_id)
+        _, activities = await history(chain.temporal, workflow_id)
         assert activities["verify_object"] == 1, activities
-        state = await api.get(f"/v1/uploads/{upload['upload_id']}", headers=auth(key_a))
+        state = await chain.api.get(f"/v1/uploads/{upload['upload_id']}", headers=auth(chain.key))
         assert state.json()["status"] == "awaiting_upload", state.text
 
     await assert_eventually(looked_and_found_nothing, timeout=30)
-    file = (await api.get(f"/v1/files/{upload['file_id']}", headers=auth(key_a))).json()
+    file = (await chain.api.get(f"/v1/files/{upload['file_id']}", headers=auth(chain.key))).json()
     assert file["stages"]["verify"]["status"] == "pending", file
 
     assert (await put(upload, content)).status_code == 200
-    await assert_processed_once(
-        api, key_a, temporal, sessions, s3, stack, upload, content, verifies=2
-    )
+    await assert_processed_once(chain, upload, content, verifies=2)
     # The run that waited on replays (the change is behind workflow.patched).
     replayed = await Replayer(workflows=[IngestWorkflow]).replay_workflow(
-        await temporal.get_workflow_handle(workflow_id).fetch_history()
+        await chain.temporal.get_workflow_handle(workflow_id).fetch_history()
     )
     assert replayed.replay_failure is None
 
 
 async def test_events_unknown_to_the_relay_are_skipped_and_reconcile_finishes(
-    api: httpx.AsyncClient,
-    key_a: str,
-    stack: Settings,
-    temporal: Client,
-    sessions: sessionmaker[Session],
-    s3: Any,
+    chain: Chain,
 ) -> None:
     """An event for an upload the relay does not know (yet) is acknowledged and skipped;
     the upload it was for is finished by its workflow's reconcile, and the queue flows on."""
     content = sample_bytes(900)
-    upload = await declare(api, key_a, content)
-    key = object_key(sessions, upload["upload_id"])
+    upload = await declare(chain.api, chain.key, content)
+    key = object_key(chain.sessions, upload["upload_id"])
     hidden = f"{key}.not-yet"
     # The relay's view while the upload is not known: no upload row under this key.
-    with sessions.begin() as session:
+    with chain.sessions.begin() as session:
         session.execute(update(Upload).where(Upload.object_key == key).values(object_key=hidden))
     try:
         assert (await put(upload, content)).status_code == 200  # the adapter's event
         tenant_prefix = key.rsplit("/", 1)[0]
-        await publish(stack, created(stack, f"{tenant_prefix}/{uuid.uuid4()}", 1))
-        await relay_caught_up(stack)
+        await publish(chain.stack, created(chain.stack, f"{tenant_prefix}/{uuid.uuid4()}", 1))
+        await relay_caught_up(chain.stack)
     finally:
-        with sessions.begin() as session:
+        with chain.sessions.begin() as session:
             session.execute(
                 update(Upload).where(Upload.object_key == hidden).values(object_key=key)
             )
-    signals, activities = await assert_processed_once(
-        api, key_a, temporal, sessions, s3, stack, upload, content
-    )
+    signals, activities = await assert_processed_once(chain, upload, content)
     assert signals == 0 and activities["probe_object"] >= 1, activities
 
     # The skipped events held nothing up: the next upload's event goes through.
     later = sample_bytes(900)
-    next_upload = await declare(api, key_a, later)
+    next_upload = await declare(chain.api, chain.key, later)
     assert (await put(next_upload, later)).status_code == 200
-    signals, _ = await assert_processed_once(
-        api, key_a, temporal, sessions, s3, stack, next_upload, later
-    )
+    signals, _ = await assert_processed_once(chain, next_upload, later)
     assert signals >= 1
 
 
 async def test_events_of_two_uploads_in_reverse_order(
-    api: httpx.AsyncClient,
-    key_a: str,
-    stack: Settings,
-    temporal: Client,
-    sessions: sessionmaker[Session],
-    s3: Any,
+    chain: Chain,
 ) -> None:
     first_bytes, second_bytes = sample_bytes(1000), sample_bytes(1100)
-    first = await declare(api, key_a, first_bytes)
-    second = await declare(api, key_a, second_bytes)
-    manage.supervisorctl(stack, "stop", "relay")
-    manage.supervisorctl(stack, "stop", "adapter")
+    first = await declare(chain.api, chain.key, first_bytes)
+    second = await declare(chain.api, chain.key, second_bytes)
+    manage.supervisorctl(chain.stack, "stop", "relay")
+    manage.supervisorctl(chain.stack, "stop", "adapter")
     try:
         assert (await put(first, first_bytes)).status_code == 200
         assert (await put(second, second_bytes)).status_code == 200
         await publish(
-            stack,
-            created(stack, object_key(sessions, second["upload_id"]), 1100),
-            created(stack, object_key(sessions, first["upload_id"]), 1000),
+            chain.stack,
+            created(chain.stack, object_key(chain.sessions, second["upload_id"]), 1100),
+            created(chain.stack, object_key(chain.sessions, first["upload_id"]), 1000),
         )
     finally:
-        manage.supervisorctl(stack, "start", "adapter")
-        manage.supervisorctl(stack, "start", "relay")
+        manage.supervisorctl(chain.stack, "start", "adapter")
+        manage.supervisorctl(chain.stack, "start", "relay")
     for upload, content in ((first, first_bytes), (second, second_bytes)):
-        signals, _ = await assert_processed_once(
-            api, key_a, temporal, sessions, s3, stack, upload, content
-        )
+        signals, _ = await assert_processed_once(chain, upload, content)
         assert signals >= 1
 
 
 async def test_a_delete_event_before_or_after_the_create_changes_nothing(
-    api: httpx.AsyncClient,
-    key_a: str,
-    stack: Settings,
-    temporal: Client,
-    sessions: sessionmaker[Session],
-    s3: Any,
+    chain: Chain,
 ) -> None:
     content = sample_bytes(1200)
-    upload = await declare(api, key_a, content)
-    key = object_key(sessions, upload["upload_id"])
-    manage.supervisorctl(stack, "stop", "relay")
+    upload = await declare(chain.api, chain.key, content)
+    key = object_key(chain.sessions, upload["upload_id"])
+    manage.supervisorctl(chain.stack, "stop", "relay")
     try:
-        await publish(stack, removed(stack, key))
+        await publish(chain.stack, removed(chain.stack, key))
         assert (await put(upload, content)).status_code == 200
     finally:
-        manage.supervisorctl(stack, "start", "relay")
-    await assert_processed_once(api, key_a, temporal, sessions, s3, stack, upload, content)
+        manage.supervisorctl(chain.stack, "start", "relay")
+    await assert_processed_once(chain, upload, content)
 
-    await publish(stack, removed(stack, key))
-    await relay_caught_up(stack)
-    await assert_processed_once(api, key_a, temporal, sessions, s3, stack, upload, content)
+    await publish(chain.stack, removed(chain.stack, key))
+    await relay_caught_up(chain.stack)
+    await assert_processed_once(chain, upload, content)
 
 
 async def test_dropped_events_are_made_up_by_reconcile(
-    api: httpx.AsyncClient,
-    key_a: str,
-    stack: Settings,
-    temporal: Client,
-    sessions: sessionmaker[Session],
-    s3: Any,
+    chain: Chain,
 ) -> None:
     content = sample_bytes(1300)
-    upload = await declare(api, key_a, content)
-    manage.supervisorctl(stack, "stop", "adapter")
+    upload = await declare(chain.api, chain.key, content)
+    manage.supervisorctl(chain.stack, "stop", "adapter")
     try:
         assert (await put(upload, content)).status_code == 200
-        signals, activities = await assert_processed_once(
-            api, key_a, temporal, sessions, s3, stack, upload, content
-        )
+        signals, activities = await assert_processed_once(chain, upload, content)
     finally:
-        manage.supervisorctl(stack, "start", "adapter")
+        manage.supervisorctl(chain.stack, "start", "adapter")
     assert signals == 0 and activities["probe_object"] >= 1, activities
