@@ -35,11 +35,16 @@ def ping_when_idle(engine: Engine, idle_seconds: float) -> None:
         if idle_since is None or time.monotonic() - idle_since < idle_seconds:
             return
         try:
+            # In autocommit, or the ping would leave a transaction open that the checkout's
+            # own settings (an AUTOCOMMIT session's) cannot be applied over.
+            autocommit = dbapi_connection.autocommit
+            dbapi_connection.autocommit = True
             cursor = dbapi_connection.cursor()
             try:
                 cursor.execute("SELECT 1")
             finally:
                 cursor.close()
+                dbapi_connection.autocommit = autocommit
         except Exception as e:
             # The pool discards this connection and checks out another (a new one if need be).
             raise DisconnectionError("idle connection failed its ping") from e

@@ -59,3 +59,23 @@ async def test_a_connection_used_moments_ago_is_not_pinged(
     finally:
         await engine.dispose()
         await admin.dispose()
+
+
+async def test_a_pinged_connection_can_be_checked_out_in_autocommit(stack: Settings) -> None:
+    """The ping leaves no transaction open, so the API's AUTOCOMMIT sessions can take a
+    connection it just pinged (they could not: the checkout answered 500)."""
+    engine = create_async_engine(stack.sqlalchemy_url, pool_size=1, pool_use_lifo=True)
+    ping_when_idle(engine.sync_engine, idle_seconds=0)
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        await backend_pid(engine)
+        async with autocommit.connect() as connection:  # pinged first
+            first = (await connection.execute(text("select txid_current()"))).scalar_one()
+            second = (await connection.execute(text("select txid_current()"))).scalar_one()
+        assert first != second  # each statement its own transaction
+        async with engine.connect() as connection:  # pinged again, back in a transaction
+            first = (await connection.execute(text("select txid_current()"))).scalar_one()
+            second = (await connection.execute(text("select txid_current()"))).scalar_one()
+        assert first == second
+    finally:
+        await engine.dispose()
