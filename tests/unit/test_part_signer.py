@@ -1,4 +1,4 @@
-"""Part URLs signed by awscrt are the ones botocore's own SigV4 query signer gives."""
+"""Part URLs signed by our SigV4 query signer are the ones botocore's own signer gives."""
 
 from __future__ import annotations
 
@@ -10,27 +10,51 @@ from botocore.auth import S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from conveyor_core.objectstore import PartSigner
+from conveyor_core.objectstore import PartSigner, PartToSign
 from conveyor_core.settings import Settings
 
-SETTINGS = Settings(s3_public_endpoint_url="http://files.example.test:8333/store")
+ENDPOINTS = [
+    "http://files.example.test:8333/store",
+    "https://files.example.test",
+    "https://files.example.test:443",  # the default port is not part of the signed host
+]
+SHA256 = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWU1BVyHqQ="
 
 
-def botocore_url(key: str, upload_id: str, headers: dict[str, str]) -> str:
+def botocore_url(
+    endpoint: str, key: str, upload_id: str, part_number: int, headers: dict[str, str]
+) -> str:
+    settings = Settings(s3_public_endpoint_url=endpoint)
     request = AWSRequest(
         method="PUT",
-        url=f"http://files.example.test:8333/store/conveyor/{quote(key, safe='/~')}",
-        params={"partNumber": "7", "uploadId": upload_id},
+        url=f"{endpoint}/conveyor/{quote(key, safe='/~')}",
+        params={"partNumber": str(part_number), "uploadId": upload_id},
         headers=headers,
     )
     credentials = Credentials(
-        SETTINGS.s3_access_key.get_secret_value(), SETTINGS.s3_secret_key.get_secret_value()
+        settings.s3_access_key.get_secret_value(), settings.s3_secret_key.get_secret_value()
     )
-    S3SigV4QueryAuth(credentials, "s3", SETTINGS.s3_region, expires=900).add_auth(request)
+    S3SigV4QueryAuth(credentials, "s3", settings.s3_region, expires=900).add_auth(request)
     url: str = request.prepare().url
     return url
 
 
+def assert_same_url(actual_url: str, expected_url: str) -> None:
+    actual, expected = urlsplit(actual_url), urlsplit(expected_url)
+    assert (actual.scheme, actual.netloc, actual.path) == (
+        expected.scheme,
+        expected.netloc,
+        expected.path,
+    )
+    assert parse_qs(actual.query) == parse_qs(expected.query)
+
+
+def signed_at(url: str) -> datetime:
+    stamp = parse_qs(urlsplit(url).query)["X-Amz-Date"][0]
+    return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
 @pytest.mark.parametrize(
     ("key", "upload_id"),
     [
@@ -38,17 +62,16 @@ def botocore_url(key: str, upload_id: str, headers: dict[str, str]) -> str:
         ("incoming/t/ä file (1)~+=.bin", "id+with/slash=and=padding=="),
     ],
 )
-@pytest.mark.parametrize("sha256", [None, "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWU1BVyHqQ="])
-def test_part_url_matches_botocore(key: str, upload_id: str, sha256: str | None) -> None:
+@pytest.mark.parametrize("sha256", [None, SHA256])
+def test_part_url_matches_botocore(
+    endpoint: str, key: str, upload_id: str, sha256: str | None
+) -> None:
     headers = {"Content-Length": "16777216"}
     if sha256:
         headers["x-amz-checksum-sha256"] = sha256
-    expected = urlsplit(botocore_url(key, upload_id, dict(headers)))
-    signed_at = datetime.strptime(
-        parse_qs(expected.query)["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ"
-    ).replace(tzinfo=UTC)
+    expected = botocore_url(endpoint, key, upload_id, 7, dict(headers))
 
-    signed = PartSigner(SETTINGS).part(
+    signed = PartSigner(Settings(s3_public_endpoint_url=endpoint)).part(
         bucket="conveyor",
         key=key,
         multipart_upload_id=upload_id,
@@ -56,14 +79,43 @@ def test_part_url_matches_botocore(key: str, upload_id: str, sha256: str | None)
         length=16777216,
         sha256_b64=sha256,
         expires_in=900,
-        at=signed_at,
+        at=signed_at(expected),
     )
 
-    actual = urlsplit(signed.url)
-    assert (actual.scheme, actual.netloc, actual.path) == (
-        expected.scheme,
-        expected.netloc,
-        expected.path,
-    )
-    assert parse_qs(actual.query) == parse_qs(expected.query)
+    assert_same_url(signed.url, expected)
     assert signed.headers == headers
+
+
+def test_a_batch_signs_each_part_as_botocore_does() -> None:
+    endpoint = ENDPOINTS[0]
+    wanted = [PartToSign(1, 8 << 20, SHA256), PartToSign(2, 8 << 20), PartToSign(10, 123, SHA256)]
+    while True:  # botocore signs each URL at its own instant: all within one second
+        expected = [
+            botocore_url(
+                endpoint,
+                "incoming/t/u",
+                "upload-1",
+                part.part_number,
+                {"Content-Length": str(part.length)}
+                | ({"x-amz-checksum-sha256": part.sha256_b64} if part.sha256_b64 else {}),
+            )
+            for part in wanted
+        ]
+        if len({signed_at(url) for url in expected}) == 1:
+            break
+
+    signed = PartSigner(Settings(s3_public_endpoint_url=endpoint)).parts(
+        bucket="conveyor",
+        key="incoming/t/u",
+        multipart_upload_id="upload-1",
+        parts=wanted,
+        expires_in=900,
+        at=signed_at(expected[0]),
+    )
+
+    assert len(signed) == len(wanted)
+    for url, (part, botocore) in zip(
+        [s.url for s in signed], zip(wanted, expected, strict=True), strict=True
+    ):
+        assert_same_url(url, botocore)
+        assert parse_qs(urlsplit(url).query)["partNumber"] == [str(part.part_number)]
