@@ -19,6 +19,7 @@ from api.errors import document_errors_as_json, install_error_handlers
 from api.limits import RateLimiter
 from api.routes import file_events, files, health, uploads, webhooks
 from conveyor_core.db.session import ping_when_idle
+from conveyor_core.multipart_calls import MultipartCalls
 from conveyor_core.objectstore import PartSigner, make_s3_client
 from conveyor_core.settings import Settings
 
@@ -38,10 +39,14 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.conveyor = AppState(
             settings=settings,
             sessions=async_sessionmaker(engine, expire_on_commit=False),
+            autocommit_sessions=async_sessionmaker(
+                engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+            ),
             temporal=temporal,
             s3=make_s3_client(settings),
             s3_presign=make_s3_client(settings, public=True),
             part_signer=PartSigner(settings),
+            multipart_calls=MultipartCalls(settings),
             known_keys=TTLCache(maxsize=10_000, ttl=settings.api_key_cache_seconds),
             rate_limiter=RateLimiter(),
         )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from cachetools import TTLCache
 from fastapi import Depends, Header, Request
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
@@ -17,6 +17,7 @@ from api.errors import ErrorCode, Unauthorized
 from api.limits import RateLimiter
 from conveyor_core.db.models import ApiKey, Tenant
 from conveyor_core.keys import hash_api_key
+from conveyor_core.multipart_calls import MultipartCalls
 from conveyor_core.objectstore import PartSigner
 from conveyor_core.settings import Settings
 
@@ -41,10 +42,14 @@ class AppState:
 
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
+    # The same pool, each statement its own transaction: no BEGIN and ROLLBACK round trips
+    # around reads, for the routes whose writes are one statement.
+    autocommit_sessions: async_sessionmaker[AsyncSession]
     temporal: Client
     s3: S3Client
     s3_presign: S3Client
     part_signer: PartSigner
+    multipart_calls: MultipartCalls
     # key hash -> tenancy, for settings.api_key_cache_seconds; only valid keys are kept.
     known_keys: TTLCache[str, Tenancy]
     rate_limiter: RateLimiter
@@ -68,13 +73,29 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_autocommit_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    async with state.autocommit_sessions() as session:
+        yield session
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+AutocommitSessionDep = Annotated[AsyncSession, Depends(get_autocommit_session)]
+
+
+# Built once: a request does not build it again (nor SQLAlchemy key and look it up).
+KEY_TENANCY = (
+    select(Tenant.id, Tenant.name, Tenant.rate_limit, Tenant.max_bytes, Tenant.max_files)
+    .join(ApiKey, ApiKey.tenant_id == Tenant.id)
+    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+)
 
 
 async def get_tenancy(
     state: StateDep,
-    session: SessionDep,
+    # AUTOCOMMIT: a lookup needs no transaction around it. The upload routes take this same
+    # session (FastAPI makes one per request), so a request checks out one connection.
+    session: AutocommitSessionDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Tenancy:
     if not authorization:
@@ -89,15 +110,7 @@ async def get_tenancy(
     key_hash = hash_api_key(key.strip())
     tenancy = state.known_keys.get(key_hash)
     if tenancy is None:
-        row = (
-            await session.execute(
-                select(
-                    Tenant.id, Tenant.name, Tenant.rate_limit, Tenant.max_bytes, Tenant.max_files
-                )
-                .join(ApiKey, ApiKey.tenant_id == Tenant.id)
-                .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
-            )
-        ).first()
+        row = (await session.execute(KEY_TENANCY, {"key_hash": key_hash})).first()
         if row is None:
             raise Unauthorized("The API key is not valid.")
         settings = state.settings

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from temporalio.client import WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
-from api.deps import AppState, SessionDep, StateDep, TenancyDep
+from api.deps import AppState, AutocommitSessionDep, StateDep, TenancyDep
 from api.errors import AUTHENTICATED, BadRequest, ErrorCode, responses
 from api.routes.files import owned_file
 from api.schemas import FileEventPublic
@@ -41,7 +41,7 @@ _EVENTS = TypeAdapter(EventsPage)
 
 async def _watched_file(
     file_id: uuid.UUID,
-    session: SessionDep,
+    session: AutocommitSessionDep,
     tenancy: TenancyDep,
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, status
-from sqlalchemy import select
+from sqlalchemy import Insert, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.common import (
     SearchAttributePair,
@@ -20,7 +20,7 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError
 
-from api.deps import AppState, SessionDep, StateDep, TenancyDep
+from api.deps import AppState, AutocommitSessionDep, StateDep, Tenancy, TenancyDep
 from api.errors import (
     AUTHENTICATED,
     BadRequest,
@@ -46,9 +46,11 @@ from api.schemas import (
     UploadPublic,
     UploadState,
 )
-from conveyor_core.db.models import Blob, File, Upload
+from conveyor_core.db.models import Base, Blob, File, Upload
+from conveyor_core.multipart_calls import StoreCallError, UploadedPart
 from conveyor_core.objectstore import (
     PartLayout,
+    PartToSign,
     StoredPart,
     incoming_key,
     list_parts,
@@ -65,6 +67,49 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"], responses=AUTHENTICATED)
 
 
+def _insert_of(table: str, columns: tuple[str, ...]) -> Insert:
+    """An INSERT of `columns` into `table`, each bound as `<table>_<column>`: built once,
+    so a request does not build (and SQLAlchemy does not key and look up) it again."""
+    target = Base.metadata.tables[table]
+    return insert(target).values(
+        {name: bindparam(f"{table}_{name}", type_=target.c[name].type) for name in columns}
+    )
+
+
+FILE_COLUMNS = (
+    "id",
+    "tenant_id",
+    "filename",
+    "declared_size",
+    "declared_content_type",
+    "declared_sha256",
+    "visibility",
+    "status",
+    "stages",
+    "workflow_id",
+)
+UPLOAD_COLUMNS = (
+    "id",
+    "file_id",
+    "tenant_id",
+    "bucket",
+    "object_key",
+    "method",
+    "multipart_upload_id",
+    "part_size",
+    "part_count",
+    "expires_at",
+    "traceparent",
+)
+NEW_FILE = _insert_of("file", FILE_COLUMNS)
+# Both rows in one statement: one round trip, and never one without the other.
+NEW_FILE_AND_UPLOAD = _insert_of("upload", UPLOAD_COLUMNS).add_cte(NEW_FILE.cte("new_file"))
+
+
+def _prefixed(prefix: str, row: dict[str, object]) -> dict[str, object]:
+    return {f"{prefix}{name}": value for name, value in row.items()}
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -77,15 +122,34 @@ router = APIRouter(prefix="/v1/uploads", tags=["uploads"], responses=AUTHENTICAT
     ),
 )
 async def create_upload(
-    body: UploadCreate, state: StateDep, session: SessionDep, tenancy: TenancyDep
+    body: UploadCreate, state: StateDep, session: AutocommitSessionDep, tenancy: TenancyDep
 ) -> UploadCreated:
     settings = state.settings
     if body.size > settings.max_file_size:
         raise PayloadTooLarge(
             f"Files may be at most {settings.max_file_size} bytes; this one declares {body.size}."
         )
+    if tenancy.max_bytes is None and tenancy.max_files is None:
+        return await _declare(body, state, session, tenancy)
+    # The tenant's row stays locked from the count until the new row commits, so concurrent
+    # uploads cannot both slip in under the quota.
+    async with state.sessions() as transaction:
+        await check_quota(
+            transaction, tenancy.tenant_id, body.size, tenancy.max_bytes, tenancy.max_files
+        )
+        return await _declare(body, state, transaction, tenancy, in_transaction=True)
 
-    await check_quota(session, tenancy.tenant_id, body.size, tenancy.max_bytes, tenancy.max_files)
+
+async def _declare(
+    body: UploadCreate,
+    state: AppState,
+    session: AsyncSession,
+    tenancy: Tenancy,
+    *,
+    in_transaction: bool = False,
+) -> UploadCreated:
+    """Makes the upload: multipart upload in the store, workflow, then the rows."""
+    settings = state.settings
     deduplicated = body.sha256 is not None and await _tenant_holds(
         session, tenancy.tenant_id, body.sha256, body.size
     )
@@ -93,20 +157,6 @@ async def create_upload(
     tag_current_span(file_id=str(file_id), tenant_id=str(tenancy.tenant_id))
     key = incoming_key(str(tenancy.tenant_id), str(upload_id))
     workflow_id = workflow_id_for(str(file_id))
-    session.add(
-        File(
-            id=file_id,
-            tenant_id=tenancy.tenant_id,
-            filename=body.filename,
-            declared_size=body.size,
-            declared_content_type=body.content_type,
-            declared_sha256=body.sha256,
-            visibility=body.visibility.value,
-            status=(FileStatus.PROCESSING if deduplicated else FileStatus.AWAITING_UPLOAD).value,
-            stages={},
-            workflow_id=workflow_id,
-        )
-    )
     multipart = not deduplicated and body.size >= settings.multipart_threshold
     layout = None
     if multipart:
@@ -120,23 +170,6 @@ async def create_upload(
         await _create_multipart(state, key, body.content_type) if multipart else None
     )
     upload_expires_at = datetime.now(UTC) + timedelta(seconds=settings.upload_expiry_seconds)
-    if not deduplicated:
-        session.add(
-            Upload(
-                id=upload_id,
-                file_id=file_id,
-                tenant_id=tenancy.tenant_id,
-                bucket=settings.bucket,
-                object_key=key,
-                method="MULTIPART" if multipart else "PUT",
-                multipart_upload_id=multipart_upload_id,
-                part_size=layout.part_size if layout else None,
-                part_count=layout.part_count if layout else None,
-                expires_at=upload_expires_at,
-                traceparent=current_traceparent(),
-            )
-        )
-    await session.flush()
     ingest = IngestInput(
         file_id=str(file_id),
         tenant_id=str(tenancy.tenant_id),
@@ -156,7 +189,47 @@ async def create_upload(
         quarantine_bucket=settings.quarantine_bucket,
         multipart_upload_id=multipart_upload_id,
     )
-    await _start_ingest(state, session, ingest, workflow_id)
+    await _start_ingest(state, ingest, workflow_id)
+    file_row = {
+        "id": file_id,
+        "tenant_id": tenancy.tenant_id,
+        "filename": body.filename,
+        "declared_size": body.size,
+        "declared_content_type": body.content_type,
+        "declared_sha256": body.sha256,
+        "visibility": body.visibility.value,
+        "status": (FileStatus.PROCESSING if deduplicated else FileStatus.AWAITING_UPLOAD).value,
+        "stages": {},
+        "workflow_id": workflow_id,
+    }
+    upload_row = {
+        "id": upload_id,
+        "file_id": file_id,
+        "tenant_id": tenancy.tenant_id,
+        "bucket": settings.bucket,
+        "object_key": key,
+        "method": "MULTIPART" if multipart else "PUT",
+        "multipart_upload_id": multipart_upload_id,
+        "part_size": layout.part_size if layout else None,
+        "part_count": layout.part_count if layout else None,
+        "expires_at": upload_expires_at,
+        "traceparent": current_traceparent(),
+    }
+    try:
+        if deduplicated:
+            await session.execute(NEW_FILE, _prefixed("file_", file_row))
+        else:
+            await session.execute(
+                NEW_FILE_AND_UPLOAD,
+                _prefixed("file_", file_row) | _prefixed("upload_", upload_row),
+            )
+        if in_transaction:  # else the statement committed itself
+            await session.commit()
+    except Exception:
+        # The workflow runs, but its row will never exist and the client hears 503: undo
+        # what this request made, or the workflow would wait for bytes nobody sends.
+        await _abandon(state, ingest, workflow_id)
+        raise
     method = "DEDUPLICATED" if deduplicated else "MULTIPART" if multipart else "PUT"
     UPLOADS_CREATED.labels(method).inc()
     BYTES_DECLARED.inc(body.size)
@@ -207,30 +280,33 @@ async def create_upload(
     )
 
 
+# Instant dedup only within one tenant: across tenants it would reveal the bytes exist.
+TENANT_HOLDS = (
+    select(File.id)
+    .join(Blob, Blob.sha256 == File.sha256)
+    .where(
+        File.tenant_id == bindparam("tenant_id"),
+        File.sha256 == bindparam("sha256"),
+        File.status == FileStatus.READY.value,
+        Blob.status == BlobStatus.READY.value,
+        Blob.size == bindparam("size"),
+    )
+    .limit(1)
+)
+
+
 async def _tenant_holds(
     session: AsyncSession, tenant_id: uuid.UUID, sha256: str, size: int
 ) -> bool:
-    """Instant dedup only within one tenant: across tenants it would reveal the bytes exist."""
     found = await session.execute(
-        select(File.id)
-        .join(Blob, Blob.sha256 == File.sha256)
-        .where(
-            File.tenant_id == tenant_id,
-            File.sha256 == sha256,
-            File.status == FileStatus.READY.value,
-            Blob.status == BlobStatus.READY.value,
-            Blob.size == size,
-        )
-        .limit(1)
+        TENANT_HOLDS, {"tenant_id": tenant_id, "sha256": sha256, "size": size}
     )
     return found.first() is not None
 
 
-async def _start_ingest(
-    state: AppState, session: AsyncSession, ingest: IngestInput, workflow_id: str
-) -> None:
-    # The workflow starts before the rows commit: a client can only upload (and so trigger
-    # the workflow's work) after this answers, and a failed start leaves no row behind.
+async def _start_ingest(state: AppState, ingest: IngestInput, workflow_id: str) -> None:
+    # The workflow starts before the rows are written: a client can only upload (and so
+    # trigger the workflow's work) after this answers, and a failed start leaves no row.
     initial_status = (
         FileStatus.PROCESSING if ingest.deduplicated else FileStatus.AWAITING_UPLOAD
     ).value
@@ -251,15 +327,8 @@ async def _start_ingest(
             ),
         )
     except RPCError as e:
-        await session.rollback()
+        await _abort_multipart(state, ingest)
         raise ServiceUnavailable("The workflow engine is not reachable; try again shortly.") from e
-    try:
-        await session.commit()
-    except Exception:
-        # The workflow runs, but its row will never exist and the client hears 503: undo
-        # what this request made, or the workflow would wait for bytes nobody sends.
-        await _abandon(state, ingest, workflow_id)
-        raise
 
 
 async def _abandon(state: AppState, ingest: IngestInput, workflow_id: str) -> None:
@@ -270,16 +339,21 @@ async def _abandon(state: AppState, ingest: IngestInput, workflow_id: str) -> No
         )
     except RPCError as e:
         log.warning("workflow %s left to expire: %s", workflow_id, e)
-    if ingest.multipart_upload_id is not None:
-        try:
-            await asyncio.to_thread(
-                state.s3.abort_multipart_upload,
-                Bucket=ingest.bucket,
-                Key=ingest.object_key,
-                UploadId=ingest.multipart_upload_id,
-            )
-        except (ClientError, BotoCoreError) as e:
-            log.warning("multipart upload %s left behind: %s", ingest.object_key, e)
+    await _abort_multipart(state, ingest)
+
+
+async def _abort_multipart(state: AppState, ingest: IngestInput) -> None:
+    if ingest.multipart_upload_id is None:
+        return
+    try:
+        await asyncio.to_thread(
+            state.s3.abort_multipart_upload,
+            Bucket=ingest.bucket,
+            Key=ingest.object_key,
+            UploadId=ingest.multipart_upload_id,
+        )
+    except (ClientError, BotoCoreError) as e:
+        log.warning("multipart upload %s left behind: %s", ingest.object_key, e)
 
 
 @router.get(
@@ -288,7 +362,7 @@ async def _abandon(state: AppState, ingest: IngestInput, workflow_id: str) -> No
     responses=responses(ErrorCode.UPLOAD_NOT_FOUND),
 )
 async def get_upload(
-    upload_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
+    upload_id: uuid.UUID, state: StateDep, session: AutocommitSessionDep, tenancy: TenancyDep
 ) -> UploadPublic:
     upload, file = await _owned_upload(session, upload_id, tenancy.tenant_id)
     current = await file_public(state, session, file)
@@ -321,7 +395,7 @@ async def sign_parts(
     upload_id: uuid.UUID,
     body: PartsRequest,
     state: StateDep,
-    session: SessionDep,
+    session: AutocommitSessionDep,
     tenancy: TenancyDep,
 ) -> PartsPresigned:
     """Pre-signs parts on demand, each bound to its part number and length."""
@@ -363,20 +437,19 @@ def _sign(
     wanted: dict[int, str | None],
 ) -> list[PartUrl]:
     """Part URLs, each bound to its number and length (and checksum when given). Signed
-    here, not in a thread: 100 parts take under 2 ms, less than the thread hop."""
-    parts = []
-    for number, checksum in sorted(wanted.items()):
-        signed = state.part_signer.part(
-            bucket=bucket,
-            key=key,
-            multipart_upload_id=multipart_upload_id,
-            part_number=number,
-            length=layout.part_length(size, number),
-            sha256_b64=checksum,
-            expires_in=state.settings.upload_url_ttl_seconds,
-        )
-        parts.append(PartUrl(part_number=number, url=signed.url, headers=signed.headers))
-    return parts
+    here, not in a thread: 100 parts take about 2 ms, not worth a thread hop."""
+    numbers = sorted(wanted)
+    signed = state.part_signer.parts(
+        bucket=bucket,
+        key=key,
+        multipart_upload_id=multipart_upload_id,
+        parts=[PartToSign(n, layout.part_length(size, n), wanted[n]) for n in numbers],
+        expires_in=state.settings.upload_url_ttl_seconds,
+    )
+    return [
+        PartUrl(part_number=n, url=part.url, headers=part.headers)
+        for n, part in zip(numbers, signed, strict=True)
+    ]
 
 
 @router.post(
@@ -395,7 +468,7 @@ async def complete_upload(
     upload_id: uuid.UUID,
     body: CompleteRequest,
     state: StateDep,
-    session: SessionDep,
+    session: AutocommitSessionDep,
     tenancy: TenancyDep,
 ) -> UploadState:
     """Completes the multipart upload in the store once every part is there and matches."""
@@ -413,39 +486,28 @@ async def complete_upload(
     missing = sorted(expected - set(numbers))
     if missing:
         raise _missing_parts(missing)
-    completed: list[dict[str, object]] = []
-    for part in sorted(body.parts, key=lambda p: p.part_number):
-        entry: dict[str, object] = {
-            "PartNumber": part.part_number,
-            "ETag": f'"{part.etag.strip(chr(34))}"',
-        }
-        if part.sha256 is not None:
-            entry["ChecksumSHA256"] = part.sha256
-        completed.append(entry)
     # The store checks every part and etag itself; only when it refuses are its parts listed,
     # to say which ones are wrong (listing first cost as much CPU as the rest of the upload).
     try:
-        await asyncio.to_thread(
-            state.s3.complete_multipart_upload,
-            Bucket=upload.bucket,
-            Key=upload.object_key,
-            UploadId=upload.multipart_upload_id or "",
-            MultipartUpload={"Parts": completed},  # type: ignore[typeddict-item]
+        await state.multipart_calls.complete(
+            bucket=upload.bucket,
+            key=upload.object_key,
+            upload_id=upload.multipart_upload_id or "",
+            parts=[UploadedPart(p.part_number, p.etag.strip('"'), p.sha256) for p in body.parts],
         )
-    except ClientError as e:
-        code = e.response.get("Error", {}).get("Code")
-        if code == "NoSuchUpload":
+    except StoreCallError as e:
+        if e.code == "NoSuchUpload":
             raise Conflict(
                 "This upload is no longer open in the store.", code=ErrorCode.UPLOAD_NOT_ACTIVE
             ) from e
-        if code in (
+        if e.code in (
             "InvalidPart",
             "InvalidPartOrder",
             "EntityTooSmall",
             "BadDigest",
             "InvalidRequest",
         ):
-            raise await _why_refused(state, upload, body.parts, code) from e
+            raise await _why_refused(state, upload, body.parts, e.code) from e
         raise ServiceUnavailable("The object store did not complete the upload.") from e
     public = file_from_row(state, file, None)
     public.status = FileStatus.PROCESSING  # the store holds the bytes; its event is under way
@@ -461,7 +523,7 @@ async def complete_upload(
     responses=responses(ErrorCode.UPLOAD_NOT_FOUND, ErrorCode.UPLOAD_NOT_ACTIVE),
 )
 async def cancel_upload(
-    upload_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
+    upload_id: uuid.UUID, state: StateDep, session: AutocommitSessionDep, tenancy: TenancyDep
 ) -> UploadState:
     """Aborts an upload: its workflow drops the parts or the object and ends `cancelled`."""
     upload, file = await _owned_upload(session, upload_id, tenancy.tenant_id)
@@ -513,15 +575,18 @@ async def _why_refused(
     )
 
 
+OWNED_UPLOAD = (
+    select(Upload, File)
+    .join(File, File.id == Upload.file_id)
+    .where(Upload.id == bindparam("upload_id"), Upload.tenant_id == bindparam("tenant_id"))
+)
+
+
 async def _owned_upload(
     session: AsyncSession, upload_id: uuid.UUID, tenant_id: uuid.UUID
 ) -> tuple[Upload, File]:
     row = (
-        await session.execute(
-            select(Upload, File)
-            .join(File, File.id == Upload.file_id)
-            .where(Upload.id == upload_id, Upload.tenant_id == tenant_id)
-        )
+        await session.execute(OWNED_UPLOAD, {"upload_id": upload_id, "tenant_id": tenant_id})
     ).first()
     if row is None:
         raise NotFound("No such upload.", code=ErrorCode.UPLOAD_NOT_FOUND)
@@ -562,15 +627,11 @@ async def _held_parts(state: AppState, upload: Upload) -> list[StoredPart] | Non
 
 async def _create_multipart(state: AppState, key: str, content_type: str) -> str:
     try:
-        created = await asyncio.to_thread(
-            state.s3.create_multipart_upload,
-            Bucket=state.settings.bucket,
-            Key=key,
-            ContentType=content_type,
+        return await state.multipart_calls.create(
+            bucket=state.settings.bucket, key=key, content_type=content_type
         )
-    except (ClientError, BotoCoreError) as e:
+    except StoreCallError as e:
         raise ServiceUnavailable("The object store is not reachable; try again shortly.") from e
-    return created["UploadId"]
 
 
 def _numbers(numbers: list[int], shown: int = 10) -> str:
