@@ -73,6 +73,13 @@ def peak_rss_mib(pid: int) -> float:
     return int(found.group(1)) / 1024
 
 
+def quiet() -> None:
+    """Each run starts on a quiet machine: the previous run's bytes written out (the store's
+    page cache flushing 1 GiB slowed whatever ran beside it) and nothing else running."""
+    os.sync()
+    time.sleep(2)
+
+
 def warm_up(settings: Settings, directory: Path) -> None:
     """One small multipart upload first, so first-request costs (imports, connections)
     are not counted against the API."""
@@ -90,11 +97,11 @@ def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
     sdk_s: list[float] = []
     api_cpu: list[float] = []
     api_net_cpu: list[float] = []
-    uploaded: list[tuple[str, str]] = []
     api_pid = program_pid(settings, "api")
     warm_up(settings, path.parent)
     idle_rate = idle_cpu_per_second(api_pid)
     for run in range(runs):
+        quiet()
         started = time.perf_counter()
         s3.upload_file(str(path), settings.bucket, f"bench/boto3-{run}", Config=TransferConfig())
         boto_s.append(time.perf_counter() - started)
@@ -102,18 +109,17 @@ def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
 
         # A tenant of its own per run: the same bytes would otherwise be DEDUPLICATED.
         key = create_key(settings, f"bench-upload-{time.time_ns()}")
+        quiet()
         with Client(settings.api_url, key, state_dir=tempfile.mkdtemp()) as client:
             cpu_before = cpu_seconds(api_pid)
             started = time.perf_counter()
-            uploaded.append((key, client.upload(path).id))
+            file_id = client.upload(path).id
             elapsed = time.perf_counter() - started
             used = cpu_seconds(api_pid) - cpu_before
             sdk_s.append(elapsed)
             api_cpu.append(used)
             api_net_cpu.append(used - idle_rate * elapsed)
-    # Their processing must not overlap what comes next (the memory runs restart the worker).
-    for key, file_id in uploaded:
-        with Client(settings.api_url, key, state_dir=tempfile.mkdtemp()) as client:
+            # Its processing (hashing, scanning 1 GiB) must not overlap the next run.
             client.wait_until_ready(file_id, timeout=1800)
     gib = size / 1024**3
     boto_mibs = size / MIB / statistics.median(boto_s)
