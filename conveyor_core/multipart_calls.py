@@ -85,7 +85,10 @@ class MultipartCalls:
             f"{self._path(bucket, key)}?uploads",
             [("content-type", content_type)],
         )
-        upload_id = _text(ElementTree.fromstring(answer.body), "UploadId")
+        try:
+            upload_id = _text(ElementTree.fromstring(answer.body), "UploadId")
+        except ElementTree.ParseError:
+            upload_id = None
         if not upload_id:
             raise StoreCallError("the store answered CreateMultipartUpload without an UploadId")
         return upload_id
@@ -146,7 +149,10 @@ class MultipartCalls:
                 outcome = StoreCallError(f"{operation} failed: {error}", status=status_code)
             else:
                 outcome = _Answer(status_code or 200, answer)
-            loop.call_soon_threadsafe(settle, outcome)
+            try:
+                loop.call_soon_threadsafe(settle, outcome)
+            except RuntimeError:  # the loop has closed: nobody waits any more
+                pass
 
         request = HttpRequest(
             method,
