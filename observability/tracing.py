@@ -13,7 +13,7 @@ from conveyor_core.settings import Settings
 from observability.span_store import JsonLinesSpanExporter
 
 # Local spans are written within two seconds, so `conveyor trace` sees a file at once; a
-# shorter delay is an idle wake-up (and fsync) that shows in the API's idle CPU.
+# shorter delay is an idle wake-up that shows in the API's idle CPU.
 LOCAL_EXPORT_DELAY_MS = 2000
 
 
