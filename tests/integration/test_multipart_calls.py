@@ -1,5 +1,5 @@
-"""The API's own create/complete multipart calls (awscrt's S3 client) against the real store:
-what they make, and the store's refusals as error codes."""
+"""The API's own create/complete multipart calls (urllib3, signed by conveyor_core.sigv4)
+against the real store: what they make, and the store's refusals as error codes."""
 
 from __future__ import annotations
 
