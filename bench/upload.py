@@ -153,6 +153,7 @@ def peak_memory(settings: Settings, path: Path) -> dict[str, object]:
         api_cpu = cpu_seconds(api_pid) - cpu_before
         file = client.wait_until_ready(uploaded.id, timeout=1800)
         elapsed = time.perf_counter() - started
+    idle_rate = min(idle_rate, idle_cpu_per_second(api_pid, seconds=10))  # as in throughput()
     gib = path.stat().st_size / 1024**3
     return {
         "file_mib": path.stat().st_size / MIB,
