@@ -38,10 +38,9 @@ class StoreCallError(Exception):
     """The store refused (`code` is its error code, e.g. NoSuchUpload) or was not reached
     (`code` is None)."""
 
-    def __init__(self, message: str, code: str | None = None, status: int | None = None):
+    def __init__(self, message: str, code: str | None = None):
         super().__init__(message)
         self.code = code
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,10 @@ class MultipartCalls:
     async def create(self, *, bucket: str, key: str, content_type: str) -> str:
         """Starts a multipart upload; returns its upload id."""
         answer = await self._call(
-            "CreateMultipartUpload", self._path(bucket, key), "uploads=", content_type
+            "CreateMultipartUpload",
+            sigv4.object_path(self._prefix, bucket, key),
+            "uploads=",
+            content_type,
         )
         try:
             upload_id = _text(ElementTree.fromstring(answer), "UploadId")
@@ -85,14 +87,11 @@ class MultipartCalls:
         """Completes a multipart upload from its parts, in part-number order."""
         await self._call(
             "CompleteMultipartUpload",
-            self._path(bucket, key),
+            sigv4.object_path(self._prefix, bucket, key),
             f"uploadId={sigv4.uri_encode(upload_id)}",
             "application/xml",
             completion_xml(parts).encode(),
         )
-
-    def _path(self, bucket: str, key: str) -> str:
-        return f"{self._prefix}/{sigv4.uri_encode(bucket)}/{sigv4.uri_encode(key, safe='/')}"
 
     async def _call(
         self, operation: str, path: str, query: str, content_type: str, body: bytes = b""
@@ -122,9 +121,9 @@ class MultipartCalls:
         # then in the body.
         refusal = store_error(answer.data)
         if refusal is not None:
-            raise StoreCallError(refusal[1], code=refusal[0], status=answer.status)
+            raise StoreCallError(refusal[1], code=refusal[0])
         if answer.status >= 300:
-            raise StoreCallError(f"{operation} answered {answer.status}", status=answer.status)
+            raise StoreCallError(f"{operation} answered {answer.status}")
         return bytes(answer.data)
 
 

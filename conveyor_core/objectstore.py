@@ -139,29 +139,6 @@ class PartSigner:
         self._access_key = settings.s3_access_key.get_secret_value()
         self._secret_key = settings.s3_secret_key.get_secret_value()
 
-    def part(
-        self,
-        *,
-        bucket: str,
-        key: str,
-        multipart_upload_id: str,
-        part_number: int,
-        length: int,
-        sha256_b64: str | None,
-        expires_in: int,
-        at: datetime | None = None,
-    ) -> PresignedPut:
-        """An UploadPart URL bound to one part number and its length (and SHA-256 if given),
-        signed now (or `at`)."""
-        return self.parts(
-            bucket=bucket,
-            key=key,
-            multipart_upload_id=multipart_upload_id,
-            parts=[PartToSign(part_number, length, sha256_b64)],
-            expires_in=expires_in,
-            at=at,
-        )[0]
-
     def parts(
         self,
         *,
@@ -175,8 +152,7 @@ class PartSigner:
         """UploadPart URLs for several parts of one upload, signed at one instant."""
         amz_date = (at or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
         key_of_day = sigv4.signing_key(self._secret_key, amz_date[:8], self._region)
-        # S3 signs the path as sent, encoded once (no double encoding, no normalisation).
-        path = f"{self._prefix}/{sigv4.uri_encode(bucket)}/{sigv4.uri_encode(key, safe='/')}"
+        path = sigv4.object_path(self._prefix, bucket, key)
         credential = sigv4.uri_encode(f"{self._access_key}/{sigv4.scope(amz_date, self._region)}")
         upload = sigv4.uri_encode(multipart_upload_id)
         signed = []

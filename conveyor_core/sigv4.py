@@ -22,6 +22,12 @@ def uri_encode(value: str, safe: str = "") -> str:
     return quote(value, safe=safe)
 
 
+def object_path(prefix: str, bucket: str, key: str) -> str:
+    """An object's path-style URL path, encoded once as S3 signs it (no double encoding,
+    no normalisation)."""
+    return f"{prefix}/{uri_encode(bucket)}/{uri_encode(key, safe='/')}"
+
+
 def signing_key(secret_key: str, day: str, region: str) -> bytes:
     """The key of one day (YYYYMMDD), region and the s3 service."""
     key = f"AWS4{secret_key}".encode()

@@ -71,13 +71,11 @@ def test_part_url_matches_botocore(
         headers["x-amz-checksum-sha256"] = sha256
     expected = botocore_url(endpoint, key, upload_id, 7, dict(headers))
 
-    signed = PartSigner(Settings(s3_public_endpoint_url=endpoint)).part(
+    [signed] = PartSigner(Settings(s3_public_endpoint_url=endpoint)).parts(
         bucket="conveyor",
         key=key,
         multipart_upload_id=upload_id,
-        part_number=7,
-        length=16777216,
-        sha256_b64=sha256,
+        parts=[PartToSign(7, 16777216, sha256)],
         expires_in=900,
         at=signed_at(expected),
     )
