@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import mimetypes
 import os
 import threading
@@ -17,6 +16,7 @@ from typing import Any, BinaryIO
 import httpx
 import httpx_sse
 
+from conveyor_client._digests import file_digests
 from conveyor_client._exceptions import (
     ConveyorError,
     NotFoundError,
@@ -40,7 +40,6 @@ from conveyor_client._progress import ProgressCallback, ProgressCounter
 from conveyor_client._source import (
     LIKELY_MULTIPART,
     Source,
-    b64_digest,
     likely_part_size,
     part_ranges,
 )
@@ -198,7 +197,7 @@ class Client:
         if sha256:
             digest = sha256.lower()
         else:
-            digest, part_sums = self._hash(source, counter, stop, part_size)
+            digest, part_sums = self._hash(source, stop, part_size)
         body: dict[str, Any] = {
             "filename": name,
             "size": source.size,
@@ -250,31 +249,15 @@ class Client:
         return file_id, completed
 
     def _hash(
-        self,
-        source: Source,
-        counter: ProgressCounter,
-        stop: threading.Event | None,
-        part_size: int | None,
+        self, source: Source, stop: threading.Event | None, part_size: int | None
     ) -> tuple[str, dict[int, str]]:
-        """The file's hex SHA-256 and, given a part size, each part's base64 SHA-256, from
-        one read of the file."""
-        whole = hashlib.sha256()
-        parts: dict[int, str] = {}
-        ranges = part_ranges(source.size, part_size or max(1, source.size))
+        """The file's hex SHA-256 and, given a part size, each part's base64 SHA-256."""
+        ranges = part_ranges(source.size, part_size) if part_size is not None else None
         try:
-            for part in ranges:
-                digest = hashlib.sha256()
-                for chunk in source.chunks(part.start, part.end):
-                    if stop is not None and stop.is_set():
-                        raise KeyboardInterrupt
-                    whole.update(chunk)
-                    if part_size is not None:
-                        digest.update(chunk)
-                if part_size is not None:
-                    parts[part.number] = b64_digest(digest.digest())
+            digests = file_digests(source, ranges, stop)
         except KeyboardInterrupt:
             raise UploadPaused(UploadProgress(None, None, 0, source.size, 0, 0)) from None
-        return whole.hexdigest(), parts
+        return digests.sha256, digests.parts
 
     def _put_single(
         self, source: Source, created: dict[str, Any], counter: ProgressCounter

@@ -108,6 +108,15 @@ class Source:
             self._file.seek(self._offset(offset))
             return self._file.read(length)
 
+    def read_into(self, offset: int, buffer: memoryview) -> int:
+        """Fills `buffer` with the bytes at `offset`; returns how many were read (0 at the
+        end). With a descriptor the bytes go straight into the buffer, nothing allocated."""
+        if self._fd is not None and hasattr(os, "preadv"):
+            return os.preadv(self._fd, [buffer], self._offset(offset))
+        data = self.read_at(offset, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
     def _offset(self, offset: int) -> int:
         return offset + (0 if self._owned else self._base)
 
