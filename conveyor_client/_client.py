@@ -232,18 +232,16 @@ class Client:
                 part_count=int(created["part_count"]),
                 sha256=digest,
             )
+            signed = None
+            if state.part_size == part_size:  # else the server chose other parts than hashed
+                state.checksums = dict(part_sums)
+                if created.get("parts"):
+                    signed = SignedBatch(
+                        created["parts"], created.get("parts_expire_at"), sent, response
+                    )
             if key is not None:
                 self._states.save(key, state)
-            signed = None
-            if state.part_size != part_size:
-                part_sums = {}  # the server chose other parts: these sums are not theirs
-            elif created.get("parts"):
-                signed = SignedBatch(
-                    created["parts"], created.get("parts_expire_at"), sent, response
-                )
-            completed = self._multipart(
-                source, state, key, {}, counter, stop, checksums=part_sums, signed=signed
-            )
+            completed = self._multipart(source, state, key, {}, counter, stop, signed=signed)
         else:
             raise ConveyorError("unknown_method", f"The API asked for upload method {method!r}.")
         return file_id, completed
@@ -329,7 +327,6 @@ class Client:
         counter: ProgressCounter,
         stop: threading.Event | None,
         *,
-        checksums: dict[int, str] | None = None,
         signed: SignedBatch | None = None,
     ) -> File | None:
         """Sends the missing parts and completes; the file as the completion answered it."""
@@ -345,7 +342,6 @@ class Client:
             progress=counter,
             stop=threading.Event(),
             external_stop=stop,
-            checksums=checksums,
             signed=signed,
         )
         skipped = 0

@@ -136,6 +136,12 @@ class PartChecksums:
         self._source = source
         self._known = dict(known)
         self._lock = threading.Lock()
+        self.computed = 0  # checksums hashed here, not given: the state is saved when it grows
+
+    def snapshot(self) -> dict[int, str]:
+        """Every checksum known so far."""
+        with self._lock:
+            return dict(self._known)
 
     def get(self, part: PartRange) -> str:
         """The part's checksum, hashing its bytes the first time."""
@@ -144,12 +150,15 @@ class PartChecksums:
         if known is None:
             known = b64_digest(self._source.sha256(part.start, part.end))
             with self._lock:
-                self._known[part.number] = known
+                if part.number not in self._known:
+                    self._known[part.number] = known
+                    self.computed += 1
         return known
 
 
 class MultipartSender:
-    """Sends the parts the store lacks with `concurrency` threads; saves state after each."""
+    """Sends the parts the store lacks with `concurrency` threads, keeping the resume state
+    (saved when checksums were computed and when sending stops, not after every part)."""
 
     def __init__(
         self,
@@ -165,7 +174,6 @@ class MultipartSender:
         progress: ProgressCounter,
         stop: threading.Event,
         external_stop: threading.Event | None = None,
-        checksums: dict[int, str] | None = None,
         signed: SignedBatch | None = None,
     ) -> None:
         self._api = api
@@ -183,9 +191,8 @@ class MultipartSender:
         self._queue: list[PartRange] = []
         self._error: BaseException | None = None
         self.ranges = part_ranges(state.size, state.part_size)
-        known = dict(checksums or {})
-        known.update({n: p.sha256 for n, p in state.parts.items() if p.sha256})
-        self.checksums = PartChecksums(source, known)
+        self.checksums = PartChecksums(source, state.checksums)
+        self._saved_computed = 0
         self._urls = PartUrls(
             api, state.upload_id, self.checksums, max(URL_BATCH, 2 * self._concurrency)
         )
@@ -214,9 +221,12 @@ class MultipartSender:
         if not self._queue:
             return
         workers = min(self._concurrency, len(self._queue))
-        with concurrent.futures.ThreadPoolExecutor(workers, "conveyor-part") as pool:
-            futures = [pool.submit(self._work) for _ in range(workers)]
-            _wait_all(futures, self._stop, self._external_stop)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(workers, "conveyor-part") as pool:
+                futures = [pool.submit(self._work) for _ in range(workers)]
+                _wait_all(futures, self._stop, self._external_stop)
+        finally:
+            self._save()  # what a resume needs, whether sending finished, paused or failed
         if self._error is not None:
             raise self._error
         if self._stop.is_set():
@@ -252,7 +262,8 @@ class MultipartSender:
                 self._state.parts[part.number] = FinishedPart(
                     etag=etag, sha256=self.checksums.get(part)
                 )
-            self._save()
+            if self.checksums.computed != self._saved_computed:
+                self._save()  # checksums hashed on the way: a resume should not hash again
 
     def _send(self, part: PartRange, upcoming: list[PartRange]) -> str:
         for attempt in retrying(self._attempts, stop_event=self._stop):
@@ -290,7 +301,11 @@ class MultipartSender:
         return etag
 
     def _save(self) -> None:
-        if self._state_key is not None:
+        if self._state_key is None:
+            return
+        with self._lock:  # the sending threads change the state under this lock
+            self._saved_computed = self.checksums.computed
+            self._state.checksums = self.checksums.snapshot()
             self._states.save(self._state_key, self._state)
 
 

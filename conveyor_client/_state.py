@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_STATE_DIR = Path("~/.cache/conveyor/uploads")
-VERSION = 1
+VERSION = 2  # 2: part checksums kept up front, parts no longer saved one by one
 
 
 def default_state_dir() -> Path:
@@ -46,7 +46,10 @@ class FinishedPart:
 
 @dataclass
 class UploadState:
-    """What a resumed upload needs to know; saved after every finished part."""
+    """What a resumed upload needs to know: saved when the upload is made (with every part
+    checksum the client already has), when more checksums are computed, and when sending
+    stops. Which parts the store holds is asked of the server on resume, not kept here: its
+    list is the truth, and a state written after every part cost CPU the store needed."""
 
     api_url: str
     path: str
@@ -58,12 +61,14 @@ class UploadState:
     part_count: int
     sha256: str
     parts: dict[int, FinishedPart] = field(default_factory=dict)
+    checksums: dict[int, str] = field(default_factory=dict)  # part number → base64 SHA-256
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object stored on disk (part numbers become string keys)."""
         data = asdict(self)
         data["parts"] = {str(n): asdict(p) for n, p in sorted(self.parts.items())}
+        data["checksums"] = {str(n): c for n, c in sorted(self.checksums.items())}
         return data
 
     @classmethod
@@ -72,8 +77,10 @@ class UploadState:
         if data.get("version") != VERSION:
             raise ValueError(f"unknown state version {data.get('version')!r}")
         parts = {int(n): FinishedPart(**p) for n, p in dict(data.get("parts") or {}).items()}
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k not in ("parts", "version")}
-        return cls(**fields, parts=parts)
+        checksums = {int(n): str(c) for n, c in dict(data.get("checksums") or {}).items()}
+        nested = ("parts", "checksums", "version")
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k not in nested}
+        return cls(**fields, parts=parts, checksums=checksums)
 
 
 class StateStore:

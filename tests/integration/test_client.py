@@ -190,25 +190,29 @@ def test_client_killed_mid_upload_resumes_and_finishes(
         [sys.executable, "-c", _SLOW_UPLOADER, stack.api_url, key_a, str(state_dir), str(path)],
         cwd=REPO,
     )
+    # The state file names the upload as soon as it is made; the store's own list of parts
+    # says when two are in (the state is not rewritten after every part).
     try:
         deadline = time.monotonic() + 60
-        state: dict[str, Any] = {}
-        while len(state.get("parts", {})) < 2:
-            assert process.poll() is None, "the upload ended before it could be killed"
-            assert time.monotonic() < deadline
-            files = list(state_dir.glob("*.json"))
-            if files:
-                try:
-                    state = json.loads(files[0].read_text())
-                except (OSError, ValueError):
-                    state = {}
-            time.sleep(0.01)
+        upload_id = None
+        with Client(stack.api_url, key_a, state_dir=tmp_path / "watcher") as watcher:
+            while upload_id is None or len(watcher.get_upload(upload_id).parts) < 2:
+                assert process.poll() is None, "the upload ended before it could be killed"
+                assert time.monotonic() < deadline
+                files = list(state_dir.glob("*.json"))
+                if files and upload_id is None:
+                    try:
+                        upload_id = json.loads(files[0].read_text())["upload_id"]
+                    except (OSError, ValueError, KeyError):
+                        upload_id = None
+                time.sleep(0.1)
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait(30)
 
+    assert upload_id is not None
     with Client(stack.api_url, key_a, state_dir=state_dir) as client:
-        held = client.get_upload(state["upload_id"]).parts
+        held = client.get_upload(upload_id).parts
         assert 2 <= len(held) < 8
         file = client.upload(path, wait=True, wait_timeout=180)
         assert client.last_parts_skipped == len(held)

@@ -28,6 +28,7 @@ def _state() -> UploadState:
         part_count=3,
         sha256="ab" * 32,
         parts={2: FinishedPart(etag='"e2"', sha256="c2E="), 1: FinishedPart('"e1"', "c2F=")},
+        checksums={3: "c2G=", 1: "c2F=", 2: "c2E="},
     )
 
 
@@ -38,6 +39,7 @@ def test_state_round_trips_through_disk(tmp_path: Path) -> None:
     assert loaded == _state()
     raw = json.loads(store.path_for("k").read_text())
     assert list(raw["parts"]) == ["1", "2"]
+    assert raw["checksums"] == {"1": "c2F=", "2": "c2E=", "3": "c2G="}
     assert list(tmp_path.joinpath("states").iterdir()) == [store.path_for("k")]  # no temp left
 
 
@@ -50,7 +52,9 @@ def test_state_remove_and_missing(tmp_path: Path) -> None:
     assert store.load("k") is None
 
 
-@pytest.mark.parametrize("text", ["{not json", "[]", '{"version": 99}', '{"version": 1}'])
+@pytest.mark.parametrize(
+    "text", ["{not json", "[]", '{"version": 99}', '{"version": 1}', '{"version": 2}']
+)
 def test_damaged_state_means_a_fresh_upload(tmp_path: Path, text: str) -> None:
     store = StateStore(tmp_path)
     store.path_for("k").write_text(text)
