@@ -43,7 +43,7 @@ def part_ranges(size: int, part_size: int) -> list[PartRange]:
 
 MIB = 1024 * 1024
 # What the server does by default (its settings may differ; its answer always wins):
-# multipart from 32 MiB, parts of 8 MiB grown in whole MiB towards 64 parts (up to 64 MiB),
+# multipart from 32 MiB, parts of 8 MiB grown in whole MiB towards 100 parts (up to 64 MiB),
 # and larger when needed so that no file needs more than 10,000 parts.
 LIKELY_MULTIPART = 32 * MIB
 
@@ -54,8 +54,8 @@ def likely_part_size(size: int) -> int:
     def whole_mib(n: int) -> int:
         return -(-n // MIB) * MIB
 
-    toward_64_parts = min(whole_mib(-(-size // 64)), 64 * MIB)
-    return max(8 * MIB, toward_64_parts, whole_mib(-(-size // 10_000)))
+    toward_100_parts = min(whole_mib(-(-size // 100)), 64 * MIB)
+    return max(8 * MIB, toward_100_parts, whole_mib(-(-size // 10_000)))
 
 
 def b64_digest(digest: bytes) -> str:

@@ -99,14 +99,15 @@ class PartLayout:
         return max(0, min(self.part_size, size - start))
 
 
-# Large files get larger parts (up to 64 MiB) so that one file needs about 64 part URLs:
-# signing is most of the API's work per upload.
-TARGET_PART_COUNT = 64
+# Large files get larger parts (up to 64 MiB) so that one file needs at most about 100 part
+# URLs, what one signing call answers: the create call can sign them all. A 1 GiB file goes
+# in 11 MiB parts; parts of 16 MiB and more were 15% slower through SeaweedFS here.
+TARGET_PART_COUNT = 100
 MAX_GROWN_PART_SIZE = 64 * MIB
 
 
 def part_layout(size: int, preferred_part_size: int) -> PartLayout:
-    """Parts of `preferred_part_size`, grown (in whole MiB) towards about 64 parts per file
+    """Parts of `preferred_part_size`, grown (in whole MiB) towards about 100 parts per file
     up to 64 MiB, and further when needed so no file needs more than 10,000 parts; never
     below S3's 5 MiB minimum."""
 
@@ -121,7 +122,7 @@ def part_layout(size: int, preferred_part_size: int) -> PartLayout:
 
 class PartSigner:
     """Signs UploadPart URLs (SigV4 in the query, as every S3 pre-signed URL is). Signing is
-    most of the API's work for a large upload (64 URLs for 1 GiB): the day's key is derived
+    most of the API's work for a large upload (94 URLs for 1 GiB): the day's key is derived
     once per batch, and a URL then costs one SHA-256 and one HMAC, about 6 us."""
 
     def __init__(self, settings: Settings) -> None:

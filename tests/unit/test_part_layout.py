@@ -1,4 +1,7 @@
-from conveyor_core.objectstore import MIB, S3_MAX_PARTS, part_layout
+import pytest
+
+from conveyor_client._source import likely_part_size
+from conveyor_core.objectstore import MIB, S3_MAX_PARTS, PartLayout, part_layout
 
 GIB = 1024 * MIB
 
@@ -32,7 +35,15 @@ def test_parts_are_never_below_the_s3_minimum() -> None:
     assert part_layout(100 * MIB, MIB).part_size == 5 * MIB
 
 
-def test_large_files_grow_parts_towards_64_per_file() -> None:
-    assert part_layout(GIB, 8 * MIB).part_size == 16 * MIB
-    assert part_layout(4 * GIB, 8 * MIB).part_count == 64
+def test_large_files_grow_parts_towards_100_per_file() -> None:
+    assert part_layout(GIB, 8 * MIB) == PartLayout(part_size=11 * MIB, part_count=94)
+    assert part_layout(4 * GIB, 8 * MIB).part_count == 100
     assert part_layout(100 * GIB, 8 * MIB).part_size == 64 * MIB
+
+
+@pytest.mark.parametrize(
+    "size", [32 * MIB, 800 * MIB + 1, GIB, 3 * GIB + 5, 4 * GIB, 100 * GIB, 700 * GIB]
+)
+def test_the_client_guesses_the_servers_default_layout(size: int) -> None:
+    # The SDK hashes parts before the server answers; a wrong guess costs a second pass.
+    assert likely_part_size(size) == part_layout(size, 8 * MIB).part_size
