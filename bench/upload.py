@@ -1,7 +1,9 @@
 """Upload benchmarks against a running stack (`make up`), medians of several runs:
 
 - throughput: the Conveyor SDK (pre-signed multipart, parts in parallel) vs boto3
-  `upload_file` straight to the same store, same file, same run;
+  `upload_file` straight to the same store, same file, same run; and, as the ceiling any
+  client of pre-signed parts can reach here, hand-made parallel parts that do nothing but
+  send the bytes (no hashing, no API);
 - the API's share: API process CPU seconds per GiB uploaded through the SDK, as measured
   and net of what the idle process burns over the same time (measured first, same run);
 - memory: peak RSS of the API and of the worker (restarted first, so the high-water mark
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import re
@@ -21,10 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 from boto3.s3.transfer import TransferConfig
 
 from conveyor_client import Client
-from conveyor_core.objectstore import make_s3_client
+from conveyor_core.objectstore import make_s3_client, part_layout
 from conveyor_core.settings import Settings, get_settings
 from workers.cli import create_key
 from workers.stack import manage
@@ -90,13 +94,75 @@ def warm_up(settings: Settings, directory: Path) -> None:
     small.unlink()
 
 
+def handmade_parts(settings: Settings, path: Path, name: str, threads: int = 4) -> None:
+    """Sends the file as the SDK lays it out (same parts, same threads) with URLs pre-signed
+    by boto3 beforehand and nothing else: no checksums, no hashing, no API calls."""
+    s3 = make_s3_client(settings)
+    size = path.stat().st_size
+    layout = part_layout(size, settings.multipart_part_size)
+    upload_id = s3.create_multipart_upload(Bucket=settings.bucket, Key=name)["UploadId"]
+    fd = os.open(path, os.O_RDONLY)
+
+    def send(number: int, store: httpx.Client) -> dict[str, object]:
+        start = (number - 1) * layout.part_size
+        length = layout.part_length(size, number)
+        url = s3.generate_presigned_url(
+            "upload_part",
+            Params={
+                "Bucket": settings.bucket,
+                "Key": name,
+                "UploadId": upload_id,
+                "PartNumber": number,
+                "ContentLength": length,
+            },
+            ExpiresIn=3600,
+        )
+        body = (
+            os.pread(fd, min(MIB, start + length - at), at)
+            for at in range(start, start + length, MIB)
+        )
+        response = store.put(url, content=body, headers={"Content-Length": str(length)})
+        response.raise_for_status()
+        return {"PartNumber": number, "ETag": response.headers["etag"]}
+
+    try:
+        with (
+            httpx.Client(timeout=120, limits=httpx.Limits(max_connections=threads)) as store,
+            concurrent.futures.ThreadPoolExecutor(threads) as pool,
+        ):
+            numbers = range(1, layout.part_count + 1)
+            parts = list(pool.map(lambda n: send(n, store), numbers))
+    finally:
+        os.close(fd)
+    s3.complete_multipart_upload(
+        Bucket=settings.bucket,
+        Key=name,
+        UploadId=upload_id,
+        MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+    )
+
+
+def remove_uploads(settings: Settings, files: list[tuple[str, str]], objects: list[str]) -> None:
+    """Deletes what the runs uploaded, after the last run: a delete between runs left the
+    store reclaiming a GiB (and, past its garbage threshold, compacting a volume) while the
+    next run was measured."""
+    s3 = make_s3_client(settings)
+    for name in objects:
+        s3.delete_object(Bucket=settings.bucket, Key=name)
+    for key, file_id in files:
+        with Client(settings.api_url, key, state_dir=tempfile.mkdtemp()) as client:
+            client.delete(file_id)
+
+
 def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
     size = path.stat().st_size
     s3 = make_s3_client(settings)
     boto_s: list[float] = []
+    handmade_s: list[float] = []
     sdk_s: list[float] = []
     api_cpu: list[float] = []
     api_pid = program_pid(settings, "api")
+    uploaded: list[tuple[str, str]] = []  # (key, file id), deleted once every run is done
     warm_up(settings, path.parent)
     idle_rate = idle_cpu_per_second(api_pid)
     for run in range(runs):
@@ -104,7 +170,11 @@ def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
         started = time.perf_counter()
         s3.upload_file(str(path), settings.bucket, f"bench/boto3-{run}", Config=TransferConfig())
         boto_s.append(time.perf_counter() - started)
-        s3.delete_object(Bucket=settings.bucket, Key=f"bench/boto3-{run}")
+
+        quiet()
+        started = time.perf_counter()
+        handmade_parts(settings, path, f"bench/handmade-{run}")
+        handmade_s.append(time.perf_counter() - started)
 
         # A tenant of its own per run: the same bytes would otherwise be DEDUPLICATED.
         key = create_key(settings, f"bench-upload-{time.time_ns()}")
@@ -119,18 +189,25 @@ def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
             api_cpu.append(used)
             # Its processing (hashing, scanning 1 GiB) must not overlap the next run.
             client.wait_until_ready(file_id, timeout=1800)
+        uploaded.append((key, file_id))
     # A window that caught background work (a restart's aftermath, page cache writeback)
     # overstates idle; the lower of two readings makes the net figure the conservative one.
     idle_rate = min(idle_rate, idle_cpu_per_second(api_pid))
+    objects = [f"bench/{how}-{run}" for how in ("boto3", "handmade") for run in range(runs)]
+    remove_uploads(settings, uploaded, objects)
     api_net_cpu = [used - idle_rate * elapsed for used, elapsed in zip(api_cpu, sdk_s, strict=True)]
     gib = size / 1024**3
     boto_mibs = size / MIB / statistics.median(boto_s)
     sdk_mibs = size / MIB / statistics.median(sdk_s)
+    handmade_mibs = size / MIB / statistics.median(handmade_s)
     return {
         "file_mib": size / MIB,
         "boto3_upload_file_mib_s": round(boto_mibs, 1),
+        "handmade_parts_mib_s": round(handmade_mibs, 1),
         "sdk_mib_s": round(sdk_mibs, 1),
         "sdk_vs_boto3": round(sdk_mibs / boto_mibs, 2),
+        "handmade_vs_boto3": round(handmade_mibs / boto_mibs, 2),
+        "sdk_vs_handmade": round(sdk_mibs / handmade_mibs, 2),
         "api_cpu_s_per_gib": round(statistics.median(api_cpu) / gib, 4),
         "api_idle_cpu_ms_per_s": round(idle_rate * 1000, 2),
         "api_cpu_s_per_gib_net_of_idle": round(statistics.median(api_net_cpu) / gib, 4),
@@ -154,6 +231,8 @@ def peak_memory(settings: Settings, path: Path) -> dict[str, object]:
         file = client.wait_until_ready(uploaded.id, timeout=1800)
         elapsed = time.perf_counter() - started
     idle_rate = min(idle_rate, idle_cpu_per_second(api_pid, seconds=10))  # as in throughput()
+    api_rss, worker_rss = peak_rss_mib(api_pid), peak_rss_mib(worker_pid)
+    remove_uploads(settings, [(key, uploaded.id)], [])
     gib = path.stat().st_size / 1024**3
     return {
         "file_mib": path.stat().st_size / MIB,
@@ -163,8 +242,8 @@ def peak_memory(settings: Settings, path: Path) -> dict[str, object]:
         "api_cpu_s_per_gib": round(api_cpu / gib, 4),
         "api_cpu_s_per_gib_net_of_idle": round((api_cpu - idle_rate * upload_s) / gib, 4),
         "upload_to_terminal_s": round(elapsed, 1),
-        "api_peak_rss_mib": round(peak_rss_mib(api_pid), 1),
-        "worker_peak_rss_mib": round(peak_rss_mib(worker_pid), 1),
+        "api_peak_rss_mib": round(api_rss, 1),
+        "worker_peak_rss_mib": round(worker_rss, 1),
     }
 
 
