@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from cachetools import TTLCache
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import make_asgi_app
+from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from api.deps import AppState
 from api.errors import document_errors_as_json, install_error_handlers
+from api.key_cache import KeyCache, listen_for_key_changes
 from api.limits import RateLimiter
 from api.routes import file_events, files, health, uploads, webhooks
 from conveyor_core.db.session import ping_when_idle
@@ -47,12 +50,22 @@ def create_app(settings: Settings) -> FastAPI:
             s3_presign=make_s3_client(settings, public=True),
             part_signer=PartSigner(settings),
             multipart_calls=MultipartCalls(settings),
-            known_keys=TTLCache(maxsize=10_000, ttl=settings.api_key_cache_seconds),
+            known_keys=KeyCache(max_age=settings.api_key_cache_seconds),
             rate_limiter=RateLimiter(),
+        )
+        dsn = make_url(settings.sqlalchemy_url).set(drivername="postgresql")
+        listener = asyncio.create_task(
+            listen_for_key_changes(
+                dsn.render_as_string(hide_password=False), app.state.conveyor.known_keys
+            ),
+            name="key-change-listener",
         )
         try:
             yield
         finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
             await engine.dispose()
 
     # Spans come from the OpenTelemetry instrumentor below; FastAPI's own telemetry, left on,

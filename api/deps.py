@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
-from cachetools import TTLCache
 from fastapi import Depends, Header, Request
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.errors import ErrorCode, Unauthorized
+from api.key_cache import KeyCache
 from api.limits import RateLimiter
 from conveyor_core.db.models import ApiKey, Tenant
 from conveyor_core.keys import hash_api_key
@@ -50,8 +50,8 @@ class AppState:
     s3_presign: S3Client
     part_signer: PartSigner
     multipart_calls: MultipartCalls
-    # key hash -> tenancy, for settings.api_key_cache_seconds; only valid keys are kept.
-    known_keys: TTLCache[str, Tenancy]
+    # key hash -> tenancy of valid keys, dropped whenever a key or tenant changes.
+    known_keys: KeyCache[Tenancy]
     rate_limiter: RateLimiter
 
 
@@ -110,6 +110,7 @@ async def get_tenancy(
     key_hash = hash_api_key(key.strip())
     tenancy = state.known_keys.get(key_hash)
     if tenancy is None:
+        generation = state.known_keys.generation
         row = (await session.execute(KEY_TENANCY, {"key_hash": key_hash})).first()
         if row is None:
             raise Unauthorized("The API key is not valid.")
@@ -122,7 +123,7 @@ async def get_tenancy(
             max_bytes=row.max_bytes if row.max_bytes is not None else settings.tenant_max_bytes,
             max_files=row.max_files if row.max_files is not None else settings.tenant_max_files,
         )
-        state.known_keys[key_hash] = tenancy
+        state.known_keys.put(key_hash, tenancy, generation)
     state.rate_limiter.hit(key_hash, tenancy.rate_limit)
     return tenancy
 

@@ -26,9 +26,10 @@ class Settings(BaseSettings):
     api_public_url: str | None = None
     cors_origins: list[str] = ["http://localhost:3000"]
     log_level: str = "info"
-    # A valid key's tenant is remembered this long per API process: the key lookup was a
-    # third of a small request's CPU. A revoked key stops working within this time.
-    api_key_cache_seconds: float = 5.0
+    # A valid key's tenant is remembered at most this long per API process (the key lookup
+    # was a third of a small request's CPU). Any change to a key or tenant drops it at once
+    # (Postgres NOTIFY): this only bounds what a lost notification could leave stale.
+    api_key_cache_seconds: float = 300.0
     # Requests per API key and API process ("limits" notation, e.g. "100/second;5000/hour");
     # a tenant's own `rate_limit` replaces it. Over it: 429 rate_limited with Retry-After.
     rate_limit: str = "300/second"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from temporalio import activity
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -18,6 +18,10 @@ UPLOADS_CREATED = Counter(
 )
 BYTES_DECLARED = Counter("conveyor_upload_bytes_declared", "Bytes declared by new uploads.")
 API_ERRORS = Counter("conveyor_api_errors", "Error answers of the API, by code.", ["code"])
+KEY_CACHE_LISTENING = Gauge(
+    "conveyor_api_key_cache_listening",
+    "1 while the API hears key and tenant changes (and so caches keys), else 0.",
+)
 ACTIVITY_SECONDS = Histogram(
     "conveyor_activity_duration_seconds",
     "Duration of each activity (stage) run, by activity and outcome.",

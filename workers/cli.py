@@ -297,7 +297,7 @@ def keys_list(
 def keys_revoke(
     key: Annotated[str, typer.Argument(help="The key itself, or its prefix as `keys list` shows.")],
 ) -> None:
-    """Revoke a key: the API refuses it within CONVEYOR_API_KEY_CACHE_SECONDS."""
+    """Revoke a key: the API refuses it at once."""
     key = key.strip()
     with transaction(make_session_factory(make_engine(get_settings()))) as session:
         matches = (

@@ -40,7 +40,8 @@ def _test_settings(state_dir: Path) -> Settings:
         upload_expiry_seconds=3600,
         scan_max_bytes=80 * 1024 * 1024,  # small enough for a test to go over it
         events_stream_seconds=4,  # so a test sees a client resume a stream the server ended
-        api_key_cache_seconds=2,  # so a test sees a revoked key refused soon
+        # Long, so a test that sees a revoked key refused at once sees the notification do it.
+        api_key_cache_seconds=600,
         # Webhook retries every 1-2 s, so a receiver coming back is seen within seconds.
         webhook_retry_initial_seconds=1,
         webhook_retry_max_interval_seconds=2,
