@@ -19,6 +19,7 @@ from typing import Generic, TypeVar
 import psycopg
 from cachetools import TTLCache
 from psycopg.conninfo import make_conninfo
+from psycopg.pq import ConnStatus
 from psycopg.pq.abc import PGconn
 
 from observability.metrics import KEY_CACHE_LISTENING
@@ -89,9 +90,13 @@ async def listen_for_key_changes(dsn: str, cache: KeyCache[T]) -> None:
                     log.info("listening for key changes again; the key cache is back on")
                 failing = False
                 await _invalidate_on_notifications(connection.pgconn, cache)
-        except (psycopg.Error, OSError) as e:
+        except Exception as e:  # whatever it was, the cache is off until a reconnect
             if not failing:
-                log.warning("key change listener lost (%s); keys are looked up each time", e)
+                log.warning(
+                    "key change listener lost (%s); keys are looked up each time",
+                    e,
+                    exc_info=not isinstance(e, psycopg.Error | OSError),
+                )
             failing = True
         finally:
             cache.set_listening(False)
@@ -110,6 +115,8 @@ async def _invalidate_on_notifications(pgconn: PGconn, cache: KeyCache[T]) -> No
             await readable.wait()
             readable.clear()
             pgconn.consume_input()  # raises OperationalError once the server is gone
+            if pgconn.status != ConnStatus.OK:
+                raise psycopg.OperationalError("the key change connection went bad")
             heard = False
             while pgconn.notifies() is not None:
                 heard = True

@@ -2,7 +2,8 @@
 
 The whole-file hash is sequential, so it runs on a thread of its own while the calling
 thread hashes the parts: the pass takes about one hash's time instead of two (hashlib lets
-go of the GIL while it hashes). Each thread reads into one buffer it reuses.
+go of the GIL while it hashes). Reads go into a buffer that is reused, not a new bytes
+object per read.
 """
 
 from __future__ import annotations
