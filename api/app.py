@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import make_asgi_app
-from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
@@ -53,11 +52,8 @@ def create_app(settings: Settings) -> FastAPI:
             known_keys=KeyCache(max_age=settings.api_key_cache_seconds),
             rate_limiter=RateLimiter(),
         )
-        dsn = make_url(settings.sqlalchemy_url).set(drivername="postgresql")
         listener = asyncio.create_task(
-            listen_for_key_changes(
-                dsn.render_as_string(hide_password=False), app.state.conveyor.known_keys
-            ),
+            listen_for_key_changes(settings.libpq_url, app.state.conveyor.known_keys),
             name="key-change-listener",
         )
         try:

@@ -9,6 +9,7 @@ from typing import Literal
 import limits
 from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import make_url
 
 # Development defaults. They only work against the loopback stack; production refuses them.
 _DEV_SECRETS = {"conveyor-dev-access-key", "conveyor-dev-secret-key", "conveyor-dev-events-token"}
@@ -214,6 +215,12 @@ class Settings(BaseSettings):
             self.database_url
             or f"postgresql+psycopg://postgres@{self.host}:{self.pg_port}/conveyor"
         )
+
+    @property
+    def libpq_url(self) -> str:
+        """The same database as a URL psycopg (libpq) takes directly, without SQLAlchemy."""
+        url = make_url(self.sqlalchemy_url).set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
 
     @property
     def api_url(self) -> str:

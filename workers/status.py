@@ -30,8 +30,7 @@ class ComponentStatus:
 
 
 async def _postgres(settings: Settings) -> str:
-    url = settings.sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://")
-    async with await psycopg.AsyncConnection.connect(url, connect_timeout=3) as conn:
+    async with await psycopg.AsyncConnection.connect(settings.libpq_url, connect_timeout=3) as conn:
         row = await (await conn.execute("SHOW server_version")).fetchone()
     return str(row[0]) if row else "?"
 
