@@ -7,8 +7,9 @@ ConveyorError(message, code=...)
 ├── Forbidden                403 file_quarantined
 ├── NotFound                 404 upload_not_found | file_not_found | text_not_available |
 │                                webhook_not_found
-├── BadRequest               400 invalid_parts | missing_parts | etag_mismatch | invalid_cursor |
-│                                invalid_url | invalid_events | invalid_last_event_id
+├── BadRequest               400 invalid_parts | missing_parts | etag_mismatch | checksum_mismatch |
+│                                invalid_cursor | invalid_url | invalid_events |
+│                                invalid_last_event_id
 ├── Conflict                 409 file_not_ready | file_not_finished | upload_not_active |
 │                                not_multipart | not_retryable | bytes_gone
 ├── Gone                     410 file_deleted
@@ -57,6 +58,7 @@ class ErrorCode(StrEnum):
     INVALID_PARTS = "invalid_parts"
     MISSING_PARTS = "missing_parts"
     ETAG_MISMATCH = "etag_mismatch"
+    CHECKSUM_MISMATCH = "checksum_mismatch"
     INVALID_CURSOR = "invalid_cursor"
     INVALID_URL = "invalid_url"
     INVALID_EVENTS = "invalid_events"
@@ -90,6 +92,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_PARTS: 400,
     ErrorCode.MISSING_PARTS: 400,
     ErrorCode.ETAG_MISMATCH: 400,
+    ErrorCode.CHECKSUM_MISMATCH: 400,
     ErrorCode.INVALID_CURSOR: 400,
     ErrorCode.INVALID_URL: 400,
     ErrorCode.INVALID_EVENTS: 400,

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from conveyor_core.objectstore import Checksum, ChecksumAlgorithm
 from conveyor_core.types import FileStatus, StageStatus, Visibility
 
 # type/subtype per RFC 6838 (parameters such as charset allowed), no wildcards.
@@ -25,13 +26,47 @@ MIN_PART_SIZE, MAX_PART_SIZE, MAX_PART_COUNT = 5 * MIB, 5 * 1024 * MIB, 10_000
 
 PartNumber = Annotated[int, Field(ge=1, le=MAX_PART_COUNT)]
 Base64Sha256 = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{43}=$")]
+Base64Crc64 = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{11}=$")]
 
 
-class PartChecksum(BaseModel):
+class _Checksummed(BaseModel):
+    """A part's checksum: base64 SHA-256 or base64 CRC64NVME (S3's encodings)."""
+
+    sha256: Base64Sha256 | None = None
+    crc64nvme: Base64Crc64 | None = None
+
+    @model_validator(mode="after")
+    def _one_checksum(self) -> _Checksummed:
+        if self.sha256 is not None and self.crc64nvme is not None:
+            raise ValueError("send one checksum per part: sha256 or crc64nvme")
+        return self
+
+    def checksum(self) -> Checksum | None:
+        if self.sha256 is not None:
+            return Checksum("sha256", self.sha256)
+        if self.crc64nvme is not None:
+            return Checksum("crc64nvme", self.crc64nvme)
+        return None
+
+
+class PartChecksum(_Checksummed):
     model_config = ConfigDict(extra="forbid")
 
     part_number: PartNumber
-    sha256: Base64Sha256
+
+    @model_validator(mode="after")
+    def _has_checksum(self) -> PartChecksum:
+        if self.sha256 is None and self.crc64nvme is None:
+            raise ValueError("each part needs its sha256 or crc64nvme")
+        return self
+
+
+def _one_algorithm(parts: list[PartChecksum] | None) -> ChecksumAlgorithm | None:
+    """The algorithm all `parts` use; raises when they mix them."""
+    algorithms = {c.algorithm for p in parts or [] if (c := p.checksum()) is not None}
+    if len(algorithms) > 1:
+        raise ValueError("all parts of an upload use the same checksum algorithm")
+    return algorithms.pop() if algorithms else None
 
 
 class PartUrl(BaseModel):
@@ -48,9 +83,11 @@ class UploadCreate(BaseModel):
     content_type: Annotated[str, Field(min_length=3, max_length=255)]
     sha256: Annotated[str | None, Field(pattern=r"^[0-9a-fA-F]{64}$")] = None
     visibility: Visibility = Visibility.PRIVATE
-    # MULTIPART only (ignored otherwise): the part size the client chose, and the first
-    # parts' checksums, whose URLs then come in the answer, saving a `parts` call.
+    # MULTIPART only (ignored otherwise): the part size the client chose, the checksum
+    # every part will carry (the store then insists on it), and the first parts'
+    # checksums, whose URLs then come in the answer, saving a `parts` call.
     part_size: Annotated[int | None, Field(ge=MIN_PART_SIZE, le=MAX_PART_SIZE)] = None
+    part_checksum: ChecksumAlgorithm | None = None
     parts: Annotated[list[PartChecksum] | None, Field(min_length=1, max_length=100)] = None
 
     @field_validator("filename")
@@ -80,6 +117,11 @@ class UploadCreate(BaseModel):
             raise ValueError(f"part_size is too small: a file needs at most {MAX_PART_COUNT} parts")
         if self.parts is not None and len({p.part_number for p in self.parts}) < len(self.parts):
             raise ValueError("parts must name each part number once")
+        algorithm = _one_algorithm(self.parts)
+        if self.part_checksum is None:
+            self.part_checksum = algorithm
+        elif algorithm not in (None, self.part_checksum):
+            raise ValueError(f"part_checksum is {self.part_checksum}; the parts carry {algorithm}")
         return self
 
 
@@ -104,8 +146,8 @@ class UploadCreated(BaseModel):
 
 
 class PartsRequest(BaseModel):
-    """Either `part_numbers`, or `parts` with each part's base64 SHA-256 for the store to
-    verify; at most 100 parts per request."""
+    """Either `part_numbers`, or `parts` with each part's base64 SHA-256 or CRC64NVME for
+    the store to verify; at most 100 parts per request."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -116,11 +158,12 @@ class PartsRequest(BaseModel):
     def _exactly_one(self) -> PartsRequest:
         if (self.part_numbers is None) == (self.parts is None):
             raise ValueError("send either part_numbers or parts")
+        _one_algorithm(self.parts)
         return self
 
-    def checksums(self) -> dict[int, str | None]:
+    def checksums(self) -> dict[int, Checksum | None]:
         if self.parts is not None:
-            return {p.part_number: p.sha256 for p in self.parts}
+            return {p.part_number: p.checksum() for p in self.parts}
         return dict.fromkeys(self.part_numbers or [])
 
 
@@ -129,18 +172,21 @@ class PartsPresigned(BaseModel):
     expires_at: datetime
 
 
-class CompletedPart(BaseModel):
+class CompletedPart(_Checksummed):
     model_config = ConfigDict(extra="forbid")
 
     part_number: PartNumber
     etag: Annotated[str, Field(min_length=1, max_length=128)]
-    sha256: Base64Sha256 | None = None
 
 
 class CompleteRequest(BaseModel):
+    """The parts in the store, and optionally the whole file's CRC64NVME: the store then
+    checks the object it assembles (an upload made with `part_checksum: crc64nvme`)."""
+
     model_config = ConfigDict(extra="forbid")
 
     parts: Annotated[list[CompletedPart], Field(min_length=1, max_length=10_000)]
+    crc64nvme: Base64Crc64 | None = None
 
 
 class HeldPart(BaseModel):

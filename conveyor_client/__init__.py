@@ -9,6 +9,7 @@ A webhook receiver checks what it got with
 `verify_signature(secret, request.headers["Conveyor-Signature"], raw_body)`.
 """
 
+from conveyor_client._checksums import PartChecksum
 from conveyor_client._client import Client
 from conveyor_client._exceptions import (
     APIError,
@@ -49,6 +50,7 @@ __all__ = [
     "FileEvent",
     "GoneError",
     "NotFoundError",
+    "PartChecksum",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "ProgressCallback",

@@ -16,7 +16,8 @@ from typing import Any, BinaryIO
 import httpx
 import httpx_sse
 
-from conveyor_client._digests import file_digests
+from conveyor_client._checksums import PART_CHECKSUMS, PartChecksum
+from conveyor_client._digests import Digests, file_digests
 from conveyor_client._exceptions import (
     ConveyorError,
     NotFoundError,
@@ -94,9 +95,10 @@ class Client:
         directory = Path(state_dir).expanduser() if state_dir is not None else None
         self._states = StateStore(directory or default_state_dir())
         self.last_part_puts = 0
-        """Part PUT attempts of the most recent multipart upload (held parts are not sent)."""
+        """Part PUT attempts of the most recent upload (held parts are not sent; 0 when it
+        went in one PUT or was a duplicate)."""
         self.last_parts_skipped = 0
-        """Parts of the most recent multipart upload found held by the store on resume."""
+        """Parts of the most recent upload found held by the store on resume."""
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -126,6 +128,7 @@ class Client:
         content_type: str | None = None,
         visibility: str = "private",
         sha256: str | None = None,
+        part_checksum: PartChecksum = "crc64nvme",
         progress: ProgressCallback | None = None,
         wait: bool = False,
         wait_timeout: float = 600.0,
@@ -134,9 +137,17 @@ class Client:
         """Uploads a file and returns it as the API shows it afterwards.
 
         A file the server asks to send in parts is sent by ``part_concurrency`` threads, each
-        part signed with its own SHA-256 so the store refuses corrupted bytes. Uploading the
-        same path again after an interruption resumes it: the parts the store holds are not
-        sent again.
+        part signed with its own checksum so the store refuses corrupted bytes, and the
+        store checks the whole object's CRC64NVME when it assembles it. Uploading the same
+        path again after an interruption resumes it: the parts the store holds are not sent
+        again.
+
+        A file small enough for one PUT is declared with its SHA-256, so bytes the tenant
+        already holds are not sent at all (``DEDUPLICATED``). A larger one is hashed with
+        CRC64NVME by default, 25 times faster than SHA-256, and its SHA-256 is computed by
+        the server once the bytes land; duplicates are then found there.
+        ``part_checksum="sha256"`` hashes it with SHA-256 first instead: the upload can
+        end ``DEDUPLICATED`` before a byte is sent, at about 0.6 s of CPU per GiB.
 
         Args:
             file: A path, or a binary file object (read from its current position; only paths
@@ -144,7 +155,9 @@ class Client:
             filename: The name to declare; defaults to the path's or file object's name.
             content_type: Defaults to a guess from the name, else application/octet-stream.
             visibility: ``private`` or ``public``.
-            sha256: The file's hex SHA-256 if known; computed by reading the file otherwise.
+            sha256: The file's hex SHA-256 if known: declared, so a duplicate is found
+                before any byte is sent and the server checks the bytes against it.
+            part_checksum: ``crc64nvme`` or ``sha256``, what each part is signed with.
             progress: Called as ``progress(bytes_done, bytes_total)`` as bytes reach the store.
             wait: Wait for a terminal status (see `wait_until_ready`) before returning.
             wait_timeout: Seconds to wait when ``wait`` is true.
@@ -158,6 +171,9 @@ class Client:
             ConveyorError: The API or the store refused the upload, or the link failed
                 beyond the retries (a multipart upload's state is kept; run it again).
         """
+        if part_checksum not in PART_CHECKSUMS:
+            raise ValueError(f"part_checksum must be one of {', '.join(PART_CHECKSUMS)}")
+        self.last_part_puts = self.last_parts_skipped = 0
         with Source(file) as source:
             name = filename or source.name
             ctype = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
@@ -168,7 +184,7 @@ class Client:
             sent = self._resume(source, key, counter, stop) if key is not None else None
             if sent is None:
                 sent = self._upload_fresh(
-                    source, key, name, ctype, visibility, sha256, counter, stop
+                    source, key, name, ctype, visibility, sha256, part_checksum, counter, stop
                 )
         file_id, completed = sent
         if wait:
@@ -183,6 +199,7 @@ class Client:
         content_type: str,
         visibility: str,
         sha256: str | None,
+        part_checksum: PartChecksum,
         counter: ProgressCounter,
         stop: threading.Event | None,
     ) -> tuple[str, File | None]:
@@ -193,23 +210,28 @@ class Client:
         URLs: two API calls for the whole upload, create and complete.
         """
         part_size = likely_part_size(source.size) if source.size >= LIKELY_MULTIPART else None
-        part_sums: dict[int, str] = {}
-        if sha256:
-            digest = sha256.lower()
+        digests = Digests(sha256=sha256.lower() if sha256 else None, crc64nvme=None, parts={})
+        if part_size is None or part_checksum == "sha256":
+            if not sha256:
+                digests = self._hash(source, stop, part_size, "sha256")
         else:
-            digest, part_sums = self._hash(source, stop, part_size)
+            crcs = self._hash(source, stop, part_size, "crc64nvme")
+            digests = Digests(digests.sha256, crcs.crc64nvme, crcs.parts)
         body: dict[str, Any] = {
             "filename": name,
             "size": source.size,
             "content_type": content_type,
-            "sha256": digest,
             "visibility": visibility,
+            "part_checksum": part_checksum,
         }
+        if digests.sha256 is not None:
+            body["sha256"] = digests.sha256
         if part_size is not None:
             body["part_size"] = part_size
+        part_sums = digests.parts if part_size is not None else {}
         if part_sums:
             first = sorted(part_sums)[:MAX_PARTS_PER_CALL]
-            body["parts"] = [{"part_number": n, "sha256": part_sums[n]} for n in first]
+            body["parts"] = [{"part_number": n, part_checksum: part_sums[n]} for n in first]
         sent = time.monotonic()
         response = self._api.request("POST", "/v1/uploads", json=body)
         created: dict[str, Any] = response.json()
@@ -230,7 +252,9 @@ class Client:
                 file_id=file_id,
                 part_size=int(created["part_size"]),
                 part_count=int(created["part_count"]),
-                sha256=digest,
+                sha256=digests.sha256,
+                part_checksum=part_checksum,
+                crc64nvme=digests.crc64nvme,
             )
             signed = None
             if state.part_size == part_size:  # else the server chose other parts than hashed
@@ -247,15 +271,18 @@ class Client:
         return file_id, completed
 
     def _hash(
-        self, source: Source, stop: threading.Event | None, part_size: int | None
-    ) -> tuple[str, dict[int, str]]:
-        """The file's hex SHA-256 and, given a part size, each part's base64 SHA-256."""
+        self,
+        source: Source,
+        stop: threading.Event | None,
+        part_size: int | None,
+        part_checksum: PartChecksum,
+    ) -> Digests:
+        """The whole file's checksum and, given a part size, each part's."""
         ranges = part_ranges(source.size, part_size) if part_size is not None else None
         try:
-            digests = file_digests(source, ranges, stop)
+            return file_digests(source, ranges, stop, part_checksum=part_checksum)
         except KeyboardInterrupt:
             raise UploadPaused(UploadProgress(None, None, 0, source.size, 0, 0)) from None
-        return digests.sha256, digests.parts
 
     def _put_single(
         self, source: Source, created: dict[str, Any], counter: ProgressCounter
@@ -357,7 +384,7 @@ class Client:
                     answer = self._api.json(
                         "POST",
                         f"/v1/uploads/{state.upload_id}/complete",
-                        json={"parts": sender.completion()},
+                        json=sender.completion(),
                     )
                     break
                 except ValidationError as e:

@@ -1,26 +1,29 @@
-"""The file's SHA-256 and its parts' SHA-256s before an upload is declared, on two threads.
+"""What an upload declares before it starts: the whole file's checksum and its parts'.
 
-The whole-file hash is sequential, so it runs on a thread of its own while the calling
-thread hashes the parts: the pass takes about one hash's time instead of two (hashlib lets
-go of the GIL while it hashes). Reads go into a buffer that is reused, not a new bytes
+With SHA-256 parts, the file's SHA-256 (which makes an instant `DEDUPLICATED` possible) is
+sequential, so it runs on a thread of its own while the calling thread hashes the parts:
+the pass takes about one hash's time instead of two (hashlib lets go of the GIL while it
+hashes). With CRC64NVME parts, one thread computes each part's CRC and the whole file's in
+the same read, about 70 ms per GiB. Reads go into a buffer that is reused, not a new bytes
 object per read.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass
 
+from conveyor_client._checksums import Crc64Nvme, Hasher, PartChecksum, new_hasher
 from conveyor_client._source import CHUNK, PartRange, Source, b64_digest
 
 
 @dataclass(frozen=True)
 class Digests:
-    """What the create call declares: the file's hex SHA-256, and each part's base64
-    SHA-256 by part number (empty when no part layout was asked for)."""
+    """The file's hex SHA-256 (SHA-256 parts) or base64 CRC64NVME (CRC64NVME parts), and
+    each part's base64 checksum by part number (empty when no part layout was asked for)."""
 
-    sha256: str
+    sha256: str | None
+    crc64nvme: str | None
     parts: dict[int, str]
 
 
@@ -29,21 +32,27 @@ class _Cancelled(Exception):
 
 
 def file_digests(
-    source: Source, ranges: list[PartRange] | None, stop: threading.Event | None = None
+    source: Source,
+    ranges: list[PartRange] | None,
+    stop: threading.Event | None = None,
+    *,
+    part_checksum: PartChecksum = "sha256",
 ) -> Digests:
-    """Hashes the whole file and, given `ranges`, each part.
+    """Hashes the whole file and, given `ranges`, each part with `part_checksum`.
 
     Raises:
         KeyboardInterrupt: `stop` was set (or Ctrl-C pressed) before the hashing finished.
         OSError: The file could not be read or became shorter.
     """
+    if part_checksum == "crc64nvme":
+        return _crc_digests(source, ranges or [PartRange(1, 0, source.size)], stop)
     cancel = threading.Event()
     whole: list[str] = []
     failure: list[BaseException] = []
 
     def hash_whole() -> None:
         try:
-            whole.append(_hash_range(source, 0, source.size, cancel).hexdigest())
+            whole.append(_hash_range(source, 0, source.size, cancel).digest().hex())
         except _Cancelled:
             pass
         except BaseException as e:  # handed to the calling thread, which raises it
@@ -70,21 +79,36 @@ def file_digests(
         helper.join()
     if failure:
         raise failure[0]
-    return Digests(sha256=whole[0], parts=parts)
+    return Digests(sha256=whole[0], crc64nvme=None, parts=parts)
+
+
+def _crc_digests(source: Source, ranges: list[PartRange], stop: threading.Event | None) -> Digests:
+    whole = Crc64Nvme()
+    parts = {
+        part.number: b64_digest(
+            _hash_range(source, part.start, part.end, None, stop, "crc64nvme", also=whole).digest()
+        )
+        for part in ranges
+    }
+    return Digests(sha256=None, crc64nvme=b64_digest(whole.digest()), parts=parts)
 
 
 def _hash_range(
     source: Source,
     start: int,
     end: int,
-    cancel: threading.Event,
+    cancel: threading.Event | None,
     stop: threading.Event | None = None,
-) -> hashlib._Hash:
-    digest = hashlib.sha256()
+    algorithm: PartChecksum = "sha256",
+    *,
+    also: Hasher | None = None,
+) -> Hasher:
+    """The hash of bytes [start, end); `also` is fed the same bytes."""
+    digest = new_hasher(algorithm)
     view = memoryview(bytearray(min(CHUNK, max(1, end - start))))
     position = start
     while position < end:
-        if cancel.is_set():
+        if cancel is not None and cancel.is_set():
             raise _Cancelled
         if stop is not None and stop.is_set():
             raise KeyboardInterrupt
@@ -92,5 +116,7 @@ def _hash_range(
         if not read:
             raise OSError(f"{source.name} is shorter than when the upload started")
         digest.update(view[:read])
+        if also is not None:
+            also.update(view[:read])
         position += read
     return digest

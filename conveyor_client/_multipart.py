@@ -1,5 +1,6 @@
-"""Parallel multipart upload: parts read with `os.pread`, each signed with its own SHA-256,
-sent by a few threads with per-part retries, URLs asked for on demand in small batches."""
+"""Parallel multipart upload: parts read with `os.pread`, each signed with its own checksum
+(CRC64NVME or SHA-256), sent by a few threads with per-part retries, URLs asked for on
+demand in small batches."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from conveyor_client._checksums import PartChecksum
 from conveyor_client._exceptions import StoreError, store_error, transport_error
 from conveyor_client._http import API, is_transient, retrying
 from conveyor_client._progress import ProgressCounter
@@ -91,7 +93,10 @@ class PartUrls:
 
     def _fetch(self, batch: list[PartRange]) -> None:
         body = {
-            "parts": [{"part_number": p.number, "sha256": self._checksums.get(p)} for p in batch]
+            "parts": [
+                {"part_number": p.number, self._checksums.algorithm: self._checksums.get(p)}
+                for p in batch
+            ]
         }
         sent = time.monotonic()
         response = self._api.request("POST", self._path, json=body, idempotent=True)
@@ -130,9 +135,10 @@ def _lifetime(expires_at: Any, server_date: str | None) -> float:
 
 
 class PartChecksums:
-    """Base64 SHA-256 of each part, computed once from the file (or known from the state)."""
+    """Base64 checksum of each part, computed once from the file (or known from the state)."""
 
-    def __init__(self, source: Source, known: dict[int, str]) -> None:
+    def __init__(self, source: Source, known: dict[int, str], algorithm: PartChecksum) -> None:
+        self.algorithm = algorithm
         self._source = source
         self._known = dict(known)
         self._lock = threading.Lock()
@@ -148,7 +154,7 @@ class PartChecksums:
         with self._lock:
             known = self._known.get(part.number)
         if known is None:
-            known = b64_digest(self._source.sha256(part.start, part.end))
+            known = b64_digest(self._source.digest(self.algorithm, part.start, part.end))
             with self._lock:
                 if part.number not in self._known:
                     self._known[part.number] = known
@@ -191,7 +197,7 @@ class MultipartSender:
         self._queue: list[PartRange] = []
         self._error: BaseException | None = None
         self.ranges = part_ranges(state.size, state.part_size)
-        self.checksums = PartChecksums(source, state.checksums)
+        self.checksums = PartChecksums(source, state.checksums, state.part_checksum)
         self._saved_computed = 0
         self._urls = PartUrls(
             api, state.upload_id, self.checksums, max(URL_BATCH, 2 * self._concurrency)
@@ -208,7 +214,7 @@ class MultipartSender:
             part = by_number.get(number)
             if part is None:
                 continue
-            kept[number] = FinishedPart(etag=etag, sha256=self.checksums.get(part))
+            kept[number] = FinishedPart(etag=etag, checksum=self.checksums.get(part))
         self._state.parts = kept
         self._save()
         self._progress.add(sum(by_number[n].size for n in kept))
@@ -232,12 +238,18 @@ class MultipartSender:
         if self._stop.is_set():
             raise _Stopped()
 
-    def completion(self) -> list[dict[str, Any]]:
-        """The parts list `complete` takes, in order."""
-        return [
-            {"part_number": n, "etag": p.etag, "sha256": p.sha256}
-            for n, p in sorted(self._state.parts.items())
-        ]
+    def completion(self) -> dict[str, Any]:
+        """What `complete` takes: the parts in order, and the whole file's CRC64NVME."""
+        algorithm = self._state.part_checksum
+        body: dict[str, Any] = {
+            "parts": [
+                {"part_number": n, "etag": p.etag, algorithm: p.checksum}
+                for n, p in sorted(self._state.parts.items())
+            ]
+        }
+        if algorithm == "crc64nvme" and self._state.crc64nvme is not None:
+            body["crc64nvme"] = self._state.crc64nvme
+        return body
 
     def _take(self) -> tuple[PartRange, list[PartRange]] | None:
         if self._external_stop is not None and self._external_stop.is_set():
@@ -260,7 +272,7 @@ class MultipartSender:
                 return
             with self._lock:
                 self._state.parts[part.number] = FinishedPart(
-                    etag=etag, sha256=self.checksums.get(part)
+                    etag=etag, checksum=self.checksums.get(part)
                 )
             if self.checksums.computed != self._saved_computed:
                 self._save()  # checksums hashed on the way: a resume should not hash again

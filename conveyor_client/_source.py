@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import os
 import threading
@@ -11,6 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from conveyor_client._checksums import PartChecksum, new_hasher
 
 CHUNK = 1024 * 1024
 
@@ -132,10 +133,14 @@ class Source:
 
     def sha256(self, start: int = 0, end: int | None = None) -> bytes:
         """The SHA-256 digest of bytes [start, end) (the whole file by default)."""
-        digest = hashlib.sha256()
+        return self.digest("sha256", start, end)
+
+    def digest(self, algorithm: PartChecksum, start: int = 0, end: int | None = None) -> bytes:
+        """The `algorithm` digest of bytes [start, end) (the whole file by default)."""
+        hasher = new_hasher(algorithm)
         for data in self.chunks(start, self.size if end is None else end):
-            digest.update(data)
-        return digest.digest()
+            hasher.update(data)
+        return hasher.digest()
 
     def close(self) -> None:
         """Closes the file if this source opened it."""

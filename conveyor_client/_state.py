@@ -17,8 +17,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conveyor_client._checksums import PART_CHECKSUMS, PartChecksum
+
 DEFAULT_STATE_DIR = Path("~/.cache/conveyor/uploads")
-VERSION = 2  # 2: part checksums kept up front, parts no longer saved one by one
+# 2: part checksums kept up front, parts no longer saved one by one.
+# 3: the part checksum's algorithm (CRC64NVME or SHA-256) and the whole file's CRC64NVME.
+VERSION = 3
 
 
 def default_state_dir() -> Path:
@@ -38,10 +42,10 @@ def state_key(path: Path, size: int, mtime_ns: int, api_url: str) -> str:
 
 @dataclass
 class FinishedPart:
-    """A part the store acknowledged: its etag and base64 SHA-256."""
+    """A part the store acknowledged: its etag and base64 checksum."""
 
     etag: str
-    sha256: str
+    checksum: str
 
 
 @dataclass
@@ -59,9 +63,11 @@ class UploadState:
     file_id: str
     part_size: int
     part_count: int
-    sha256: str
+    sha256: str | None  # hex, when declared
+    part_checksum: PartChecksum = "sha256"
+    crc64nvme: str | None = None  # the whole file's, base64, checked when completing
     parts: dict[int, FinishedPart] = field(default_factory=dict)
-    checksums: dict[int, str] = field(default_factory=dict)  # part number → base64 SHA-256
+    checksums: dict[int, str] = field(default_factory=dict)  # part number → base64 checksum
     version: int = VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -74,12 +80,21 @@ class UploadState:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UploadState:
         """Reads a stored object; raises KeyError/TypeError/ValueError when malformed."""
-        if data.get("version") != VERSION:
-            raise ValueError(f"unknown state version {data.get('version')!r}")
+        version = data.get("version")
+        if version == 2:  # SHA-256 parts; a finished part's checksum was called sha256
+            data = {**data, "part_checksum": "sha256"}
+            data["parts"] = {
+                n: {"etag": p["etag"], "checksum": p["sha256"]}
+                for n, p in dict(data.get("parts") or {}).items()
+            }
+        elif version != VERSION:
+            raise ValueError(f"unknown state version {version!r}")
+        if data.get("part_checksum", "sha256") not in PART_CHECKSUMS:
+            raise ValueError(f"unknown part checksum {data.get('part_checksum')!r}")
         parts = {int(n): FinishedPart(**p) for n, p in dict(data.get("parts") or {}).items()}
         checksums = {int(n): str(c) for n, c in dict(data.get("checksums") or {}).items()}
         nested = ("parts", "checksums", "version")
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k not in nested}
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k not in nested and k in data}
         return cls(**fields, parts=parts, checksums=checksums)
 
 

@@ -157,6 +157,14 @@ def upload(
     ] = False,
     json_output: JsonOutput = False,
     concurrency: Annotated[int, typer.Option(min=1, max=32, help="Parts sent at once.")] = 4,
+    sha256: Annotated[
+        bool,
+        typer.Option(
+            "--sha256",
+            help="Sign a large file's parts with SHA-256, hashing it first so a duplicate is "
+            "never sent (default: CRC64NVME, no pass before sending).",
+        ),
+    ] = False,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
@@ -177,6 +185,7 @@ def upload(
                     visibility="public" if public else "private",
                     progress=_reporter(bars, task, total, sum(sizes[:index])),
                     wait=wait,
+                    part_checksum="sha256" if sha256 else "crc64nvme",
                 )
             )
     if json_output:

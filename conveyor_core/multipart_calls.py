@@ -19,6 +19,12 @@ from xml.sax.saxutils import escape
 import urllib3
 
 from conveyor_core import sigv4
+from conveyor_core.objectstore import (
+    S3_CHECKSUM_NAME,
+    S3_CHECKSUM_TYPE,
+    Checksum,
+    ChecksumAlgorithm,
+)
 from conveyor_core.settings import Settings
 
 S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -47,7 +53,7 @@ class StoreCallError(Exception):
 class UploadedPart:
     part_number: int
     etag: str  # without quotes
-    sha256_b64: str | None = None
+    checksum: Checksum | None = None
 
 
 class MultipartCalls:
@@ -65,13 +71,28 @@ class MultipartCalls:
             f"{endpoint.scheme}://{endpoint.netloc}", maxsize=16, retries=RETRIES, timeout=TIMEOUT
         )
 
-    async def create(self, *, bucket: str, key: str, content_type: str) -> str:
-        """Starts a multipart upload; returns its upload id."""
+    async def create(
+        self,
+        *,
+        bucket: str,
+        key: str,
+        content_type: str,
+        checksum_algorithm: ChecksumAlgorithm | None = None,
+    ) -> str:
+        """Starts a multipart upload; returns its upload id. With `checksum_algorithm`, the
+        store expects that checksum on every part (and checks CRC64NVME's whole object)."""
+        extra = {}
+        if checksum_algorithm is not None:
+            extra = {
+                "x-amz-checksum-algorithm": S3_CHECKSUM_NAME[checksum_algorithm],
+                "x-amz-checksum-type": S3_CHECKSUM_TYPE[checksum_algorithm],
+            }
         answer = await self._call(
             "CreateMultipartUpload",
             sigv4.object_path(self._prefix, bucket, key),
             "uploads=",
             content_type,
+            extra=extra,
         )
         try:
             upload_id = _text(ElementTree.fromstring(answer), "UploadId")
@@ -82,29 +103,57 @@ class MultipartCalls:
         return upload_id
 
     async def complete(
-        self, *, bucket: str, key: str, upload_id: str, parts: list[UploadedPart]
+        self,
+        *,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[UploadedPart],
+        whole: Checksum | None = None,
     ) -> None:
-        """Completes a multipart upload from its parts, in part-number order."""
+        """Completes a multipart upload from its parts, in part-number order; the store
+        refuses (BadDigest) when the object it assembles does not match `whole`."""
+        extra = {}
+        if whole is not None:
+            extra = {whole.header: whole.value, "x-amz-checksum-type": "FULL_OBJECT"}
         await self._call(
             "CompleteMultipartUpload",
             sigv4.object_path(self._prefix, bucket, key),
             f"uploadId={sigv4.uri_encode(upload_id)}",
             "application/xml",
             completion_xml(parts).encode(),
+            extra=extra,
         )
 
     async def _call(
-        self, operation: str, path: str, query: str, content_type: str, body: bytes = b""
+        self,
+        operation: str,
+        path: str,
+        query: str,
+        content_type: str,
+        body: bytes = b"",
+        *,
+        extra: dict[str, str] | None = None,
     ) -> bytes:
         # A thread: urllib3 blocks, and an asyncio HTTP client cost twice its CPU here.
-        return await asyncio.to_thread(self._post, operation, path, query, content_type, body)
+        return await asyncio.to_thread(
+            self._post, operation, path, query, content_type, body, extra or {}
+        )
 
-    def _post(self, operation: str, path: str, query: str, content_type: str, body: bytes) -> bytes:
+    def _post(
+        self,
+        operation: str,
+        path: str,
+        query: str,
+        content_type: str,
+        body: bytes,
+        extra: dict[str, str],
+    ) -> bytes:
         headers = sigv4.signed_headers(
             method="POST",
             path=path,
             query=query,
-            headers={"host": self._host, "content-type": content_type},
+            headers={"host": self._host, "content-type": content_type, **extra},
             body=body,
             access_key=self._access_key,
             secret_key=self._secret_key,
@@ -130,9 +179,8 @@ class MultipartCalls:
 def completion_xml(parts: list[UploadedPart]) -> str:
     entries = []
     for part in sorted(parts, key=lambda p: p.part_number):
-        checksum = (
-            f"<ChecksumSHA256>{escape(part.sha256_b64)}</ChecksumSHA256>" if part.sha256_b64 else ""
-        )
+        element = part.checksum.element if part.checksum else ""
+        checksum = f"<{element}>{escape(part.checksum.value)}</{element}>" if part.checksum else ""
         entries.append(
             f"<Part><PartNumber>{part.part_number}</PartNumber>"
             f'<ETag>"{escape(part.etag)}"</ETag>{checksum}</Part>'

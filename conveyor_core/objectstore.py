@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 import boto3
@@ -44,6 +44,30 @@ def incoming_key(tenant_id: str, upload_id: str) -> str:
 
 def hex_to_b64(sha256_hex: str) -> str:
     return base64.b64encode(bytes.fromhex(sha256_hex)).decode("ascii")
+
+
+ChecksumAlgorithm = Literal["sha256", "crc64nvme"]
+# S3's names: x-amz-checksum-algorithm values and the <Part> element of a completion.
+S3_CHECKSUM_NAME: dict[ChecksumAlgorithm, str] = {"sha256": "SHA256", "crc64nvme": "CRC64NVME"}
+# SHA-256 of a multipart object is a checksum of the parts' checksums; CRC64NVME combines
+# into the whole object's own CRC, which the store checks when the upload is completed.
+S3_CHECKSUM_TYPE: dict[ChecksumAlgorithm, str] = {"sha256": "COMPOSITE", "crc64nvme": "FULL_OBJECT"}
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """A base64 checksum the store verifies: of one part, or of a whole object."""
+
+    algorithm: ChecksumAlgorithm
+    value: str
+
+    @property
+    def header(self) -> str:
+        return f"x-amz-checksum-{self.algorithm}"
+
+    @property
+    def element(self) -> str:
+        return f"Checksum{S3_CHECKSUM_NAME[self.algorithm]}"
 
 
 @dataclass(frozen=True)
@@ -161,10 +185,10 @@ class PartSigner:
             headers = {"Content-Length": str(part.length)}
             canonical_headers = f"content-length:{part.length}\nhost:{self._host}\n"
             signed_headers = "content-length;host"
-            if part.sha256_b64 is not None:
-                headers["x-amz-checksum-sha256"] = part.sha256_b64
-                canonical_headers += f"x-amz-checksum-sha256:{part.sha256_b64.strip()}\n"
-                signed_headers += ";x-amz-checksum-sha256"
+            if part.checksum is not None:
+                headers[part.checksum.header] = part.checksum.value
+                canonical_headers += f"{part.checksum.header}:{part.checksum.value.strip()}\n"
+                signed_headers += f";{part.checksum.header}"
             # Parameters in byte order of their names: upper-case X before lower-case.
             query = (
                 "X-Amz-Algorithm=AWS4-HMAC-SHA256"
@@ -193,7 +217,7 @@ class PartSigner:
 class PartToSign:
     part_number: int
     length: int
-    sha256_b64: str | None = None
+    checksum: Checksum | None = None
 
 
 @dataclass(frozen=True)

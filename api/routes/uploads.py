@@ -49,6 +49,8 @@ from api.schemas import (
 from conveyor_core.db.models import Base, Blob, File, Upload
 from conveyor_core.multipart_calls import StoreCallError, UploadedPart
 from conveyor_core.objectstore import (
+    Checksum,
+    ChecksumAlgorithm,
     PartLayout,
     PartToSign,
     StoredPart,
@@ -167,7 +169,9 @@ async def _declare(
         )
         _check_part_numbers(layout, {p.part_number for p in body.parts or []})
     multipart_upload_id = (
-        await _create_multipart(state, key, body.content_type) if multipart else None
+        await _create_multipart(state, key, body.content_type, body.part_checksum)
+        if multipart
+        else None
     )
     upload_expires_at = datetime.now(UTC) + timedelta(seconds=settings.upload_expiry_seconds)
     ingest = IngestInput(
@@ -244,7 +248,7 @@ async def _declare(
             multipart_upload_id or "",
             layout,
             body.size,
-            {p.part_number: p.sha256 for p in body.parts or []},
+            {p.part_number: p.checksum() for p in body.parts or []},
         )
         return UploadCreated(
             upload_id=upload_id,
@@ -434,7 +438,7 @@ def _sign(
     multipart_upload_id: str,
     layout: PartLayout,
     size: int,
-    wanted: dict[int, str | None],
+    wanted: dict[int, Checksum | None],
 ) -> list[PartUrl]:
     """Part URLs, each bound to its number and length (and checksum when given). Signed
     here, not in a thread: 100 parts take about 2 ms, not worth a thread hop."""
@@ -460,6 +464,7 @@ def _sign(
         ErrorCode.INVALID_PARTS,
         ErrorCode.MISSING_PARTS,
         ErrorCode.ETAG_MISMATCH,
+        ErrorCode.CHECKSUM_MISMATCH,
         ErrorCode.NOT_MULTIPART,
         ErrorCode.UPLOAD_NOT_ACTIVE,
     ),
@@ -493,7 +498,10 @@ async def complete_upload(
             bucket=upload.bucket,
             key=upload.object_key,
             upload_id=upload.multipart_upload_id or "",
-            parts=[UploadedPart(p.part_number, p.etag.strip('"'), p.sha256) for p in body.parts],
+            parts=[
+                UploadedPart(p.part_number, p.etag.strip('"'), p.checksum()) for p in body.parts
+            ],
+            whole=Checksum("crc64nvme", body.crc64nvme) if body.crc64nvme else None,
         )
     except StoreCallError as e:
         if e.code == "NoSuchUpload":
@@ -570,6 +578,12 @@ async def _why_refused(
             f"The etag of part {_numbers(mismatched)} is not the one the store holds.",
             code=ErrorCode.ETAG_MISMATCH,
         )
+    if store_code == "BadDigest":
+        return BadRequest(
+            "The parts the store holds do not match the checksums sent: the file changed "
+            "while it was uploaded, or a checksum is wrong.",
+            code=ErrorCode.CHECKSUM_MISMATCH,
+        )
     return BadRequest(
         f"The store refused to complete the upload ({store_code}).", code=ErrorCode.INVALID_PARTS
     )
@@ -625,10 +639,15 @@ async def _held_parts(state: AppState, upload: Upload) -> list[StoredPart] | Non
         raise ServiceUnavailable("The object store did not list the upload's parts.") from e
 
 
-async def _create_multipart(state: AppState, key: str, content_type: str) -> str:
+async def _create_multipart(
+    state: AppState, key: str, content_type: str, checksum_algorithm: ChecksumAlgorithm | None
+) -> str:
     try:
         return await state.multipart_calls.create(
-            bucket=state.settings.bucket, key=key, content_type=content_type
+            bucket=state.settings.bucket,
+            key=key,
+            content_type=content_type,
+            checksum_algorithm=checksum_algorithm,
         )
     except StoreCallError as e:
         raise ServiceUnavailable("The object store is not reachable; try again shortly.") from e

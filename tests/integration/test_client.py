@@ -25,6 +25,7 @@ from conveyor_client import (
     Client,
     GoneError,
     NotFoundError,
+    PartChecksum,
     UploadPaused,
 )
 from conveyor_client._exceptions import store_error
@@ -123,14 +124,24 @@ def test_client_multipart_upload_reaches_ready_with_its_sha256(
 def test_client_multipart_upload_is_two_api_calls(client: Client, tmp_path: Path) -> None:
     path = random_file(tmp_path, 40 * MIB)
     calls: list[str] = []
-    client._api.http.event_hooks["request"].append(
-        lambda request: calls.append(f"{request.method} {request.url.path}")
-    )
+    bodies: list[dict[str, Any]] = []
+
+    def record(request: httpx.Request) -> None:
+        calls.append(f"{request.method} {request.url.path}")
+        if request.method == "POST":
+            bodies.append(json.loads(request.content))
+
+    client._api.http.event_hooks["request"].append(record)
 
     file = client.upload(path)
 
     # The part URLs came with the create answer and the file with the complete answer.
     assert [c.split("/")[-1] for c in calls] == ["uploads", "complete"], calls
+    # By default the parts carry CRC64NVME, and the store checked the whole file's.
+    created, completed = bodies
+    assert created["part_checksum"] == "crc64nvme" and "sha256" not in created
+    assert all(set(p) == {"part_number", "crc64nvme"} for p in created["parts"])
+    assert completed["crc64nvme"] and all("crc64nvme" in p for p in completed["parts"])
     assert file.status == "processing" and file.size == 40 * MIB
     assert client.last_part_puts == 5
     assert client.wait_until_ready(file.id, timeout=120).sha256 == sha256_of(path)
@@ -146,14 +157,15 @@ def _stop_after(parts: int, part_size: int = 8 * MIB) -> tuple[threading.Event, 
     return stop, progress
 
 
+@pytest.mark.parametrize("part_checksum", ["crc64nvme", "sha256"])
 def test_client_paused_upload_resumes_without_resending_held_parts(
-    stack: Settings, key_a: str, tmp_path: Path, state_dir: Path
+    stack: Settings, key_a: str, tmp_path: Path, state_dir: Path, part_checksum: PartChecksum
 ) -> None:
     path = random_file(tmp_path, 64 * MIB)
     stop, progress = _stop_after(3)
     with Client(stack.api_url, key_a, state_dir=state_dir, part_concurrency=2) as first:
         with pytest.raises(UploadPaused) as paused:
-            first.upload(path, stop=stop, progress=progress)
+            first.upload(path, stop=stop, progress=progress, part_checksum=part_checksum)
         assert list(state_dir.glob("*.json")), "the paused upload keeps its state"
         upload_id = paused.value.progress.upload_id
         assert upload_id is not None
@@ -219,6 +231,29 @@ def test_client_killed_mid_upload_resumes_and_finishes(
         assert client.last_part_puts == 8 - len(held)
     assert file.status == "ready", file
     assert file.sha256 == sha256_of(path)
+
+
+def test_client_sha256_parts_find_a_duplicate_before_sending_any(
+    client: Client, tmp_path: Path
+) -> None:
+    """With SHA-256 the file is hashed first, so bytes the tenant holds are never sent; with
+    CRC64NVME they are sent and the workflow finds the duplicate."""
+    path = random_file(tmp_path, 40 * MIB)
+    first = client.upload(path, part_checksum="sha256", wait=True, wait_timeout=180)
+    assert first.status == "ready" and first.sha256 == sha256_of(path)
+    assert client.last_part_puts == 5
+
+    copy = tmp_path / "copy.bin"
+    copy.write_bytes(path.read_bytes())
+    again = client.upload(copy, part_checksum="sha256", wait=True, wait_timeout=180)
+    assert client.last_part_puts == 0
+    assert again.id != first.id and again.status == "ready" and again.sha256 == first.sha256
+
+    third = tmp_path / "third.bin"
+    third.write_bytes(path.read_bytes())
+    sent_anyway = client.upload(third, wait=True, wait_timeout=180)
+    assert client.last_part_puts == 5
+    assert sent_anyway.status == "ready" and sent_anyway.sha256 == first.sha256
 
 
 def test_client_cancel_upload_ends_the_file_cancelled(
@@ -350,7 +385,7 @@ def test_cli_ctrl_c_pauses_and_the_same_command_resumes(
     )
     command = [sys.executable, "-m", "conveyor_client.cli", "upload", str(path), "--json"]
     process = subprocess.Popen(
-        [*command, "--concurrency", "1"],
+        [*command, "--concurrency", "1", "--sha256"],
         env=env,
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -366,8 +401,10 @@ def test_cli_ctrl_c_pauses_and_the_same_command_resumes(
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "resume" in stderr
-    assert list(state_dir.glob("*.json"))
+    [saved] = state_dir.glob("*.json")
+    assert json.loads(saved.read_text())["part_checksum"] == "sha256"
 
+    # Without --sha256 this time: the upload goes on with the checksums it began with.
     resumed = subprocess.run(
         [*command, "--wait"], env=env, cwd=REPO, capture_output=True, text=True, timeout=240
     )

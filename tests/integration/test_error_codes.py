@@ -30,6 +30,7 @@ from tests.helpers import assert_eventually
 from tests.integration.test_limits import limited_tenant
 from tests.integration.uploads import (
     auth,
+    b64_crc64,
     declare,
     put,
     sample_bytes,
@@ -167,6 +168,45 @@ async def etag_mismatch(c: Ctx) -> httpx.Response:
     parts[-1]["etag"] = hashlib.md5(b"other bytes").hexdigest()
     return await c.api.post(
         f"/v1/uploads/{created['upload_id']}/complete", json={"parts": parts}, headers=auth(c.key)
+    )
+
+
+async def checksum_mismatch(c: Ctx) -> httpx.Response:
+    """Every part is in the store, but the whole-file CRC64NVME sent is another file's."""
+    content = sample_bytes(c.stack.multipart_threshold)
+    created = (
+        await c.api.post(
+            "/v1/uploads",
+            json={
+                "filename": "big.bin",
+                "size": len(content),
+                "content_type": "application/octet-stream",
+                "part_checksum": "crc64nvme",
+            },
+            headers=auth(c.key),
+        )
+    ).json()
+    size = created["part_size"]
+    bodies = {n: content[(n - 1) * size : n * size] for n in range(1, created["part_count"] + 1)}
+    signed = await c.api.post(
+        f"/v1/uploads/{created['upload_id']}/parts",
+        json={"parts": [{"part_number": n, "crc64nvme": b64_crc64(b)} for n, b in bodies.items()]},
+        headers=auth(c.key),
+    )
+    assert signed.status_code == 200, signed.text
+    parts = []
+    async with httpx.AsyncClient(timeout=60) as store:
+        for part in signed.json()["parts"]:
+            n = part["part_number"]
+            sent = await store.put(part["url"], content=bodies[n], headers=part["headers"])
+            assert sent.status_code == 200, sent.text
+            parts.append(
+                {"part_number": n, "etag": sent.headers["etag"], "crc64nvme": b64_crc64(bodies[n])}
+            )
+    return await c.api.post(
+        f"/v1/uploads/{created['upload_id']}/complete",
+        json={"parts": parts, "crc64nvme": b64_crc64(b"other bytes")},
+        headers=auth(c.key),
     )
 
 
@@ -310,6 +350,7 @@ SCENARIOS: dict[ErrorCode, Scenario] = {
     ErrorCode.INVALID_PARTS: invalid_parts,
     ErrorCode.MISSING_PARTS: missing_parts,
     ErrorCode.ETAG_MISMATCH: etag_mismatch,
+    ErrorCode.CHECKSUM_MISMATCH: checksum_mismatch,
     ErrorCode.INVALID_CURSOR: invalid_cursor,
     ErrorCode.INVALID_URL: invalid_url,
     ErrorCode.INVALID_EVENTS: invalid_events,

@@ -19,7 +19,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from conveyor_core.db.models import Upload
 from conveyor_core.settings import Settings
 from conveyor_core.types import IngestInput
-from tests.integration.uploads import auth, wait_until_terminal
+from tests.integration.uploads import auth, b64_crc64, wait_until_terminal
 from workflows.ingest import IngestWorkflow
 
 MIB = 1024 * 1024
@@ -288,9 +288,87 @@ async def test_create_signs_the_parts_whose_checksums_it_is_given(
     assert file["sha256"] == hashlib.sha256(content).hexdigest()
 
 
+async def test_crc64nvme_parts_and_the_whole_object_are_checked_by_the_store(
+    api: httpx.AsyncClient, key_a: str
+) -> None:
+    """The SDK's default: each part signed with its CRC64NVME, the whole file's CRC64NVME
+    checked when the store assembles it, and the SHA-256 found by the workflow."""
+    content = os.urandom(36 * MIB)
+    parts = parts_of(content, 6 * MIB)
+    response = await api.post(
+        "/v1/uploads",
+        json={
+            "filename": "crc.bin",
+            "size": len(content),
+            "content_type": "application/octet-stream",
+            "part_size": 6 * MIB,
+            "part_checksum": "crc64nvme",
+            "parts": [{"part_number": n, "crc64nvme": b64_crc64(d)} for n, d in parts.items()],
+        },
+        headers=auth(key_a),
+    )
+    assert response.status_code == 201, response.text
+    created = response.json()
+    signed = {p["part_number"]: p for p in created["parts"]}
+    assert signed[1]["headers"]["x-amz-checksum-crc64nvme"] == b64_crc64(parts[1])
+
+    corrupted = bytearray(parts[1])
+    corrupted[4321] ^= 0x01
+    refused = httpx.put(signed[1]["url"], content=bytes(corrupted), headers=signed[1]["headers"])
+    assert refused.status_code == 400 and "BadDigest" in refused.text
+
+    etags = _put_parts(signed, parts)
+    completion = [
+        {"part_number": n, "etag": e, "crc64nvme": b64_crc64(parts[n])}
+        for n, e in sorted(etags.items())
+    ]
+    path = f"/v1/uploads/{created['upload_id']}/complete"
+    wrong = await api.post(
+        path,
+        json={"parts": completion, "crc64nvme": b64_crc64(content[:-1] + b"!")},
+        headers=auth(key_a),
+    )
+    assert wrong.status_code == 400, wrong.text
+    assert wrong.json()["error"]["code"] == "checksum_mismatch"
+
+    completed = await api.post(
+        path, json={"parts": completion, "crc64nvme": b64_crc64(content)}, headers=auth(key_a)
+    )
+    assert completed.status_code == 200, completed.text
+    file = await wait_until_terminal(api, key_a, created["file_id"], timeout=120)
+    assert file["status"] == "ready", file
+    assert file["sha256"] == hashlib.sha256(content).hexdigest()
+
+
 @pytest.mark.parametrize(
     ("extra", "status", "code"),
     [
+        (  # one algorithm per upload
+            {
+                "parts": [
+                    {"part_number": 1, "sha256": b64_sha256(b"a")},
+                    {"part_number": 2, "crc64nvme": b64_crc64(b"b")},
+                ]
+            },
+            422,
+            "invalid_request",
+        ),
+        (  # one checksum per part
+            {
+                "parts": [
+                    {"part_number": 1, "sha256": b64_sha256(b"a"), "crc64nvme": b64_crc64(b"a")}
+                ]
+            },
+            422,
+            "invalid_request",
+        ),
+        (
+            {"part_checksum": "sha256", "parts": [{"part_number": 1, "crc64nvme": b64_crc64(b"")}]},
+            422,
+            "invalid_request",
+        ),
+        ({"part_checksum": "md5"}, 422, "invalid_request"),
+        ({"parts": [{"part_number": 1}]}, 422, "invalid_request"),
         ({"part_size": 4 * MIB}, 422, "invalid_request"),  # under S3's 5 MiB
         ({"part_size": 6 * 1024 * MIB}, 422, "invalid_request"),  # over S3's 5 GiB
         ({"parts": [{"part_number": 1, "sha256": "x"}]}, 422, "invalid_request"),

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 from typing import Any
 
 import httpx
+from awscrt import checksums
 
 from tests.helpers import assert_eventually
 
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def b64_crc64(data: bytes) -> str:
+    """A CRC64NVME as S3 headers carry it (computed by awscrt, the SDK's own library)."""
+    return base64.b64encode(checksums.crc64nvme(data).to_bytes(8, "big")).decode()
 
 
 def sample_bytes(size: int = 1024) -> bytes:

@@ -1,4 +1,5 @@
-"""The client's pre-upload hashing: the whole file and its parts on two threads (pure logic)."""
+"""The client's pre-upload hashing: SHA-256 of the whole file and its parts on two threads,
+or CRC64NVME of both in one read (pure logic)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conveyor_client._checksums import Crc64Nvme
 from conveyor_client._digests import file_digests
 from conveyor_client._source import CHUNK, Source, part_ranges
 
@@ -40,7 +42,38 @@ def test_without_ranges_only_the_whole_file_is_hashed(tmp_path: Path) -> None:
     path.write_bytes(data)
     with Source(path) as source:
         digests = file_digests(source, None)
-    assert digests == type(digests)(hashlib.sha256(data).hexdigest(), {})
+    assert digests == type(digests)(hashlib.sha256(data).hexdigest(), None, {})
+
+
+def _crc64(data: bytes) -> str:
+    crc = Crc64Nvme()
+    crc.update(data)
+    return base64.b64encode(crc.digest()).decode()
+
+
+def test_crc64nvme_matches_the_reference_check_value() -> None:
+    # The CRC-64/NVME catalogue's check value: the CRC of "123456789".
+    crc = Crc64Nvme()
+    crc.update(b"1234")
+    crc.update(memoryview(b"56789"))
+    assert crc.digest().hex() == "ae8b14860a799888"
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, 3 * CHUNK + 17])
+def test_crc64nvme_parts_and_whole_file_in_one_read(tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    part_size = CHUNK + 5
+    with Source(path) as source:
+        digests = file_digests(source, part_ranges(size, part_size), part_checksum="crc64nvme")
+        assert source.digest("crc64nvme", 7, min(size, 9000)) == bytes.fromhex(
+            base64.b64decode(_crc64(data[7:9000])).hex()
+        )
+    assert digests.sha256 is None and digests.crc64nvme == _crc64(data)
+    assert digests.parts == {
+        r.number: _crc64(data[r.start : r.end]) for r in part_ranges(size, part_size)
+    }
 
 
 def test_a_file_object_without_descriptor_is_hashed_from_its_position() -> None:

@@ -27,7 +27,7 @@ def _state() -> UploadState:
         part_size=40,
         part_count=3,
         sha256="ab" * 32,
-        parts={2: FinishedPart(etag='"e2"', sha256="c2E="), 1: FinishedPart('"e1"', "c2F=")},
+        parts={2: FinishedPart(etag='"e2"', checksum="c2E="), 1: FinishedPart('"e1"', "c2F=")},
         checksums={3: "c2G=", 1: "c2F=", 2: "c2E="},
     )
 
@@ -53,7 +53,15 @@ def test_state_remove_and_missing(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["{not json", "[]", '{"version": 99}', '{"version": 1}', '{"version": 2}']
+    "text",
+    [
+        "{not json",
+        "[]",
+        '{"version": 99}',
+        '{"version": 1}',
+        '{"version": 2}',
+        '{"version": 3}',
+    ],
 )
 def test_damaged_state_means_a_fresh_upload(tmp_path: Path, text: str) -> None:
     store = StateStore(tmp_path)
@@ -80,3 +88,33 @@ def test_default_state_dir_honours_the_environment(
     assert default_state_dir() == tmp_path / "conveyor" / "uploads"
     monkeypatch.setenv("CONVEYOR_CLIENT_STATE_DIR", str(tmp_path / "s"))
     assert default_state_dir() == tmp_path / "s"
+
+
+def test_a_crc64nvme_state_round_trips(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    state = _state()
+    state.sha256 = None
+    state.part_checksum = "crc64nvme"
+    state.crc64nvme = "AAECAwQFBgc="
+    store.save("k", state)
+    assert store.load("k") == state
+
+
+def test_a_version_2_state_resumes_with_sha256_parts(tmp_path: Path) -> None:
+    """A state written before the part checksum could be CRC64NVME still resumes."""
+    store = StateStore(tmp_path)
+    old = _state().to_json()
+    old["version"] = 2
+    del old["part_checksum"], old["crc64nvme"]
+    old["parts"] = {
+        n: {"etag": p["etag"], "sha256": p["checksum"]} for n, p in old["parts"].items()
+    }
+    store.path_for("k").write_text(json.dumps(old))
+    assert store.load("k") == _state()
+
+
+def test_an_unknown_part_checksum_means_a_fresh_upload(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    data = _state().to_json() | {"part_checksum": "md5"}
+    store.path_for("k").write_text(json.dumps(data))
+    assert store.load("k") is None

@@ -10,7 +10,7 @@ from botocore.auth import S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from conveyor_core.objectstore import PartSigner, PartToSign
+from conveyor_core.objectstore import Checksum, PartSigner, PartToSign
 from conveyor_core.settings import Settings
 
 ENDPOINTS = [
@@ -18,7 +18,8 @@ ENDPOINTS = [
     "https://files.example.test",
     "https://files.example.test:443",  # the default port is not part of the signed host
 ]
-SHA256 = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWU1BVyHqQ="
+SHA256 = Checksum("sha256", "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWU1BVyHqQ=")
+CRC64 = Checksum("crc64nvme", "AAAAAAAAAAA=")
 
 
 def botocore_url(
@@ -62,20 +63,20 @@ def signed_at(url: str) -> datetime:
         ("incoming/t/ä file (1)~+=.bin", "id+with/slash=and=padding=="),
     ],
 )
-@pytest.mark.parametrize("sha256", [None, SHA256])
+@pytest.mark.parametrize("checksum", [None, SHA256, CRC64])
 def test_part_url_matches_botocore(
-    endpoint: str, key: str, upload_id: str, sha256: str | None
+    endpoint: str, key: str, upload_id: str, checksum: Checksum | None
 ) -> None:
     headers = {"Content-Length": "16777216"}
-    if sha256:
-        headers["x-amz-checksum-sha256"] = sha256
+    if checksum:
+        headers[f"x-amz-checksum-{checksum.algorithm}"] = checksum.value
     expected = botocore_url(endpoint, key, upload_id, 7, dict(headers))
 
     [signed] = PartSigner(Settings(s3_public_endpoint_url=endpoint)).parts(
         bucket="conveyor",
         key=key,
         multipart_upload_id=upload_id,
-        parts=[PartToSign(7, 16777216, sha256)],
+        parts=[PartToSign(7, 16777216, checksum)],
         expires_in=900,
         at=signed_at(expected),
     )
@@ -86,7 +87,7 @@ def test_part_url_matches_botocore(
 
 def test_a_batch_signs_each_part_as_botocore_does() -> None:
     endpoint = ENDPOINTS[0]
-    wanted = [PartToSign(1, 8 << 20, SHA256), PartToSign(2, 8 << 20), PartToSign(10, 123, SHA256)]
+    wanted = [PartToSign(1, 8 << 20, SHA256), PartToSign(2, 8 << 20), PartToSign(10, 123, CRC64)]
     while True:  # botocore signs each URL at its own instant: all within one second
         expected = [
             botocore_url(
@@ -95,7 +96,7 @@ def test_a_batch_signs_each_part_as_botocore_does() -> None:
                 "upload-1",
                 part.part_number,
                 {"Content-Length": str(part.length)}
-                | ({"x-amz-checksum-sha256": part.sha256_b64} if part.sha256_b64 else {}),
+                | ({part.checksum.header: part.checksum.value} if part.checksum else {}),
             )
             for part in wanted
         ]

@@ -4,6 +4,7 @@ CompleteMultipartUpload 200 and fail in the body)."""
 from __future__ import annotations
 
 from conveyor_core.multipart_calls import UploadedPart, completion_xml, store_error
+from conveyor_core.objectstore import Checksum
 
 CHECKSUM = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWU1BVyHqQ="
 
@@ -38,9 +39,11 @@ def test_the_completion_lists_parts_in_order_with_their_checksums() -> None:
     xml = completion_xml(
         [
             UploadedPart(2, "b<2", None),
-            UploadedPart(1, "a1", "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWU1BVyHqQ="),
+            UploadedPart(1, "a1", Checksum("sha256", CHECKSUM)),
+            UploadedPart(3, "c3", Checksum("crc64nvme", "AAECAwQFBgc=")),
         ]
     )
     assert xml.index("<PartNumber>1</PartNumber>") < xml.index("<PartNumber>2</PartNumber>")
     assert f'<ETag>"a1"</ETag><ChecksumSHA256>{CHECKSUM}</ChecksumSHA256>' in xml
     assert '<ETag>"b&lt;2"</ETag></Part>' in xml
+    assert '<ETag>"c3"</ETag><ChecksumCRC64NVME>AAECAwQFBgc=</ChecksumCRC64NVME>' in xml
