@@ -1,9 +1,11 @@
 """Upload benchmarks against a running stack (`make up`), medians of several runs:
 
 - throughput: the Conveyor SDK (pre-signed multipart, parts in parallel) vs boto3
-  `upload_file` straight to the same store, same file, same run; and, as the ceiling any
-  client of pre-signed parts can reach here, hand-made parallel parts that do nothing but
-  send the bytes (no hashing, no API);
+  `upload_file` straight to the same store, same file, same run: the SDK as it comes
+  (parts signed with CRC64NVME, as boto3 signs its parts with CRC32) and with
+  `part_checksum="sha256"` (SHA-256 of the file first, then of each part); and, as the
+  ceiling any client of pre-signed parts can reach here, hand-made parallel parts that do
+  nothing but send the bytes (no checksums, no API);
 - the API's share: API process CPU seconds per GiB uploaded through the SDK, as measured
   and net of what the idle process burns over the same time (measured first, same run);
 - memory: peak RSS of the API and of the worker (restarted first, so the high-water mark
@@ -20,6 +22,7 @@ import json
 import os
 import re
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -27,11 +30,12 @@ from pathlib import Path
 import httpx
 from boto3.s3.transfer import TransferConfig
 
-from conveyor_client import Client
+from conveyor_client import Client, PartChecksum
 from conveyor_core.objectstore import make_s3_client, part_layout
 from conveyor_core.settings import Settings, get_settings
 from workers.cli import create_key
 from workers.stack import manage
+from workers.stack.layout import venv_bin
 
 MIB = 1024 * 1024
 
@@ -82,6 +86,20 @@ def quiet() -> None:
     page cache flushing 1 GiB slowed whatever ran beside it) and nothing else running."""
     os.sync()
     time.sleep(2)
+
+
+def compact_store(settings: Settings) -> None:
+    """Reclaims what earlier runs deleted (`volume.vacuum` through `weed shell`), so the
+    store does not compact volumes of its own accord while a run is measured, nor fill the
+    disk: each run leaves several GiB of deleted bytes."""
+    subprocess.run(
+        [str(venv_bin("weed")), "shell", f"-master=127.0.0.1:{settings.swfs_master_port}"],
+        input="lock\nvolume.vacuum -garbageThreshold 0.01\nunlock\n",
+        text=True,
+        capture_output=True,
+        timeout=900,
+        check=True,
+    )
 
 
 def warm_up(settings: Settings, directory: Path) -> None:
@@ -160,9 +178,11 @@ def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
     boto_s: list[float] = []
     handmade_s: list[float] = []
     sdk_s: list[float] = []
+    sdk_sha256_s: list[float] = []
     api_cpu: list[float] = []
     api_pid = program_pid(settings, "api")
     uploaded: list[tuple[str, str]] = []  # (key, file id), deleted once every run is done
+    compact_store(settings)
     warm_up(settings, path.parent)
     idle_rate = idle_cpu_per_second(api_pid)
     for run in range(runs):
@@ -176,20 +196,12 @@ def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
         handmade_parts(settings, path, f"bench/handmade-{run}")
         handmade_s.append(time.perf_counter() - started)
 
-        # A tenant of its own per run: the same bytes would otherwise be DEDUPLICATED.
-        key = create_key(settings, f"bench-upload-{time.time_ns()}")
-        quiet()
-        with Client(settings.api_url, key, state_dir=tempfile.mkdtemp()) as client:
-            cpu_before = cpu_seconds(api_pid)
-            started = time.perf_counter()
-            file_id = client.upload(path).id
-            elapsed = time.perf_counter() - started
-            used = cpu_seconds(api_pid) - cpu_before
-            sdk_s.append(elapsed)
-            api_cpu.append(used)
-            # Its processing (hashing, scanning 1 GiB) must not overlap the next run.
-            client.wait_until_ready(file_id, timeout=1800)
-        uploaded.append((key, file_id))
+        elapsed, used = sdk_upload(settings, path, "crc64nvme", api_pid, uploaded)
+        sdk_s.append(elapsed)
+        api_cpu.append(used)
+
+        elapsed, _ = sdk_upload(settings, path, "sha256", api_pid, uploaded)
+        sdk_sha256_s.append(elapsed)
     # A window that caught background work (a restart's aftermath, page cache writeback)
     # overstates idle; the lower of two readings makes the net figure the conservative one.
     idle_rate = min(idle_rate, idle_cpu_per_second(api_pid))
@@ -199,6 +211,7 @@ def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
     gib = size / 1024**3
     boto_mibs = size / MIB / statistics.median(boto_s)
     sdk_mibs = size / MIB / statistics.median(sdk_s)
+    sdk_sha256_mibs = size / MIB / statistics.median(sdk_sha256_s)
     handmade_mibs = size / MIB / statistics.median(handmade_s)
     return {
         "file_mib": size / MIB,
@@ -206,6 +219,8 @@ def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
         "handmade_parts_mib_s": round(handmade_mibs, 1),
         "sdk_mib_s": round(sdk_mibs, 1),
         "sdk_vs_boto3": round(sdk_mibs / boto_mibs, 2),
+        "sdk_sha256_mib_s": round(sdk_sha256_mibs, 1),
+        "sdk_sha256_vs_boto3": round(sdk_sha256_mibs / boto_mibs, 2),
         "handmade_vs_boto3": round(handmade_mibs / boto_mibs, 2),
         "sdk_vs_handmade": round(sdk_mibs / handmade_mibs, 2),
         "api_cpu_s_per_gib": round(statistics.median(api_cpu) / gib, 4),
@@ -215,7 +230,31 @@ def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
     }
 
 
+def sdk_upload(
+    settings: Settings,
+    path: Path,
+    part_checksum: PartChecksum,
+    api_pid: int,
+    uploaded: list[tuple[str, str]],
+) -> tuple[float, float]:
+    """One SDK upload: seconds until the upload completed, and the API's CPU seconds."""
+    # A tenant of its own per upload: the same bytes would otherwise be DEDUPLICATED.
+    key = create_key(settings, f"bench-upload-{time.time_ns()}")
+    quiet()
+    with Client(settings.api_url, key, state_dir=tempfile.mkdtemp()) as client:
+        cpu_before = cpu_seconds(api_pid)
+        started = time.perf_counter()
+        file_id = client.upload(path, part_checksum=part_checksum).id
+        elapsed = time.perf_counter() - started
+        used = cpu_seconds(api_pid) - cpu_before
+        # Its processing (hashing, scanning 1 GiB) must not overlap the next upload.
+        client.wait_until_ready(file_id, timeout=1800)
+    uploaded.append((key, file_id))
+    return elapsed, used
+
+
 def peak_memory(settings: Settings, path: Path) -> dict[str, object]:
+    compact_store(settings)
     manage.supervisorctl(settings, "restart", "api", "worker")
     time.sleep(3)
     warm_up(settings, path.parent)  # a fresh API's first requests pay for imports and pools
