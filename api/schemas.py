@@ -247,6 +247,7 @@ class UploadPublic(BaseModel):
     expires_at: datetime
     part_size: int | None = None
     part_count: int | None = None
+    part_checksum: ChecksumAlgorithm | None = None  # MULTIPART: what each part must carry
     parts: list[HeldPart] = []  # MULTIPART: the parts the store already holds (for resume)
 
 

@@ -171,6 +171,8 @@ class Upload:
         method: PUT or MULTIPART.
         status: The status of the file the upload belongs to.
         parts: For multipart uploads, the parts the store already holds.
+        part_checksum: For multipart uploads, the checksum each part must carry
+            (``crc64nvme`` or ``sha256``), when one was declared.
     """
 
     upload_id: str
@@ -181,6 +183,7 @@ class Upload:
     part_size: int | None = None
     part_count: int | None = None
     parts: list[UploadPart] = field(default_factory=list)
+    part_checksum: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Upload:
@@ -197,6 +200,7 @@ class Upload:
                 UploadPart(int(p["part_number"]), int(p.get("size") or 0), str(p["etag"]))
                 for p in data.get("parts") or []
             ],
+            part_checksum=data.get("part_checksum"),
         )
 
 

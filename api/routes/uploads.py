@@ -6,7 +6,9 @@ import asyncio
 import logging
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, status
@@ -100,6 +102,7 @@ UPLOAD_COLUMNS = (
     "multipart_upload_id",
     "part_size",
     "part_count",
+    "part_checksum",
     "expires_at",
     "traceparent",
 )
@@ -216,6 +219,7 @@ async def _declare(
         "multipart_upload_id": multipart_upload_id,
         "part_size": layout.part_size if layout else None,
         "part_count": layout.part_count if layout else None,
+        "part_checksum": body.part_checksum if layout else None,
         "expires_at": upload_expires_at,
         "traceparent": current_traceparent(),
     }
@@ -381,6 +385,7 @@ async def get_upload(
         expires_at=upload.expires_at,
         part_size=upload.part_size,
         part_count=upload.part_count,
+        part_checksum=cast(ChecksumAlgorithm | None, upload.part_checksum),
         parts=[HeldPart(part_number=p.part_number, size=p.size, etag=p.etag) for p in held],
     )
 
@@ -406,6 +411,7 @@ async def sign_parts(
     upload, file = await _active_multipart(session, upload_id, tenancy.tenant_id)
     assert upload.part_count is not None and upload.part_size is not None
     wanted = body.checksums()
+    _check_checksums(upload, wanted.values())
     layout = PartLayout(part_size=upload.part_size, part_count=upload.part_count)
     _check_part_numbers(layout, set(wanted))
     parts = _sign(
@@ -419,6 +425,19 @@ async def sign_parts(
     )
     ttl = state.settings.upload_url_ttl_seconds
     return PartsPresigned(parts=parts, expires_at=datetime.now(UTC) + timedelta(seconds=ttl))
+
+
+def _check_checksums(upload: Upload, checksums: Iterable[Checksum | None]) -> None:
+    """Parts of an upload whose checksum was declared to the store must carry that one:
+    the store would refuse them on their PUT, with no word of ours on why."""
+    if upload.part_checksum is None:
+        return
+    if any(c is None or c.algorithm != upload.part_checksum for c in checksums):
+        raise BadRequest(
+            f"This upload's parts carry {upload.part_checksum} checksums: send each part's "
+            f'"{upload.part_checksum}".',
+            code=ErrorCode.INVALID_PARTS,
+        )
 
 
 def _check_part_numbers(layout: PartLayout, numbers: set[int]) -> None:
@@ -491,6 +510,13 @@ async def complete_upload(
     missing = sorted(expected - set(numbers))
     if missing:
         raise _missing_parts(missing)
+    _check_checksums(upload, (p.checksum() for p in body.parts if p.checksum() is not None))
+    if body.crc64nvme is not None and upload.part_checksum != "crc64nvme":
+        raise BadRequest(
+            "The whole file's crc64nvme is checked only for an upload made with "
+            '"part_checksum": "crc64nvme".',
+            code=ErrorCode.INVALID_PARTS,
+        )
     # The store checks every part and etag itself; only when it refuses are its parts listed,
     # to say which ones are wrong (listing first cost as much CPU as the rest of the upload).
     try:

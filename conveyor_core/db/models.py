@@ -151,6 +151,8 @@ class Upload(Base):
     multipart_upload_id: Mapped[str | None] = mapped_column(String(1024))
     part_size: Mapped[int | None] = mapped_column(BigInteger)
     part_count: Mapped[int | None] = mapped_column(Integer)
+    # MULTIPART: "sha256" or "crc64nvme" when declared to the store, which then insists on it.
+    part_checksum: Mapped[str | None] = mapped_column(String(16))
     expires_at: Mapped[datetime]
     # W3C traceparent of the request that created the upload: the relay links its handling
     # of the store event to that trace.

@@ -185,6 +185,14 @@ async def test_complete_errors_name_the_parts(api: httpx.AsyncClient, key_a: str
         headers=auth(key_a),
     )
     assert too_many.status_code == 422
+    # A whole-file CRC64NVME means nothing to an upload whose parts were not declared so.
+    crc = await complete(
+        {
+            "parts": [{"part_number": n, "etag": etags[n]} for n in range(1, count + 1)],
+            "crc64nvme": b64_crc64(content),
+        }
+    )
+    assert crc.status_code == 400 and crc.json()["error"]["code"] == "invalid_parts"
 
     done = await complete(
         {"parts": [{"part_number": n, "etag": etags[n]} for n in range(1, count + 1)]}
@@ -312,6 +320,18 @@ async def test_crc64nvme_parts_and_the_whole_object_are_checked_by_the_store(
     signed = {p["part_number"]: p for p in created["parts"]}
     assert signed[1]["headers"]["x-amz-checksum-crc64nvme"] == b64_crc64(parts[1])
 
+    upload_path = f"/v1/uploads/{created['upload_id']}"
+    state = (await api.get(upload_path, headers=auth(key_a))).json()
+    assert state["part_checksum"] == "crc64nvme"
+    for other in (
+        {"parts": [{"part_number": 1, "sha256": b64_sha256(parts[1])}]},
+        {"part_numbers": [1]},
+    ):
+        refused_sign = await api.post(f"{upload_path}/parts", json=other, headers=auth(key_a))
+        assert refused_sign.status_code == 400, refused_sign.text
+        assert refused_sign.json()["error"]["code"] == "invalid_parts"
+        assert "crc64nvme" in refused_sign.json()["error"]["message"]
+
     corrupted = bytearray(parts[1])
     corrupted[4321] ^= 0x01
     refused = httpx.put(signed[1]["url"], content=bytes(corrupted), headers=signed[1]["headers"])
@@ -322,7 +342,18 @@ async def test_crc64nvme_parts_and_the_whole_object_are_checked_by_the_store(
         {"part_number": n, "etag": e, "crc64nvme": b64_crc64(parts[n])}
         for n, e in sorted(etags.items())
     ]
-    path = f"/v1/uploads/{created['upload_id']}/complete"
+    path = f"{upload_path}/complete"
+    mixed = await api.post(
+        path,
+        json={
+            "parts": [
+                {"part_number": 1, "etag": etags[1], "sha256": b64_sha256(parts[1])},
+                *completion[1:],
+            ]
+        },
+        headers=auth(key_a),
+    )
+    assert mixed.status_code == 400 and mixed.json()["error"]["code"] == "invalid_parts"
     wrong = await api.post(
         path,
         json={"parts": completion, "crc64nvme": b64_crc64(content[:-1] + b"!")},
