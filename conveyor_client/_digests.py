@@ -3,9 +3,9 @@
 With SHA-256 parts, the file's SHA-256 (which makes an instant `DEDUPLICATED` possible) is
 sequential, so it runs on a thread of its own while the calling thread hashes the parts:
 the pass takes about one hash's time instead of two (hashlib lets go of the GIL while it
-hashes). With CRC64NVME parts, one thread computes each part's CRC and the whole file's in
-the same read, about 70 ms per GiB. Reads go into a buffer that is reused, not a new bytes
-object per read.
+hashes). With CRC64NVME parts, one thread computes each part's CRC, about 40 ms per GiB,
+and combines them into the whole file's without reading it again. Reads go into a buffer
+that is reused, not a new bytes object per read.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from conveyor_client._checksums import Crc64Nvme, Hasher, PartChecksum, new_hasher
+from awscrt import checksums
+
+from conveyor_client._checksums import Hasher, PartChecksum, new_hasher
 from conveyor_client._source import CHUNK, PartRange, Source, b64_digest
 
 
@@ -83,14 +85,15 @@ def file_digests(
 
 
 def _crc_digests(source: Source, ranges: list[PartRange], stop: threading.Event | None) -> Digests:
-    whole = Crc64Nvme()
-    parts = {
-        part.number: b64_digest(
-            _hash_range(source, part.start, part.end, None, stop, "crc64nvme", also=whole).digest()
+    parts: dict[int, str] = {}
+    whole = 0
+    for part in ranges:
+        crc = int.from_bytes(
+            _hash_range(source, part.start, part.end, None, stop, "crc64nvme").digest(), "big"
         )
-        for part in ranges
-    }
-    return Digests(sha256=None, crc64nvme=b64_digest(whole.digest()), parts=parts)
+        whole = checksums.combine_crc64nvme(whole, crc, part.size)
+        parts[part.number] = b64_digest(crc.to_bytes(8, "big"))
+    return Digests(sha256=None, crc64nvme=b64_digest(whole.to_bytes(8, "big")), parts=parts)
 
 
 def _hash_range(
@@ -100,10 +103,8 @@ def _hash_range(
     cancel: threading.Event | None,
     stop: threading.Event | None = None,
     algorithm: PartChecksum = "sha256",
-    *,
-    also: Hasher | None = None,
 ) -> Hasher:
-    """The hash of bytes [start, end); `also` is fed the same bytes."""
+    """The hash of bytes [start, end)."""
     digest = new_hasher(algorithm)
     view = memoryview(bytearray(min(CHUNK, max(1, end - start))))
     position = start
@@ -116,7 +117,5 @@ def _hash_range(
         if not read:
             raise OSError(f"{source.name} is shorter than when the upload started")
         digest.update(view[:read])
-        if also is not None:
-            also.update(view[:read])
         position += read
     return digest
