@@ -1,7 +1,10 @@
 """Upload benchmarks against a running stack (`make up`), medians of several runs:
 
 - throughput: the Conveyor SDK (pre-signed multipart, parts in parallel) vs boto3
-  `upload_file` straight to the same store, same file, same run: the SDK as it comes
+  `upload_file` straight to the same store, same file, same run (boto3 as `pip install
+  boto3` gives it, in a process of its own: with awscrt importable, as the SDK's dependency
+  makes it here, botocore computes its CRC32s with awscrt instead of zlib and was about 10%
+  slower, so that figure is shown too but is not the baseline): the SDK as it comes
   (parts signed with CRC64NVME, as boto3 signs its parts with CRC32) and with
   `part_checksum="sha256"` (SHA-256 of the file first, then of each part); and, as the
   ceiling any client of pre-signed parts can reach here, hand-made parallel parts that do
@@ -23,12 +26,12 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from boto3.s3.transfer import TransferConfig
 
 from conveyor_client import Client, PartChecksum
 from conveyor_core.objectstore import make_s3_client, part_layout
@@ -112,6 +115,33 @@ def warm_up(settings: Settings, directory: Path) -> None:
     small.unlink()
 
 
+BOTO3_UPLOAD = """
+import sys, time
+if sys.argv[1] == "plain":
+    sys.modules["awscrt"] = None  # as without the package: botocore then uses zlib's CRC32
+from boto3.s3.transfer import TransferConfig
+from conveyor_core.objectstore import make_s3_client
+from conveyor_core.settings import get_settings
+settings = get_settings()
+s3 = make_s3_client(settings)
+started = time.perf_counter()
+s3.upload_file(sys.argv[2], settings.bucket, sys.argv[3], Config=TransferConfig())
+print(time.perf_counter() - started)
+"""
+
+
+def boto3_upload(path: Path, name: str, *, crt: bool) -> float:
+    """Seconds boto3's `upload_file` takes, with botocore's defaults, in a fresh process."""
+    answer = subprocess.run(
+        [sys.executable, "-c", BOTO3_UPLOAD, "crt" if crt else "plain", str(path), name],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    )
+    return float(answer.stdout.split()[-1])
+
+
 def handmade_parts(settings: Settings, path: Path, name: str, threads: int = 4) -> None:
     """Sends the file as the SDK lays it out (same parts, same threads) with URLs pre-signed
     by boto3 beforehand and nothing else: no checksums, no hashing, no API calls."""
@@ -174,8 +204,8 @@ def remove_uploads(settings: Settings, files: list[tuple[str, str]], objects: li
 
 def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
     size = path.stat().st_size
-    s3 = make_s3_client(settings)
     boto_s: list[float] = []
+    boto_crt_s: list[float] = []
     handmade_s: list[float] = []
     sdk_s: list[float] = []
     sdk_sha256_s: list[float] = []
@@ -187,9 +217,10 @@ def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
     idle_rate = idle_cpu_per_second(api_pid)
     for run in range(runs):
         quiet()
-        started = time.perf_counter()
-        s3.upload_file(str(path), settings.bucket, f"bench/boto3-{run}", Config=TransferConfig())
-        boto_s.append(time.perf_counter() - started)
+        boto_s.append(boto3_upload(path, f"bench/boto3-{run}", crt=False))
+
+        quiet()
+        boto_crt_s.append(boto3_upload(path, f"bench/boto3crt-{run}", crt=True))
 
         quiet()
         started = time.perf_counter()
@@ -205,7 +236,8 @@ def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
     # A window that caught background work (a restart's aftermath, page cache writeback)
     # overstates idle; the lower of two readings makes the net figure the conservative one.
     idle_rate = min(idle_rate, idle_cpu_per_second(api_pid))
-    objects = [f"bench/{how}-{run}" for how in ("boto3", "handmade") for run in range(runs)]
+    baselines = ("boto3", "boto3crt", "handmade")
+    objects = [f"bench/{how}-{run}" for how in baselines for run in range(runs)]
     remove_uploads(settings, uploaded, objects)
     api_net_cpu = [used - idle_rate * elapsed for used, elapsed in zip(api_cpu, sdk_s, strict=True)]
     gib = size / 1024**3
@@ -216,6 +248,7 @@ def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
     return {
         "file_mib": size / MIB,
         "boto3_upload_file_mib_s": round(boto_mibs, 1),
+        "boto3_with_awscrt_mib_s": round(size / MIB / statistics.median(boto_crt_s), 1),
         "handmade_parts_mib_s": round(handmade_mibs, 1),
         "sdk_mib_s": round(sdk_mibs, 1),
         "sdk_vs_boto3": round(sdk_mibs / boto_mibs, 2),
