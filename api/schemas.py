@@ -84,8 +84,9 @@ class UploadCreate(BaseModel):
     sha256: Annotated[str | None, Field(pattern=r"^[0-9a-fA-F]{64}$")] = None
     visibility: Visibility = Visibility.PRIVATE
     # MULTIPART only (ignored otherwise): the part size the client chose, the checksum
-    # every part will carry (the store then insists on it), and the first parts'
-    # checksums, whose URLs then come in the answer, saving a `parts` call.
+    # every part will carry (declared to the store; the API then signs no part without
+    # it), and the first parts' checksums, whose URLs then come in the answer, saving a
+    # `parts` call.
     part_size: Annotated[int | None, Field(ge=MIN_PART_SIZE, le=MAX_PART_SIZE)] = None
     part_checksum: ChecksumAlgorithm | None = None
     parts: Annotated[list[PartChecksum] | None, Field(min_length=1, max_length=100)] = None

@@ -428,8 +428,9 @@ async def sign_parts(
 
 
 def _check_checksums(upload: Upload, checksums: Iterable[Checksum | None]) -> None:
-    """Parts of an upload whose checksum was declared to the store must carry that one:
-    the store would refuse them on their PUT, with no word of ours on why."""
+    """Parts of an upload whose checksum was declared to the store must carry that one: the
+    store refuses a part with another (InvalidRequest, on its PUT, with no word of ours on
+    why), and a part with none would go unchecked."""
     if upload.part_checksum is None:
         return
     if any(c is None or c.algorithm != upload.part_checksum for c in checksums):
