@@ -511,7 +511,7 @@ async def complete_upload(
     missing = sorted(expected - set(numbers))
     if missing:
         raise _missing_parts(missing)
-    _check_checksums(upload, (p.checksum() for p in body.parts if p.checksum() is not None))
+    _check_checksums(upload, (c for p in body.parts if (c := p.checksum()) is not None))
     if body.crc64nvme is not None and upload.part_checksum != "crc64nvme":
         raise BadRequest(
             "The whole file's crc64nvme is checked only for an upload made with "

@@ -44,13 +44,14 @@ def put_part(
     data: bytes,
     algorithm: ChecksumAlgorithm = "sha256",
 ) -> str:
+    signed = checksum(algorithm, data)
     etag: str = s3.upload_part(  # type: ignore[call-overload]
         Bucket=stack.bucket,
         Key=key,
         UploadId=upload_id,
         PartNumber=number,
         Body=data,
-        **{checksum(algorithm, data).element: checksum(algorithm, data).value},
+        **{signed.element: signed.value},
     )["ETag"]
     return etag.strip('"')
 
