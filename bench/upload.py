@@ -9,6 +9,10 @@
   `part_checksum="sha256"` (SHA-256 of the file first, then of each part); and, as the
   ceiling any client of pre-signed parts can reach here, hand-made parallel parts that do
   nothing but send the bytes (no checksums, no API);
+- where the CPU goes, per GiB and for each of them: the client's, the object store's, and
+  how busy the machine was; with the speed-up over boto3 that a client costing no CPU at
+  all could reach if the upload keeps the machine busy (the store's and boto3's CPU over
+  the store's), the bound on any client's ratio here;
 - the API's share: API process CPU seconds per GiB uploaded through the SDK, as measured
   and net of what the idle process burns over the same time (measured first, same run);
 - memory: peak RSS of the API and of the worker (restarted first, so the high-water mark
@@ -33,14 +37,17 @@ from pathlib import Path
 
 import httpx
 
+from bench.meter import Meter, Sample, process_cpu_seconds
 from conveyor_client import Client, PartChecksum
 from conveyor_core.objectstore import make_s3_client, part_layout
 from conveyor_core.settings import Settings, get_settings
 from workers.cli import create_key
 from workers.stack import manage
-from workers.stack.layout import venv_bin
+from workers.stack.layout import REPO_ROOT, venv_bin
 
 MIB = 1024 * 1024
+# What is timed, in the order each run goes through them.
+CLIENTS = ("boto3", "boto3crt", "handmade", "sdk", "sdk_sha256")
 
 
 def random_file(directory: Path, size: int) -> Path:
@@ -62,19 +69,11 @@ def program_pid(settings: Settings, program: str) -> int:
     return int(found.group(1))
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time of the whole process, every thread it ever ran included, in nanosecond
-    resolution: the kernel's per-process CPU clock (clock_getcpuclockid(pid), whose id the
-    C library derives as below). Summing /proc/PID/task/*/schedstat missed threads that had
-    ended (a timer thread per request), and /proc/PID/stat counts in 10 ms ticks."""
-    return time.clock_gettime((~pid << 3) | 2)
-
-
 def idle_cpu_per_second(pid: int, seconds: float = 15.0) -> float:
     """What the API burns doing nothing (uvicorn's 10 Hz housekeeping tick, exporters)."""
-    before = cpu_seconds(pid)
+    before = process_cpu_seconds(pid)
     time.sleep(seconds)
-    return (cpu_seconds(pid) - before) / seconds
+    return (process_cpu_seconds(pid) - before) / seconds
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -116,30 +115,34 @@ def warm_up(settings: Settings, directory: Path) -> None:
 
 
 BOTO3_UPLOAD = """
-import sys, time
+import dataclasses, json, sys
 if sys.argv[1] == "plain":
     sys.modules["awscrt"] = None  # as without the package: botocore then uses zlib's CRC32
 from boto3.s3.transfer import TransferConfig
+from bench.meter import Meter
 from conveyor_core.objectstore import make_s3_client
 from conveyor_core.settings import get_settings
 settings = get_settings()
 s3 = make_s3_client(settings)
-started = time.perf_counter()
-s3.upload_file(sys.argv[2], settings.bucket, sys.argv[3], Config=TransferConfig())
-print(time.perf_counter() - started)
+with Meter(int(sys.argv[4])) as meter:
+    s3.upload_file(sys.argv[2], settings.bucket, sys.argv[3], Config=TransferConfig())
+print(json.dumps(dataclasses.asdict(meter.sample)))
 """
 
 
-def boto3_upload(path: Path, name: str, *, crt: bool) -> float:
-    """Seconds boto3's `upload_file` takes, with botocore's defaults, in a fresh process."""
+def boto3_upload(path: Path, name: str, store_pid: int, *, crt: bool) -> Sample:
+    """boto3's `upload_file`, with botocore's defaults, in a fresh process (measured there,
+    around the call alone)."""
     answer = subprocess.run(
-        [sys.executable, "-c", BOTO3_UPLOAD, "crt" if crt else "plain", str(path), name],
+        [sys.executable, "-c", BOTO3_UPLOAD, "crt" if crt else "plain", str(path), name]
+        + [str(store_pid)],
         capture_output=True,
         text=True,
         check=True,
         timeout=1800,
+        cwd=REPO_ROOT,
     )
-    return float(answer.stdout.split()[-1])
+    return Sample(**json.loads(answer.stdout.splitlines()[-1]))
 
 
 def handmade_parts(settings: Settings, path: Path, name: str, threads: int = 4) -> None:
@@ -202,60 +205,76 @@ def remove_uploads(settings: Settings, files: list[tuple[str, str]], objects: li
             client.delete(file_id)
 
 
-def throughput(settings: Settings, path: Path, runs: int) -> dict[str, float]:
+def throughput(settings: Settings, path: Path, runs: int) -> dict[str, object]:
     size = path.stat().st_size
-    boto_s: list[float] = []
-    boto_crt_s: list[float] = []
-    handmade_s: list[float] = []
-    sdk_s: list[float] = []
-    sdk_sha256_s: list[float] = []
+    samples: dict[str, list[Sample]] = {how: [] for how in CLIENTS}
     api_cpu: list[float] = []
-    api_pid = program_pid(settings, "api")
+    api_pid, store_pid = program_pid(settings, "api"), program_pid(settings, "seaweedfs")
     uploaded: list[tuple[str, str]] = []  # (key, file id), deleted once every run is done
     compact_store(settings)
     warm_up(settings, path.parent)
     idle_rate = idle_cpu_per_second(api_pid)
     for run in range(runs):
         quiet()
-        boto_s.append(boto3_upload(path, f"bench/boto3-{run}", crt=False))
+        samples["boto3"].append(boto3_upload(path, f"bench/boto3-{run}", store_pid, crt=False))
 
         quiet()
-        boto_crt_s.append(boto3_upload(path, f"bench/boto3crt-{run}", crt=True))
+        samples["boto3crt"].append(boto3_upload(path, f"bench/boto3crt-{run}", store_pid, crt=True))
 
         quiet()
-        started = time.perf_counter()
-        handmade_parts(settings, path, f"bench/handmade-{run}")
-        handmade_s.append(time.perf_counter() - started)
+        with Meter(store_pid) as meter:
+            handmade_parts(settings, path, f"bench/handmade-{run}")
+        assert meter.sample
+        samples["handmade"].append(meter.sample)
 
-        elapsed, used = sdk_upload(settings, path, "crc64nvme", api_pid, uploaded)
-        sdk_s.append(elapsed)
+        sample, used = sdk_upload(settings, path, "crc64nvme", api_pid, store_pid, uploaded)
+        samples["sdk"].append(sample)
         api_cpu.append(used)
 
-        elapsed, _ = sdk_upload(settings, path, "sha256", api_pid, uploaded)
-        sdk_sha256_s.append(elapsed)
+        sample, _ = sdk_upload(settings, path, "sha256", api_pid, store_pid, uploaded)
+        samples["sdk_sha256"].append(sample)
     # A window that caught background work (a restart's aftermath, page cache writeback)
     # overstates idle; the lower of two readings makes the net figure the conservative one.
     idle_rate = min(idle_rate, idle_cpu_per_second(api_pid))
     baselines = ("boto3", "boto3crt", "handmade")
     objects = [f"bench/{how}-{run}" for how in baselines for run in range(runs)]
     remove_uploads(settings, uploaded, objects)
-    api_net_cpu = [used - idle_rate * elapsed for used, elapsed in zip(api_cpu, sdk_s, strict=True)]
+
     gib = size / 1024**3
-    boto_mibs = size / MIB / statistics.median(boto_s)
-    sdk_mibs = size / MIB / statistics.median(sdk_s)
-    sdk_sha256_mibs = size / MIB / statistics.median(sdk_sha256_s)
-    handmade_mibs = size / MIB / statistics.median(handmade_s)
+    sdk_seconds = [sample.seconds for sample in samples["sdk"]]
+    api_net_cpu = [
+        used - idle_rate * elapsed for used, elapsed in zip(api_cpu, sdk_seconds, strict=True)
+    ]
+
+    def median(how: str, field: str) -> float:
+        return statistics.median(getattr(sample, field) for sample in samples[how])
+
+    mib_s = {how: size / MIB / median(how, "seconds") for how in CLIENTS}
+    # On a machine the upload keeps busy, an upload takes about (store + client CPU) / CPUs:
+    # even a client that cost nothing could not beat boto3 by more than this.
+    ceiling = (median("boto3", "store_cpu") + median("boto3", "client_cpu")) / median(
+        "handmade", "store_cpu"
+    )
     return {
         "file_mib": size / MIB,
-        "boto3_upload_file_mib_s": round(boto_mibs, 1),
-        "boto3_with_awscrt_mib_s": round(size / MIB / statistics.median(boto_crt_s), 1),
-        "handmade_parts_mib_s": round(handmade_mibs, 1),
-        "sdk_mib_s": round(sdk_mibs, 1),
-        "sdk_vs_boto3": round(sdk_mibs / boto_mibs, 2),
-        "sdk_sha256_mib_s": round(sdk_sha256_mibs, 1),
-        "sdk_sha256_vs_boto3": round(sdk_sha256_mibs / boto_mibs, 2),
-        "handmade_vs_boto3": round(handmade_mibs / boto_mibs, 2),
-        "sdk_vs_handmade": round(sdk_mibs / handmade_mibs, 2),
+        "boto3_upload_file_mib_s": round(mib_s["boto3"], 1),
+        "boto3_with_awscrt_mib_s": round(mib_s["boto3crt"], 1),
+        "handmade_parts_mib_s": round(mib_s["handmade"], 1),
+        "sdk_mib_s": round(mib_s["sdk"], 1),
+        "sdk_vs_boto3": round(mib_s["sdk"] / mib_s["boto3"], 2),
+        "sdk_sha256_mib_s": round(mib_s["sdk_sha256"], 1),
+        "sdk_sha256_vs_boto3": round(mib_s["sdk_sha256"] / mib_s["boto3"], 2),
+        "handmade_vs_boto3": round(mib_s["handmade"] / mib_s["boto3"], 2),
+        "sdk_vs_handmade": round(mib_s["sdk"] / mib_s["handmade"], 2),
+        "cpu_s_per_gib": {
+            how: {
+                "client": round(median(how, "client_cpu") / gib, 2),
+                "store": round(median(how, "store_cpu") / gib, 2),
+                "machine_busy": round(median(how, "machine_busy"), 2),
+            }
+            for how in CLIENTS
+        },
+        "free_client_ceiling_vs_boto3": round(ceiling, 2),
         "api_cpu_s_per_gib": round(statistics.median(api_cpu) / gib, 4),
         "api_idle_cpu_ms_per_s": round(idle_rate * 1000, 2),
         "api_cpu_s_per_gib_net_of_idle": round(statistics.median(api_net_cpu) / gib, 4),
@@ -268,22 +287,23 @@ def sdk_upload(
     path: Path,
     part_checksum: PartChecksum,
     api_pid: int,
+    store_pid: int,
     uploaded: list[tuple[str, str]],
-) -> tuple[float, float]:
-    """One SDK upload: seconds until the upload completed, and the API's CPU seconds."""
+) -> tuple[Sample, float]:
+    """One SDK upload, measured until the upload completed; and the API's CPU seconds."""
     # A tenant of its own per upload: the same bytes would otherwise be DEDUPLICATED.
     key = create_key(settings, f"bench-upload-{time.time_ns()}")
     quiet()
     with Client(settings.api_url, key, state_dir=tempfile.mkdtemp()) as client:
-        cpu_before = cpu_seconds(api_pid)
-        started = time.perf_counter()
-        file_id = client.upload(path, part_checksum=part_checksum).id
-        elapsed = time.perf_counter() - started
-        used = cpu_seconds(api_pid) - cpu_before
+        cpu_before = process_cpu_seconds(api_pid)
+        with Meter(store_pid) as meter:
+            file_id = client.upload(path, part_checksum=part_checksum).id
+        used = process_cpu_seconds(api_pid) - cpu_before
         # Its processing (hashing, scanning 1 GiB) must not overlap the next upload.
         client.wait_until_ready(file_id, timeout=1800)
     uploaded.append((key, file_id))
-    return elapsed, used
+    assert meter.sample
+    return meter.sample, used
 
 
 def peak_memory(settings: Settings, path: Path) -> dict[str, object]:
@@ -296,10 +316,10 @@ def peak_memory(settings: Settings, path: Path) -> dict[str, object]:
     idle_rate = idle_cpu_per_second(api_pid, seconds=10)
     with Client(settings.api_url, key, state_dir=tempfile.mkdtemp()) as client:
         started = time.perf_counter()
-        cpu_before = cpu_seconds(api_pid)
+        cpu_before = process_cpu_seconds(api_pid)
         uploaded = client.upload(path)
         upload_s = time.perf_counter() - started
-        api_cpu = cpu_seconds(api_pid) - cpu_before
+        api_cpu = process_cpu_seconds(api_pid) - cpu_before
         file = client.wait_until_ready(uploaded.id, timeout=1800)
         elapsed = time.perf_counter() - started
     idle_rate = min(idle_rate, idle_cpu_per_second(api_pid, seconds=10))  # as in throughput()
