@@ -391,6 +391,9 @@ def test_cli_ctrl_c_pauses_and_the_same_command_resumes(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a test run started in the background (a non-interactive
+        # shell's `&`) hands its children SIGINT ignored, and Python then never sees Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while not list(state_dir.glob("*.json")):  # the upload exists; its parts are under way
