@@ -133,9 +133,9 @@ print(json.dumps(dataclasses.asdict(meter.sample)))
 def boto3_upload(path: Path, name: str, store_pid: int, *, crt: bool) -> Sample:
     """boto3's `upload_file`, with botocore's defaults, in a fresh process (measured there,
     around the call alone)."""
+    args = ["crt" if crt else "plain", str(path), name, str(store_pid)]
     answer = subprocess.run(
-        [sys.executable, "-c", BOTO3_UPLOAD, "crt" if crt else "plain", str(path), name]
-        + [str(store_pid)],
+        [sys.executable, "-c", BOTO3_UPLOAD, *args],
         capture_output=True,
         text=True,
         check=True,
