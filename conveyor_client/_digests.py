@@ -88,11 +88,9 @@ def _crc_digests(source: Source, ranges: list[PartRange], stop: threading.Event 
     parts: dict[int, str] = {}
     whole = 0
     for part in ranges:
-        crc = int.from_bytes(
-            _hash_range(source, part.start, part.end, None, stop, "crc64nvme").digest(), "big"
-        )
-        whole = checksums.combine_crc64nvme(whole, crc, part.size)
-        parts[part.number] = b64_digest(crc.to_bytes(8, "big"))
+        crc = _hash_range(source, part.start, part.end, None, stop, "crc64nvme").digest()
+        whole = checksums.combine_crc64nvme(whole, int.from_bytes(crc, "big"), part.size)
+        parts[part.number] = b64_digest(crc)
     return Digests(sha256=None, crc64nvme=b64_digest(whole.to_bytes(8, "big")), parts=parts)
 
 

@@ -179,8 +179,10 @@ class MultipartCalls:
 def completion_xml(parts: list[UploadedPart]) -> str:
     entries = []
     for part in sorted(parts, key=lambda p: p.part_number):
-        element = part.checksum.element if part.checksum else ""
-        checksum = f"<{element}>{escape(part.checksum.value)}</{element}>" if part.checksum else ""
+        checksum = ""
+        if part.checksum is not None:
+            element = part.checksum.element
+            checksum = f"<{element}>{escape(part.checksum.value)}</{element}>"
         entries.append(
             f"<Part><PartNumber>{part.part_number}</PartNumber>"
             f'<ETag>"{escape(part.etag)}"</ETag>{checksum}</Part>'

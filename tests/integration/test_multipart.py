@@ -3,7 +3,6 @@ information, per-part integrity, completion errors, abort and expiry."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import uuid
@@ -19,14 +18,10 @@ from temporalio.common import WorkflowIDReusePolicy
 from conveyor_core.db.models import Upload
 from conveyor_core.settings import Settings
 from conveyor_core.types import IngestInput
-from tests.integration.uploads import auth, b64_crc64, wait_until_terminal
+from tests.integration.uploads import auth, b64_crc64, b64_sha256, wait_until_terminal
 from workflows.ingest import IngestWorkflow
 
 MIB = 1024 * 1024
-
-
-def b64_sha256(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def parts_of(content: bytes, part_size: int) -> dict[int, bytes]:

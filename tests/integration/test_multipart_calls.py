@@ -3,8 +3,6 @@ against the real store: what they make, and the store's refusals as error codes.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import uuid
 from typing import TYPE_CHECKING
@@ -14,16 +12,12 @@ import pytest
 from conveyor_core.multipart_calls import MultipartCalls, StoreCallError, UploadedPart
 from conveyor_core.objectstore import Checksum, ChecksumAlgorithm
 from conveyor_core.settings import Settings
-from tests.integration.uploads import b64_crc64
+from tests.integration.uploads import b64_crc64, b64_sha256
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 MIB = 1024 * 1024
-
-
-def b64_sha256(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 @pytest.fixture(scope="module")

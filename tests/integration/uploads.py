@@ -17,6 +17,11 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def b64_sha256(data: bytes) -> str:
+    """A SHA-256 as S3 headers carry it."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
 def b64_crc64(data: bytes) -> str:
     """A CRC64NVME as S3 headers carry it (computed by awscrt, the SDK's own library)."""
     return base64.b64encode(checksums.crc64nvme(data).to_bytes(8, "big")).decode()
