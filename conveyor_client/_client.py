@@ -18,8 +18,10 @@ import httpx_sse
 
 from conveyor_client._checksums import PART_CHECKSUMS, PartChecksum
 from conveyor_client._digests import Digests, file_digests
+from conveyor_client._download import Download
 from conveyor_client._exceptions import (
     ConveyorError,
+    IntegrityError,
     NotFoundError,
     StoreError,
     UploadPaused,
@@ -99,6 +101,9 @@ class Client:
         went in one PUT or was a duplicate)."""
         self.last_parts_skipped = 0
         """Parts of the most recent upload found held by the store on resume."""
+        self.last_download: Download | None = None
+        """The most recent download: `resumed_from` and `bytes_received` say what resuming
+        saved."""
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -529,11 +534,16 @@ class Client:
         *,
         progress: ProgressCallback | None = None,
     ) -> Path:
-        """Streams a ready file's bytes to ``dest`` (written whole or not at all).
+        """Downloads a ready file to ``dest``, resumably, and checks its SHA-256.
+
+        The bytes go to a hidden partial file beside ``dest`` that becomes ``dest`` only once
+        its size and SHA-256 match the file's. A dropped connection or an expired URL is
+        retried from the bytes already received; after an interruption (Ctrl-C, a killed
+        process), downloading the same file to the same path goes on where it stopped.
 
         Args:
             file_id: The file.
-            dest: The path to write.
+            dest: The path to write, or a directory to write the file under its own name.
             progress: Called as ``progress(bytes_done, bytes_total)``.
 
         Returns:
@@ -542,33 +552,45 @@ class Client:
         Raises:
             ConflictError: The file is not ready.
             PermissionDeniedError: The file is quarantined.
+            IntegrityError: The bytes received twice over did not match the file's SHA-256.
         """
+        file = self.get_file(file_id)
+        target = Path(dest)
+        if target.is_dir():
+            name = Path(file.filename).name
+            target = target / (name if name not in ("", ".", "..") else file.id)
+        download = Download(target, file.id, file.size, file.sha256, progress)
+        self.last_download = download
+        try:
+            for attempt in retrying(self.part_retries):
+                with attempt:
+                    if not download.complete:
+                        download.fetch(self._store, self._content_location(file.id))
+                    try:
+                        return download.finish()
+                    except IntegrityError:
+                        if not download.resumed_from:
+                            raise
+                        # The partial file an earlier attempt left was damaged: once more,
+                        # from the first byte.
+                        download.resumed_from = 0
+                        download.fetch(self._store, self._content_location(file.id))
+                        return download.finish()
+        except ConveyorError as e:
+            if not is_transient(e):
+                download.discard()
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _content_location(self, file_id: str) -> str:
+        """Where the file's bytes are: a short-lived pre-signed URL, or its CDN URL."""
         response = self._api.request("GET", f"/v1/files/{file_id}/content")
-        location = response.headers.get("location")
+        location: str | None = response.headers.get("location")
         if response.status_code not in (301, 302, 303, 307, 308) or not location:
             raise ConveyorError(
                 "invalid_response", "The API did not redirect to the content.", response.status_code
             )
-        target = Path(dest)
-        partial = target.with_name(f".{target.name}.part")
-        try:
-            with self._store.stream("GET", location, follow_redirects=True) as stream:
-                if stream.status_code != 200:
-                    stream.read()
-                    raise store_error(stream.status_code, stream.text)
-                total = int(stream.headers.get("content-length") or 0)
-                counter = ProgressCounter(total, progress)
-                with open(partial, "wb") as out:
-                    for chunk in stream.iter_bytes(1024 * 1024):
-                        out.write(chunk)
-                        counter.add(len(chunk))
-            os.replace(partial, target)
-        except httpx.TransportError as e:
-            raise transport_error(e, f"download {file_id}") from e
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                partial.unlink()
-        return target
+        return location
 
     def text(self, file_id: str) -> str:
         """The OCR text of a ready file.

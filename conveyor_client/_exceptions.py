@@ -12,6 +12,7 @@ ConveyorError(code, message, status)
 │   └── ServerError            5xx (a 503 means a dependency is down: retry later)
 ├── StoreError                 the object store refused bytes (code is the store's, e.g. BadDigest)
 ├── TransportError             no answer at all: connection refused or reset, timeout
+├── IntegrityError             downloaded bytes did not match the file's size and SHA-256
 ├── WaitTimeout                a file did not reach a terminal status in time
 ├── WebhookSignatureError      a received webhook's signature is missing, stale or wrong
 └── UploadPaused               an upload stopped on request; its state is kept for resuming
@@ -90,6 +91,10 @@ class StoreError(ConveyorError):
 
 class TransportError(ConveyorError):
     """No HTTP answer: the connection failed, was reset, or timed out."""
+
+
+class IntegrityError(ConveyorError):
+    """Downloaded bytes did not match the file's size and SHA-256 (`checksum_mismatch`)."""
 
 
 class WaitTimeout(ConveyorError):

@@ -324,35 +324,55 @@ def get(
         Path | None,
         typer.Option("-o", "--output", help="Where to write (default: its name, here)."),
     ] = None,
+    json_output: JsonOutput = False,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Download a ready file."""
-    with _exit_codes(), _client(ctx, api_url, api_key) as client:
-        if output is None or output.is_dir():
-            name = Path(client.get_file(file_id).filename).name
-            output = (output or Path.cwd()) / name
-        with _progress(err.is_terminal) as bars:
-            task = bars.add_task(output.name, total=None)
-            path = client.download(
-                file_id,
-                output,
-                progress=lambda done, size: bars.update(task, completed=done, total=size),
-            )
-    err.print(f"Wrote {path}")
+    """Download a ready file and check its SHA-256 (resumable: after Ctrl-C or a dropped
+    link, run the same command again)."""
+    with (
+        _exit_codes(),
+        _client(ctx, api_url, api_key) as client,
+        _progress(err.is_terminal and not json_output) as bars,
+    ):
+        task = bars.add_task(file_id, total=None)
+
+        def report(done: int, size: int) -> None:
+            current = client.last_download
+            name = current.target.name if current else file_id
+            bars.update(task, description=name, completed=done, total=size)
+
+        path = client.download(file_id, output or Path.cwd(), progress=report)
+        download = client.last_download
+    if json_output:
+        _echo_json(
+            {
+                "id": file_id,
+                "path": str(path),
+                "size": path.stat().st_size,
+                "sha256": download.sha256 if download else None,
+                "resumed_from": download.resumed_from if download else 0,
+            }
+        )
+    else:
+        err.print(f"Wrote {path}")
 
 
 @app.command("rm")
 def rm(
     ctx: typer.Context,
     file_id: Annotated[str, typer.Argument(metavar="ID", help="The file id.")],
+    json_output: JsonOutput = False,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
     """Delete a file."""
     with _exit_codes(), _client(ctx, api_url, api_key) as client:
         client.delete(file_id)
-    err.print(f"Deleted {file_id}")
+    if json_output:
+        _echo_json({"id": file_id, "deleted": True})
+    else:
+        err.print(f"Deleted {file_id}")
 
 
 if __name__ == "__main__":

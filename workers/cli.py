@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from conveyor_core.keys import display_prefix, generate_api_key, hash_api_key
 from conveyor_core.settings import Settings, get_settings
 
 app = typer.Typer(help="Conveyor: workflow-orchestrated file ingestion.", no_args_is_help=True)
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 # The client's commands (upload, ls, info, get, rm) share the one `conveyor` command.
 app.registered_commands += client_app.registered_commands
 stack_app = typer.Typer(help="The local stack (every server, under one supervisor).")
@@ -106,13 +108,12 @@ def trace_file(
 
 @app.command("status")
 def status(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOutput = False,
 ) -> None:
     """Each component (API, Postgres, Temporal, store, NATS, clamd, edge): up or down, with
     its version. Exits 1 when any is down."""
     import asyncio
     import dataclasses
-    import json
 
     from workers.status import component_statuses
 
@@ -270,11 +271,15 @@ def create_key(settings: Settings, tenant_name: str) -> str:
 @keys_app.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant name; created if it does not exist.")],
+    json_output: JsonOutput = False,
 ) -> None:
     """Create an API key; the key itself is the last line of the output."""
     if not tenant.strip() or len(tenant) > 100:
         raise typer.BadParameter("the tenant name must be 1 to 100 characters")
     key = create_key(get_settings(), tenant.strip())
+    if json_output:
+        _echo_json({"tenant": tenant.strip(), "prefix": display_prefix(key), "key": key})
+        return
     typer.echo(f"API key for tenant {tenant.strip()!r} (store it now; it is not shown again):")
     typer.echo(key)
 
@@ -282,13 +287,28 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+    json_output: JsonOutput = False,
 ) -> None:
     """List keys by their prefix (the keys themselves are never stored)."""
     with transaction(make_session_factory(make_engine(get_settings()))) as session:
         query = select(ApiKey, Tenant.name).join(Tenant).order_by(ApiKey.created_at)
         if tenant is not None:
             query = query.where(Tenant.name == tenant)
-        for key, name in session.execute(query):
+        rows = session.execute(query).all()
+        if json_output:
+            _echo_json(
+                [
+                    {
+                        "prefix": key.prefix,
+                        "tenant": name,
+                        "created_at": key.created_at.isoformat(),
+                        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+                    }
+                    for key, name in rows
+                ]
+            )
+            return
+        for key, name in rows:
             state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
             typer.echo(f"{key.prefix:<12} {name:<24} {key.created_at:%Y-%m-%d %H:%M}  {state}")
 
@@ -296,6 +316,7 @@ def keys_list(
 @keys_app.command("revoke")
 def keys_revoke(
     key: Annotated[str, typer.Argument(help="The key itself, or its prefix as `keys list` shows.")],
+    json_output: JsonOutput = False,
 ) -> None:
     """Revoke a key: the API refuses it at once."""
     key = key.strip()
@@ -316,7 +337,10 @@ def keys_revoke(
         [found] = matches
         if found.revoked_at is None:
             found.revoked_at = datetime.now(UTC)
-    typer.echo(f"revoked {found.prefix}")
+    if json_output:
+        _echo_json({"prefix": found.prefix, "revoked_at": found.revoked_at.isoformat()})
+    else:
+        typer.echo(f"revoked {found.prefix}")
 
 
 @tenants_app.command("limits")
@@ -332,6 +356,7 @@ def tenants_limits(
     clear: Annotated[
         bool, typer.Option("--clear", help="Back to the settings' defaults first.")
     ] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Show a tenant's limits and usage; with options, change the limits first (the API
     applies them within CONVEYOR_API_KEY_CACHE_SECONDS)."""
@@ -365,6 +390,19 @@ def tenants_limits(
         files_limit = (
             tenant.max_files if tenant.max_files is not None else settings.tenant_max_files
         )
+        rate_limit = tenant.rate_limit or settings.rate_limit
+        if json_output:
+            _echo_json(
+                {
+                    "tenant": tenant.name,
+                    "files": int(files),
+                    "max_files": files_limit,
+                    "bytes": int(held),
+                    "max_bytes": bytes_limit,
+                    "rate_limit": rate_limit,
+                }
+            )
+            return
         typer.echo(f"tenant      {tenant.name}")
         typer.echo(
             f"files       {files} of {files_limit if files_limit is not None else 'no limit'}"
@@ -372,7 +410,11 @@ def tenants_limits(
         typer.echo(
             f"bytes       {held} of {bytes_limit if bytes_limit is not None else 'no limit'}"
         )
-        typer.echo(f"rate limit  {tenant.rate_limit or settings.rate_limit} per key")
+        typer.echo(f"rate limit  {rate_limit} per key")
+
+
+def _echo_json(value: object) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=True))
 
 
 if __name__ == "__main__":

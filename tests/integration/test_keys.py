@@ -4,6 +4,7 @@ the API caches keys (a trigger's NOTIFY drops the cache, also after Postgres res
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import uuid
@@ -95,3 +96,23 @@ async def test_revocation_is_heard_again_after_postgres_restarts(
         assert answer.status_code == 401, answer.text
 
     await assert_eventually(refused, timeout=3)
+
+
+def test_keys_commands_answer_json_for_scripts(stack: Settings) -> None:
+    tenant = f"json-{uuid.uuid4().hex[:8]}"
+
+    created = json.loads(run_cli(stack, "keys", "create", "--tenant", tenant, "--json").stdout)
+    key = created["key"]
+    assert created == {"tenant": tenant, "prefix": display_prefix(key), "key": key}
+    assert create_key(stack, tenant)  # a second key of the tenant, not revoked below
+
+    listed = json.loads(run_cli(stack, "keys", "list", "--tenant", tenant, "--json").stdout)
+    assert [k["prefix"] for k in listed][0] == created["prefix"] and len(listed) == 2
+    assert {k["tenant"] for k in listed} == {tenant}
+    assert all(k["revoked_at"] is None and k["created_at"] for k in listed)
+    assert key not in json.dumps(listed)
+
+    revoked = json.loads(run_cli(stack, "keys", "revoke", key, "--json").stdout)
+    assert revoked["prefix"] == created["prefix"] and revoked["revoked_at"]
+    after = json.loads(run_cli(stack, "keys", "list", "--tenant", tenant, "--json").stdout)
+    assert [k["revoked_at"] is not None for k in after] == [True, False]

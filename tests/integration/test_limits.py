@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import httpx
@@ -47,6 +48,14 @@ async def test_file_and_byte_quotas_refuse_uploads_past_them(
 
     shown = run_cli(stack, "tenants", "limits", tenant).stdout
     assert "files       2 of 2" in shown and "bytes       9000 of 10000" in shown
+    as_json = json.loads(run_cli(stack, "tenants", "limits", tenant, "--json").stdout)
+    assert as_json["tenant"] == tenant
+    assert (as_json["files"], as_json["max_files"], as_json["bytes"], as_json["max_bytes"]) == (
+        2,
+        2,
+        9000,
+        10000,
+    )
 
     # Deleting gives the room back.
     assert (await api.delete(f"/v1/files/{first['file_id']}", headers=auth(key))).status_code == 204
