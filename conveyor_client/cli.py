@@ -9,10 +9,13 @@ into another Typer app); run standalone, they may also be given before the comma
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import itertools
 import json
+import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +26,6 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
-    TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -75,8 +77,9 @@ def _global_options(ctx: typer.Context, api_url: ApiUrl = None, api_key: ApiKey 
     ctx.obj = {"api_url": api_url, "api_key": api_key}
 
 
-def _client(ctx: typer.Context, api_url: str | None, api_key: str | None, **kw: Any) -> Client:
-    """Command-line value of the command, else the global option, else the environment."""
+def _connection(ctx: typer.Context, api_url: str | None, api_key: str | None) -> tuple[str, str]:
+    """The API URL and key: the command's own option, else the global one, else the
+    environment."""
     given = (ctx.obj if isinstance(ctx.obj, dict) else None) or {}
 
     def pick(name: str, value: str | None) -> str | None:
@@ -89,34 +92,45 @@ def _client(ctx: typer.Context, api_url: str | None, api_key: str | None, **kw: 
     if not key:
         err.print("No API key: pass --api-key or set CONVEYOR_API_KEY.")
         raise typer.Exit(EXIT_AUTH)
-    return Client(url, key, **kw)
+    return url, key
+
+
+def _client(ctx: typer.Context, api_url: str | None, api_key: str | None) -> Client:
+    return Client(*_connection(ctx, api_url, api_key))
+
+
+RESUME_HINT = "Run the same command again to resume."
+
+
+def _outcome(error: BaseException) -> tuple[int, str] | None:
+    """The exit code and the one line on stderr for an error the client raises; None for
+    one it does not (a bug, to show whole)."""
+    if isinstance(error, UploadPaused):
+        done, total = error.progress.bytes_done, error.progress.bytes_total
+        return EXIT_PAUSED, f"Paused ({done} of {total} bytes sent)."
+    if isinstance(error, KeyboardInterrupt):
+        # Between two steps of an upload: whatever the store already holds is kept.
+        return EXIT_PAUSED, "Interrupted."
+    if isinstance(error, AuthenticationError):
+        return EXIT_AUTH, f"Authentication failed: {error.message}"
+    if isinstance(error, NotFoundError):
+        return EXIT_NOT_FOUND, f"Not found: {error.message}"
+    if isinstance(error, ConveyorError | OSError):
+        return EXIT_ERROR, f"Error: {error}"
+    return None
 
 
 @contextlib.contextmanager
 def _exit_codes() -> Iterator[None]:
-    """Maps the client's errors to the documented exit codes, with one line on stderr."""
+    """Maps the client's errors to the documented exit codes, with a line on stderr."""
     try:
         yield
-    except UploadPaused as e:
-        err.print(f"Paused ({e.progress.bytes_done} of {e.progress.bytes_total} bytes sent).")
-        err.print("Run the same command again to resume.")
-        raise typer.Exit(EXIT_PAUSED) from None
-    except KeyboardInterrupt:
-        # Between two steps of an upload: whatever the store already holds is kept.
-        err.print("Interrupted. Run the same command again to resume.")
-        raise typer.Exit(EXIT_PAUSED) from None
-    except AuthenticationError as e:
-        err.print(f"Authentication failed: {e.message}")
-        raise typer.Exit(EXIT_AUTH) from None
-    except NotFoundError as e:
-        err.print(f"Not found: {e.message}")
-        raise typer.Exit(EXIT_NOT_FOUND) from None
-    except ConveyorError as e:
-        err.print(f"Error: {e}")
-        raise typer.Exit(EXIT_ERROR) from None
-    except OSError as e:
-        err.print(f"Error: {e}")
-        raise typer.Exit(EXIT_ERROR) from None
+    except (KeyboardInterrupt, ConveyorError, OSError) as e:
+        code, line = _outcome(e) or (EXIT_ERROR, str(e))
+        err.print(line)
+        if code == EXIT_PAUSED:
+            err.print(RESUME_HINT)
+        raise typer.Exit(code) from None
 
 
 def _echo_json(value: Any) -> None:
@@ -156,7 +170,10 @@ def upload(
         bool, typer.Option("--wait", help="Wait for each file to finish processing.")
     ] = False,
     json_output: JsonOutput = False,
-    concurrency: Annotated[int, typer.Option(min=1, max=32, help="Parts sent at once.")] = 4,
+    jobs: Annotated[int, typer.Option(min=1, max=16, help="Files sent at once.")] = 4,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=32, help="Parts of one file sent at once.")
+    ] = 4,
     sha256: Annotated[
         bool,
         typer.Option(
@@ -169,42 +186,117 @@ def upload(
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Upload files (resumable: after Ctrl-C, run the same command again)."""
-    results: list[File] = []
-    with (
-        _exit_codes(),
-        _client(ctx, api_url, api_key, part_concurrency=concurrency) as client,
-        _progress(err.is_terminal and not json_output) as bars,
-    ):
-        sizes = [p.stat().st_size for p in paths]
-        total = bars.add_task("total", total=sum(sizes)) if len(paths) > 1 else None
-        for index, path in enumerate(paths):
-            task = bars.add_task(path.name, total=sizes[index])
-            results.append(
-                client.upload(
-                    path,
-                    visibility="public" if public else "private",
-                    progress=_reporter(bars, task, total, sum(sizes[:index])),
-                    wait=wait,
-                    part_checksum="sha256" if sha256 else "crc64nvme",
-                )
-            )
+    """Upload files, several at once (resumable: after Ctrl-C, run the same command again).
+    A file that fails does not stop the others; the exit code tells the worst outcome."""
+    url, key = _connection(ctx, api_url, api_key)
+    batch = _UploadBatch(paths, err.is_terminal and not json_output)
+    clients: list[Client] = []
+    own = threading.local()  # a client (its connection pools) for each sending thread
+
+    def send(index: int) -> File | None:
+        if batch.stop.is_set():
+            return None
+        if not hasattr(own, "client"):
+            own.client = Client(url, key, part_concurrency=concurrency)
+            clients.append(own.client)
+        uploaded: File = own.client.upload(
+            paths[index],
+            visibility="public" if public else "private",
+            progress=batch.reporter(index),
+            stop=batch.stop,
+            part_checksum="sha256" if sha256 else "crc64nvme",
+        )
+        return uploaded
+
+    try:
+        with batch.bars:
+            outcomes = batch.run(send, jobs)
+    finally:
+        for client in clients:
+            client.close()
+    results = [outcome for outcome in outcomes if isinstance(outcome, File)]
+    if wait and results:
+        with _exit_codes(), Client(url, key) as client:
+            results = [client.wait_until_ready(f.id) for f in results]
     if json_output:
         _echo_json([f.raw for f in results])
     else:
         for f in results:
             out.print(f"{f.id}  {f.status:<11}  {f.filename}")
+    _exit_for(outcomes, paths)
     if wait and any(not f.is_ready for f in results):
         raise typer.Exit(EXIT_NOT_READY)
 
 
-def _reporter(bars: Progress, task: TaskID, total: TaskID | None, before: int) -> Any:
-    def report(done: int, _size: int) -> None:
-        bars.update(task, completed=done)
-        if total is not None:
-            bars.update(total, completed=before + done)
+class _UploadBatch:
+    """Files sent by a pool of threads, a progress bar each and a total; Ctrl-C sets `stop`,
+    which pauses every upload after its in-flight parts and starts no other."""
 
-    return report
+    def __init__(self, paths: list[Path], show: bool) -> None:
+        self.stop = threading.Event()
+        self.bars = _progress(show)
+        self._sizes = [p.stat().st_size for p in paths]
+        self._done = [0] * len(paths)
+        self._lock = threading.Lock()
+        self._total = (
+            self.bars.add_task("total", total=sum(self._sizes)) if len(paths) > 1 else None
+        )
+        self._tasks = [
+            self.bars.add_task(p.name, total=size, visible=False)
+            for p, size in zip(paths, self._sizes, strict=True)
+        ]
+
+    def reporter(self, index: int) -> Any:
+        self.bars.update(self._tasks[index], visible=True)
+
+        def report(done: int, _size: int) -> None:
+            with self._lock:
+                self._done[index] = done
+                self.bars.update(self._tasks[index], completed=done)
+                if self._total is not None:
+                    self.bars.update(self._total, completed=sum(self._done))
+
+        return report
+
+    def run(self, send: Any, jobs: int) -> list[File | BaseException | None]:
+        """Each file's outcome, in order: its File, the error that ended it, or None when it
+        was never started."""
+        with concurrent.futures.ThreadPoolExecutor(min(jobs, len(self._tasks))) as pool:
+            futures = [pool.submit(send, index) for index in range(len(self._tasks))]
+            try:
+                concurrent.futures.wait(futures)
+            except KeyboardInterrupt:
+                self.stop.set()
+                err.print("Pausing after the parts in flight (Ctrl-C again to quit at once).")
+                try:
+                    concurrent.futures.wait(futures)
+                except KeyboardInterrupt:
+                    # What the store holds is asked again on resume: nothing is lost.
+                    self.bars.stop()
+                    err.print(f"Stopped. {RESUME_HINT}")
+                    os._exit(EXIT_PAUSED)
+        return [f.exception() or f.result() for f in futures]
+
+
+def _exit_for(outcomes: list[File | BaseException | None], paths: list[Path]) -> None:
+    """A line on stderr for each file that did not go, then the exit code of the worst
+    outcome (paused before errors: the same command goes on)."""
+    codes = []
+    for outcome, path in zip(outcomes, paths, strict=True):
+        if isinstance(outcome, BaseException):
+            described = _outcome(outcome)
+            if described is None:
+                raise outcome
+            codes.append(described[0])
+            err.print(f"{path}: {described[1]}")
+        elif outcome is None:
+            codes.append(EXIT_PAUSED)
+            err.print(f"{path}: not started.")
+    if EXIT_PAUSED in codes:
+        err.print(RESUME_HINT)
+        raise typer.Exit(EXIT_PAUSED)
+    if codes:
+        raise typer.Exit(max(codes))
 
 
 @app.command("ls")
