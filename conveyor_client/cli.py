@@ -217,15 +217,24 @@ def upload(
     results = [outcome for outcome in outcomes if isinstance(outcome, File)]
     if wait and results:
         with _exit_codes(), Client(url, key) as client:
-            results = [client.wait_until_ready(f.id) for f in results]
-    if json_output:
-        _echo_json([f.raw for f in results])
-    else:
-        for f in results:
-            out.print(f"{f.id}  {f.status:<11}  {f.filename}")
+            try:
+                results = [client.wait_until_ready(f.id) for f in results]
+            except KeyboardInterrupt:
+                _show_files(results, json_output)
+                err.print("Stopped waiting: the files are uploaded and go on processing.")
+                raise typer.Exit(EXIT_PAUSED) from None
+    _show_files(results, json_output)
     _exit_for(outcomes, paths)
     if wait and any(not f.is_ready for f in results):
         raise typer.Exit(EXIT_NOT_READY)
+
+
+def _show_files(files: list[File], json_output: bool) -> None:
+    if json_output:
+        _echo_json([f.raw for f in files])
+    else:
+        for f in files:
+            out.print(f"{f.id}  {f.status:<11}  {f.filename}")
 
 
 class _UploadBatch:
