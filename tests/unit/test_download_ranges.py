@@ -23,8 +23,13 @@ def server(answer: Callable[[httpx.Request], httpx.Response]) -> httpx.Client:
     return httpx.Client(transport=httpx.MockTransport(answer))
 
 
+def streamed(status: int, data: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+    """An answer whose body is still to be read, as from a real connection."""
+    return httpx.Response(status, headers=headers, stream=httpx.ByteStream(data))
+
+
 def whole_file(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, content=DATA)
+    return streamed(200, DATA)
 
 
 def with_partial(tmp_path: Path, held: bytes) -> Download:
@@ -51,7 +56,7 @@ def test_another_range_than_the_one_asked_for_starts_over(tmp_path: Path) -> Non
         if "range" not in request.headers:
             return whole_file(request)
         headers = {"content-range": f"bytes 10-{len(DATA) - 1}/{len(DATA)}"}
-        return httpx.Response(206, content=DATA[10:], headers=headers)
+        return streamed(206, DATA[10:], headers)
 
     download = with_partial(tmp_path, DATA[:1000])
     download.fetch(server(from_byte_10_when_asked_for_a_range), "http://store/f")
@@ -79,7 +84,7 @@ def test_a_partial_file_longer_than_the_file_is_dropped(tmp_path: Path) -> None:
 
 def test_a_short_answer_is_refused_and_nothing_is_left(tmp_path: Path) -> None:
     download = Download(tmp_path / "f.bin", "id", len(DATA), SHA)
-    download.fetch(server(lambda request: httpx.Response(200, content=DATA[:-1])), "http://s/f")
+    download.fetch(server(lambda request: streamed(200, DATA[:-1])), "http://s/f")
 
     with pytest.raises(IntegrityError, match="1048575 bytes arrived, the file has 1048576"):
         download.finish()
