@@ -28,6 +28,7 @@ bench: install
 	$(VENV)/conveyor stack up
 	$(VENV)/python -m bench.put_to_ready
 	$(VENV)/python -m bench.upload
+	$(VENV)/python -m bench.download
 	$(VENV)/python -m bench.scan
 	$(VENV)/python -m bench.thumbnails
 	$(VENV)/python -m bench.ocr
