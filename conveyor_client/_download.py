@@ -88,9 +88,7 @@ class Download:
             headers["Range"] = f"bytes={self._have}-"
         with store.stream("GET", url, headers=headers, follow_redirects=True) as response:
             if response.status_code == 416 and self._have:
-                # Nothing past what we hold: the size check in `finish` decides.
-                self._have = max(self._have, self.size)
-                return True
+                return True  # nothing past what we hold: the size check in `finish` decides
             if response.status_code not in (200, 206):
                 response.read()
                 raise store_error(response.status_code, response.text)

@@ -89,3 +89,12 @@ def test_a_short_answer_is_refused_and_nothing_is_left(tmp_path: Path) -> None:
     with pytest.raises(IntegrityError, match="1048575 bytes arrived, the file has 1048576"):
         download.finish()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_nothing_past_a_short_partial_file_is_a_size_mismatch(tmp_path: Path) -> None:
+    download = with_partial(tmp_path, DATA[:1000])
+
+    download.fetch(server(lambda request: httpx.Response(416)), "http://store/f")
+
+    with pytest.raises(IntegrityError, match="1000 bytes arrived, the file has 1048576"):
+        download.finish()
