@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,11 +29,10 @@ from pathlib import Path
 import httpx
 
 from bench.meter import Meter, Sample
-from bench.upload import MIB, compact_store, program_pid, quiet, random_file
+from bench.upload import MIB, compact_store, program_pid, quiet, random_file, sample_of_script
 from conveyor_client import Client, File
 from conveyor_core.settings import Settings, get_settings
 from workers.cli import create_key
-from workers.stack.layout import REPO_ROOT
 
 CLIENTS = ("boto3", "plain_get", "sdk_private", "sdk_public")
 
@@ -55,15 +52,7 @@ print(json.dumps(dataclasses.asdict(meter.sample)))
 
 
 def boto3_download(bucket: str, key: str, target: Path, store_pid: int) -> Sample:
-    answer = subprocess.run(
-        [sys.executable, "-c", BOTO3_DOWNLOAD, bucket, key, str(target), str(store_pid)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=1800,
-        cwd=REPO_ROOT,
-    )
-    return Sample(**json.loads(answer.stdout.splitlines()[-1]))
+    return sample_of_script(BOTO3_DOWNLOAD, bucket, key, str(target), str(store_pid))
 
 
 def plain_get(url: str, target: Path) -> None:

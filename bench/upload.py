@@ -130,12 +130,11 @@ print(json.dumps(dataclasses.asdict(meter.sample)))
 """
 
 
-def boto3_upload(path: Path, name: str, store_pid: int, *, crt: bool) -> Sample:
-    """boto3's `upload_file`, with botocore's defaults, in a fresh process (measured there,
-    around the call alone)."""
-    args = ["crt" if crt else "plain", str(path), name, str(store_pid)]
+def sample_of_script(script: str, *args: str) -> Sample:
+    """Runs `script` in a fresh Python process at the repository's root and reads the
+    `Sample` it prints last as JSON (measured there, around the call alone)."""
     answer = subprocess.run(
-        [sys.executable, "-c", BOTO3_UPLOAD, *args],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         check=True,
@@ -143,6 +142,13 @@ def boto3_upload(path: Path, name: str, store_pid: int, *, crt: bool) -> Sample:
         cwd=REPO_ROOT,
     )
     return Sample(**json.loads(answer.stdout.splitlines()[-1]))
+
+
+def boto3_upload(path: Path, name: str, store_pid: int, *, crt: bool) -> Sample:
+    """boto3's `upload_file`, with botocore's defaults, in a fresh process."""
+    return sample_of_script(
+        BOTO3_UPLOAD, "crt" if crt else "plain", str(path), name, str(store_pid)
+    )
 
 
 def handmade_parts(settings: Settings, path: Path, name: str, threads: int = 4) -> None:
