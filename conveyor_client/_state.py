@@ -98,6 +98,22 @@ class UploadState:
         return cls(**fields, parts=parts, checksums=checksums)
 
 
+def write_json_atomically(path: Path, data: Any) -> None:
+    """Writes `data` as JSON to `path` by a temporary file and a rename, so a process killed
+    mid-write leaves the previous content whole (the directory is made, private, if new)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    text = json.dumps(data, indent=1, sort_keys=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 class StateStore:
     """State files under one directory; thread-safe saves of one upload's state."""
 
@@ -123,17 +139,7 @@ class StateStore:
     def save(self, key: str, state: UploadState) -> None:
         """Writes the state atomically."""
         with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            text = json.dumps(state.to_json(), indent=1, sort_keys=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{key}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w") as out:
-                    out.write(text)
-                os.replace(tmp, self.path_for(key))
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_json_atomically(self.path_for(key), state.to_json())
 
     def remove(self, key: str) -> None:
         """Deletes the state (the upload completed or is gone)."""

@@ -32,6 +32,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from conveyor_client._batch import FinishedUploads
 from conveyor_client._client import Client
 from conveyor_client._exceptions import (
     AuthenticationError,
@@ -40,6 +41,7 @@ from conveyor_client._exceptions import (
     UploadPaused,
 )
 from conveyor_client._models import File
+from conveyor_client._state import default_state_dir
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 EXIT_NOT_READY, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_ERROR, EXIT_PAUSED = 1, 2, 3, 4, 5, 130
@@ -186,10 +188,13 @@ def upload(
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Upload files, several at once (resumable: after Ctrl-C, run the same command again).
-    A file that fails does not stop the others; the exit code tells the worst outcome."""
+    """Upload files, several at once (resumable: after Ctrl-C, run the same command again;
+    the files it already sent are not sent again). A file that fails does not stop the
+    others; the exit code tells the worst outcome."""
     url, key = _connection(ctx, api_url, api_key)
     batch = _UploadBatch(paths, err.is_terminal and not json_output)
+    options = {"public": public, "sha256": sha256}
+    finished = FinishedUploads(default_state_dir(), paths, url, key, options)
     clients: list[Client] = []
     own = threading.local()  # a client (its connection pools) for each sending thread
 
@@ -199,14 +204,23 @@ def upload(
         if not hasattr(own, "client"):
             own.client = Client(url, key, part_concurrency=concurrency)
             clients.append(own.client)
-        uploaded: File = own.client.upload(
-            paths[index],
+        path, progress = paths[index], batch.reporter(index)
+        if (earlier := finished.file_id(path)) is not None:
+            try:  # this command's earlier run sent it
+                file: File = own.client.get_file(earlier)
+                progress(file.size, file.size)
+                return file
+            except NotFoundError:
+                finished.forget(path)  # deleted since: send it again
+        file = own.client.upload(
+            path,
             visibility="public" if public else "private",
-            progress=batch.reporter(index),
+            progress=progress,
             stop=batch.stop,
             part_checksum="sha256" if sha256 else "crc64nvme",
         )
-        return uploaded
+        finished.record(path, file.id)
+        return file
 
     try:
         with batch.bars:
@@ -214,6 +228,8 @@ def upload(
     finally:
         for client in clients:
             client.close()
+    if all(isinstance(outcome, File) for outcome in outcomes):
+        finished.clear()
     results = [outcome for outcome in outcomes if isinstance(outcome, File)]
     if wait and results:
         with _exit_codes(), Client(url, key) as client:
@@ -273,18 +289,26 @@ class _UploadBatch:
         with concurrent.futures.ThreadPoolExecutor(min(jobs, len(self._tasks))) as pool:
             futures = [pool.submit(send, index) for index in range(len(self._tasks))]
             try:
-                concurrent.futures.wait(futures)
+                _wait_for(futures)
             except KeyboardInterrupt:
                 self.stop.set()
                 err.print("Pausing after the parts in flight (Ctrl-C again to quit at once).")
                 try:
-                    concurrent.futures.wait(futures)
+                    _wait_for(futures)
                 except KeyboardInterrupt:
                     # What the store holds is asked again on resume: nothing is lost.
                     self.bars.stop()
                     err.print(f"Stopped. {RESUME_HINT}")
                     os._exit(EXIT_PAUSED)
         return [f.exception() or f.result() for f in futures]
+
+
+def _wait_for(futures: list[concurrent.futures.Future[Any]]) -> None:
+    """Waits in short steps: Ctrl-C may reach another thread, and the main thread sees it
+    only when it wakes."""
+    pending = set(futures)
+    while pending:
+        _, pending = concurrent.futures.wait(pending, timeout=0.1)
 
 
 def _exit_for(outcomes: list[File | BaseException | None], paths: list[Path]) -> None:

@@ -1,17 +1,22 @@
 """`conveyor upload` of several files against the real stack: sent several at once, listed in
-the order given, and one file that is refused does not stop the others."""
+the order given, one file that is refused does not stop the others, and the same command
+after Ctrl-C sends only what it had not sent."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from conveyor_core.settings import Settings
-from tests.integration.test_client import cli
+from tests.integration.test_client import REPO, cli
 from tests.integration.test_limits import limited_tenant
 
 pytestmark = pytest.mark.integration
@@ -52,3 +57,49 @@ def test_a_refused_file_does_not_stop_the_others(stack: Settings, tmp_path: Path
     assert sent.returncode == 5, sent.stderr
     assert [f["filename"] for f in json.loads(sent.stdout)] == ["file-0.bin", "file-1.bin"]
     assert f"{paths[2]}: Error: file_quota_exceeded" in sent.stderr
+
+
+def test_the_same_command_after_ctrl_c_sends_only_the_rest(
+    stack: Settings, key_a: str, tmp_path: Path
+) -> None:
+    small, big = random_files(tmp_path, [1000, 64 * 1024 * 1024])
+    state_dir = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    env.update(
+        CONVEYOR_API_URL=stack.api_url,
+        CONVEYOR_API_KEY=key_a,
+        CONVEYOR_CLIENT_STATE_DIR=str(state_dir),
+    )
+    command = [sys.executable, "-m", "conveyor_client.cli", "upload", str(small), str(big)]
+    command += ["--jobs", "1", "--json"]
+    first = subprocess.Popen(
+        [*command, "--concurrency", "1"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
+    )
+    deadline = time.monotonic() + 60
+    while not list(state_dir.glob("*.json")):  # the big file's parts are under way
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    first.send_signal(signal.SIGINT)
+    stdout, stderr = first.communicate(timeout=60)
+    assert first.returncode == 130, stderr
+    [sent] = json.loads(stdout)
+    assert sent["filename"] == small.name
+    assert f"{big}: Paused" in stderr
+
+    again = subprocess.run(
+        [*command, "--wait"], env=env, cwd=REPO, capture_output=True, text=True, timeout=240
+    )
+
+    assert again.returncode == 0, again.stderr
+    files = json.loads(again.stdout)
+    assert [f["id"] for f in files][0] == sent["id"]  # not made twice
+    assert files[1]["sha256"] == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert {f["status"] for f in files} == {"ready"}
+    assert list((state_dir / "batches").iterdir()) == []  # the command is done: forgotten
