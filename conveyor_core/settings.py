@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import limits
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import make_url
 
@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     edge_port: int = 8080
     edge_url: str | None = None
     edge_public_url: str | None = None
+    # The local edge's disk cache: least recently used files go past this. A public file
+    # larger than it is fetched from the store on every request.
+    edge_cache_max_bytes: int = Field(default=10 * 1024**3, ge=64 * 1024**2)
 
     # Stages
     scan_max_bytes: int = 2000 * 1024 * 1024  # clamd's StreamMaxLength; larger: "too large to scan"

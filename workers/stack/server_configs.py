@@ -13,7 +13,6 @@ from workers.stack.jwt_keys import load_or_create
 from workers.stack.layout import StackLayout, write_file
 
 TEMPLATES = Path(__file__).parent / "templates"
-EDGE_CACHE_MAX_SIZE = "1g"
 # libclamav scans at most this many bytes of one file (or stream).
 CLAMAV_MAX_SCAN_BYTES = 2**31 - 1
 # clamd's MaxScanSize counts what it extracts as well (archive members, and types it finds
@@ -141,7 +140,7 @@ def write_server_configs(settings: Settings, layout: StackLayout) -> dict[str, s
                     edge_port=settings.edge_port,
                     s3_port=settings.s3_port,
                     public_bucket=settings.public_bucket,
-                    cache_max_size=EDGE_CACHE_MAX_SIZE,
+                    cache_max_size=settings.edge_cache_max_bytes,
                 ),
                 0o644,
             )
