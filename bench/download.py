@@ -2,8 +2,7 @@
 
 - the Conveyor SDK's `download` (one stream, resumable, the SHA-256 checked as the bytes
   arrive) of a private file (its pre-signed store URL) and of a public one (through the CDN
-  edge: the local edge caches at most 1 GiB, so a file of 1 GiB is fetched from the store
-  through it every time; smaller ones are served from its cache after the first run);
+  edge, from its cache after the first run);
 - boto3 `download_file` of the same object straight from the store (ranged GETs in
   parallel, botocore's defaults, in a process of its own without awscrt, as in
   bench.upload), the baseline;
