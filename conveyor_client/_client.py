@@ -552,7 +552,8 @@ class Client:
         Raises:
             ConflictError: The file is not ready.
             PermissionDeniedError: The file is quarantined.
-            IntegrityError: The bytes received twice over did not match the file's SHA-256.
+            IntegrityError: The bytes did not match the file's size and SHA-256 (a resumed
+                download is first fetched once more from the first byte).
         """
         file = self.get_file(file_id)
         target = Path(dest)

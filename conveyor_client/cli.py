@@ -1,4 +1,4 @@
-"""The client half of the `conveyor` command: upload, ls, info, get, rm.
+"""The client half of the `conveyor` command: upload, ls, info, events, get, rm.
 
 Exit codes scripts can rely on: 0 ok; 1 an uploaded file ended not ready (with --wait);
 2 usage; 3 authentication; 4 not found; 5 any other API or transport error; 130 paused.

@@ -19,7 +19,7 @@ from conveyor_core.settings import Settings, get_settings
 
 app = typer.Typer(help="Conveyor: workflow-orchestrated file ingestion.", no_args_is_help=True)
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-# The client's commands (upload, ls, info, get, rm) share the one `conveyor` command.
+# The client's commands (upload, ls, info, events, get, rm) share the one `conveyor` command.
 app.registered_commands += client_app.registered_commands
 stack_app = typer.Typer(help="The local stack (every server, under one supervisor).")
 keys_app = typer.Typer(help="API keys.")
@@ -273,7 +273,8 @@ def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant name; created if it does not exist.")],
     json_output: JsonOutput = False,
 ) -> None:
-    """Create an API key; the key itself is the last line of the output."""
+    """Create an API key; the key itself is the last line of the output (with --json, its
+    `key` field)."""
     if not tenant.strip() or len(tenant) > 100:
         raise typer.BadParameter("the tenant name must be 1 to 100 characters")
     key = create_key(get_settings(), tenant.strip())
