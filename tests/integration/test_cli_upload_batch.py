@@ -7,16 +7,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conveyor_core.settings import Settings
-from tests.integration.test_client import REPO, cli
+from tests.integration.test_client import REPO, cli, cli_env, ctrl_c_once_parts_go
 from tests.integration.test_limits import limited_tenant
 
 pytestmark = pytest.mark.integration
@@ -64,34 +62,15 @@ def test_the_same_command_after_ctrl_c_sends_only_the_rest(
 ) -> None:
     small, big = random_files(tmp_path, [1000, 64 * 1024 * 1024])
     state_dir = tmp_path / "state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    env.update(
-        CONVEYOR_API_URL=stack.api_url,
-        CONVEYOR_API_KEY=key_a,
-        CONVEYOR_CLIENT_STATE_DIR=str(state_dir),
-    )
+    env = cli_env(stack, key_a, state_dir)
     command = [sys.executable, "-m", "conveyor_client.cli", "upload", str(small), str(big)]
     command += ["--jobs", "1", "--json"]
-    first = subprocess.Popen(
-        [*command, "--concurrency", "1"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
-    )
-    deadline = time.monotonic() + 60
-    while not list(state_dir.glob("*.json")):  # the big file's parts are under way
-        assert first.poll() is None, first.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
-    first.send_signal(signal.SIGINT)
-    stdout, stderr = first.communicate(timeout=60)
-    assert first.returncode == 130, stderr
-    [sent] = json.loads(stdout)
+    # Once the big file's parts are under way.
+    first = ctrl_c_once_parts_go([*command, "--concurrency", "1"], env, state_dir)
+    assert first.returncode == 130, first.stderr
+    [sent] = json.loads(first.stdout)
     assert sent["filename"] == small.name
-    assert f"{big}: Paused" in stderr
+    assert f"{big}: Paused" in first.stderr
 
     again = subprocess.run(
         [*command, "--wait"], env=env, cwd=REPO, capture_output=True, text=True, timeout=240

@@ -316,21 +316,52 @@ def test_store_refuses_a_corrupted_part(stack: Settings, key_a: str, tmp_path: P
 # --- the command line ---------------------------------------------------------------------
 
 
-def cli(
-    stack: Settings, key: str, *args: str, state_dir: Path | None = None
-) -> subprocess.CompletedProcess[str]:
+def cli_env(stack: Settings, key: str, state_dir: Path | None = None) -> dict[str, str]:
+    """The environment of a `conveyor` client command against the test stack."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
     env.update(CONVEYOR_API_URL=stack.api_url, CONVEYOR_API_KEY=key)
     if state_dir is not None:
         env["CONVEYOR_CLIENT_STATE_DIR"] = str(state_dir)
+    return env
+
+
+def cli(
+    stack: Settings, key: str, *args: str, state_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "conveyor_client.cli", *args],
-        env=env,
+        env=cli_env(stack, key, state_dir),
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def ctrl_c_once_parts_go(
+    command: list[str], env: dict[str, str], state_dir: Path
+) -> subprocess.CompletedProcess[str]:
+    """Runs `command` as from a terminal and presses Ctrl-C once a multipart upload's resume
+    state exists, that is while its parts are under way."""
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As from a terminal: a test run started in the background (a non-interactive
+        # shell's `&`) hands its children SIGINT ignored, and Python then never sees Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 60
+    while not list(state_dir.glob("*.json")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def test_cli_upload_ls_get_rm_round_trip(stack: Settings, key_a: str, tmp_path: Path) -> None:
@@ -377,33 +408,11 @@ def test_cli_ctrl_c_pauses_and_the_same_command_resumes(
     stack: Settings, key_a: str, tmp_path: Path, state_dir: Path
 ) -> None:
     path = random_file(tmp_path, 64 * MIB)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    env.update(
-        CONVEYOR_API_URL=stack.api_url,
-        CONVEYOR_API_KEY=key_a,
-        CONVEYOR_CLIENT_STATE_DIR=str(state_dir),
-    )
+    env = cli_env(stack, key_a, state_dir)
     command = [sys.executable, "-m", "conveyor_client.cli", "upload", str(path), "--json"]
-    process = subprocess.Popen(
-        [*command, "--concurrency", "1", "--sha256"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # As from a terminal: a test run started in the background (a non-interactive
-        # shell's `&`) hands its children SIGINT ignored, and Python then never sees Ctrl-C.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    deadline = time.monotonic() + 60
-    while not list(state_dir.glob("*.json")):  # the upload exists; its parts are under way
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
-    assert "resume" in stderr
+    paused = ctrl_c_once_parts_go([*command, "--concurrency", "1", "--sha256"], env, state_dir)
+    assert paused.returncode == 130, paused.stderr
+    assert "resume" in paused.stderr
     [saved] = state_dir.glob("*.json")
     assert json.loads(saved.read_text())["part_checksum"] == "sha256"
 
