@@ -155,8 +155,10 @@ class Client:
         before a byte is sent, for about 0.6 s of CPU per GiB before the first part goes.
 
         Args:
-            file: A path, or a binary file object (read from its current position; only paths
-                can be resumed).
+            file: A path, or a binary file object read from its current position. A stream
+                that cannot seek (a pipe, ``sys.stdin.buffer``) is first copied to a temporary
+                file. Only paths can be resumed: a file object's upload is cancelled when it
+                stops.
             filename: The name to declare; defaults to the path's or file object's name.
             content_type: Defaults to a guess from the name, else application/octet-stream.
             visibility: ``private`` or ``public``.
@@ -172,7 +174,8 @@ class Client:
             The file; with ``wait``, in a terminal status (check ``file.status``).
 
         Raises:
-            UploadPaused: ``stop`` was set or Ctrl-C was pressed; the state is kept.
+            UploadPaused: ``stop`` was set or Ctrl-C was pressed; a path's state is kept
+                (``resumable``).
             ConveyorError: The API or the store refused the upload, or the link failed
                 beyond the retries (a multipart upload's state is kept; run it again).
         """
@@ -287,7 +290,8 @@ class Client:
         try:
             return file_digests(source, ranges, stop, part_checksum=part_checksum)
         except KeyboardInterrupt:
-            raise UploadPaused(UploadProgress(None, None, 0, source.size, 0, 0)) from None
+            progress = UploadProgress(None, None, 0, source.size, 0, 0)
+            raise UploadPaused(progress, resumable=source.path is not None) from None
 
     def _put_single(
         self, source: Source, created: dict[str, Any], counter: ProgressCounter
@@ -318,7 +322,7 @@ class Client:
             progress = UploadProgress(
                 str(created["upload_id"]), str(created["file_id"]), 0, source.size
             )
-            raise UploadPaused(progress) from None
+            raise UploadPaused(progress, resumable=source.path is not None) from None
 
     def _resume(
         self,
@@ -409,6 +413,10 @@ class Client:
                 state.part_count,
                 skipped,
             )
+            if key is None:  # a file object's: nothing could resume it, free the store now
+                with contextlib.suppress(ConveyorError):
+                    self.cancel_upload(state.upload_id)
+                raise UploadPaused(progress, resumable=False) from None
             raise UploadPaused(progress) from None
         finally:
             self.last_part_puts = sender.puts

@@ -104,19 +104,26 @@ class WaitTimeout(ConveyorError):
 class UploadPaused(ConveyorError):
     """An upload stopped on request (stop event or Ctrl-C) after its in-flight parts.
 
-    Its state file is kept: calling `Client.upload` again with the same file resumes it.
+    A path's multipart upload keeps its state: calling `Client.upload` again with the same
+    path resumes it from the parts the store holds (a single PUT starts again). A file
+    object's upload cannot be resumed, nothing says the next object holds the same bytes, so
+    it was cancelled instead.
 
     Attributes:
         progress: Where the upload stood when it stopped.
+        resumable: False for a file object's upload, which was cancelled.
     """
 
-    def __init__(self, progress: UploadProgress) -> None:
+    def __init__(self, progress: UploadProgress, *, resumable: bool = True) -> None:
+        at = f"at {progress.bytes_done} of {progress.bytes_total} bytes"
         super().__init__(
             "upload_paused",
-            f"Upload paused at {progress.bytes_done} of {progress.bytes_total} bytes; "
-            "upload the same file again to resume.",
+            f"Upload paused {at}; upload the same file again to resume."
+            if resumable
+            else f"Upload stopped {at} and cancelled: a file object cannot be resumed.",
         )
         self.progress = progress
+        self.resumable = resumable
 
 
 _BY_STATUS: dict[int, type[APIError]] = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,11 +69,16 @@ def b64_digest(digest: bytes) -> str:
 class Source:
     """A file to upload; thread-safe reads at offsets (`os.pread` where there is a descriptor).
 
+    A stream that cannot seek (a pipe, standard input, an HTTP body) is first copied to a
+    temporary file (under TMPDIR): the upload declares its size, and retried or resent parts
+    read their bytes again.
+
     Attributes:
         name: The file name to declare (basename of the path or of the object's `name`).
         size: Its length in bytes, fixed when the source is opened.
         path: The absolute path when it came from one (resume state is kept only then).
         mtime_ns: The path's modification time, part of the resume key.
+        spooled: Whether the bytes were copied from a stream that cannot seek.
     """
 
     def __init__(self, target: str | os.PathLike[str] | BinaryIO) -> None:
@@ -79,6 +86,7 @@ class Source:
         self._lock = threading.Lock()
         self.path: Path | None = None
         self.mtime_ns = 0
+        self.spooled = False
         if isinstance(target, str | os.PathLike):
             self.path = Path(target).expanduser().resolve()
             self._file: BinaryIO = open(self.path, "rb")  # noqa: SIM115 - closed by close()
@@ -88,11 +96,16 @@ class Source:
             self.mtime_ns = stat.st_mtime_ns
             self.name = self.path.name
         else:
-            self._file = target
-            self.name = os.path.basename(str(getattr(target, "name", "") or "")) or "upload.bin"
-            self._base = target.tell()
-            self.size = target.seek(0, io.SEEK_END) - self._base
-            target.seek(self._base)
+            self.name = _name_of(target)
+            if _seekable(target):
+                self._file = target
+                self._base = target.tell()
+                self.size = target.seek(0, io.SEEK_END) - self._base
+                target.seek(self._base)
+            else:
+                self._file = _spool(target)
+                self._owned = self.spooled = True
+                self.size = self._file.seek(0, io.SEEK_END)
         self._fd = self._descriptor()
 
     def _descriptor(self) -> int | None:
@@ -152,3 +165,33 @@ class Source:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _name_of(stream: BinaryIO) -> str:
+    """The basename of a file object's `name`; none for a descriptor number or a pseudo name
+    such as standard input's `<stdin>`."""
+    name = getattr(stream, "name", None)
+    if not isinstance(name, str) or name.startswith("<"):
+        return "upload.bin"
+    return os.path.basename(name) or "upload.bin"
+
+
+def _seekable(stream: BinaryIO) -> bool:
+    try:
+        if not stream.seekable():
+            return False
+        stream.tell()
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        return False
+    return True
+
+
+def _spool(stream: BinaryIO) -> BinaryIO:
+    """The rest of `stream` in an anonymous temporary file (gone once closed)."""
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 - the Source closes it
+    try:
+        shutil.copyfileobj(stream, spool, CHUNK)
+    except BaseException:
+        spool.close()
+        raise
+    return spool

@@ -33,6 +33,7 @@ from rich.progress import (
 from rich.table import Table
 
 from conveyor_client._batch import FinishedUploads
+from conveyor_client._checksums import PartChecksum
 from conveyor_client._client import Client
 from conveyor_client._exceptions import (
     AuthenticationError,
@@ -45,6 +46,7 @@ from conveyor_client._state import default_state_dir
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 EXIT_NOT_READY, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_ERROR, EXIT_PAUSED = 1, 2, 3, 4, 5, 130
+STDIN = Path("-")
 
 app = typer.Typer(
     help="Conveyor client: upload, list, inspect, download and delete files.",
@@ -109,6 +111,11 @@ def _outcome(error: BaseException) -> tuple[int, str] | None:
     one it does not (a bug, to show whole)."""
     if isinstance(error, UploadPaused):
         done, total = error.progress.bytes_done, error.progress.bytes_total
+        if not error.resumable:
+            return (
+                EXIT_PAUSED,
+                f"Stopped ({done} of {total} bytes sent) and cancelled: it cannot resume.",
+            )
         return EXIT_PAUSED, f"Paused ({done} of {total} bytes sent)."
     if isinstance(error, KeyboardInterrupt):
         # Between two steps of an upload: whatever the store already holds is kept.
@@ -165,7 +172,10 @@ def upload(
     ctx: typer.Context,
     paths: Annotated[
         list[Path],
-        typer.Argument(exists=True, dir_okay=False, readable=True, help="Files to upload."),
+        typer.Argument(
+            help="Files to upload; - reads one file from standard input.",
+            show_default=False,
+        ),
     ],
     public: Annotated[bool, typer.Option("--public", help="Serve through the CDN.")] = False,
     wait: Annotated[
@@ -185,16 +195,38 @@ def upload(
             "then found once the bytes land).",
         ),
     ] = False,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="The file name to declare, for a single file (standard input's is stdin).",
+            show_default=False,
+        ),
+    ] = None,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
     """Upload files, several at once (resumable: after Ctrl-C, run the same command again;
     the files it already sent are not sent again). A file that fails does not stop the
-    others; the exit code tells the worst outcome."""
+    others; the exit code tells the worst outcome.
+
+    Standard input (-) is copied to a temporary file first, to learn its size; it is uploaded
+    on its own and cannot be resumed."""
+    for path in paths:
+        if path != STDIN and not (path.is_file() and os.access(path, os.R_OK)):
+            problem = "is not a readable file" if path.exists() else "does not exist"
+            raise typer.BadParameter(f"file {str(path)!r} {problem}.", param_hint="'paths'")
+    if STDIN in paths and len(paths) > 1:
+        raise typer.BadParameter("standard input (-) is uploaded on its own.", param_hint="'paths'")
+    if name is not None and len(paths) > 1:
+        raise typer.BadParameter("it names a single file.", param_hint="--name")
     url, key = _connection(ctx, api_url, api_key)
-    batch = _UploadBatch(paths, err.is_terminal and not json_output)
-    options = {"public": public, "sha256": sha256}
-    finished = FinishedUploads(default_state_dir(), paths, url, key, options)
+    labels = [name or ("stdin" if path == STDIN else path.name) for path in paths]
+    sizes = [None if path == STDIN else path.stat().st_size for path in paths]
+    batch = _UploadBatch(labels, sizes, err.is_terminal and not json_output)
+    options = {"public": public, "sha256": sha256, "name": name}
+    files = [path for path in paths if path != STDIN]
+    finished = FinishedUploads(default_state_dir(), files, url, key, options)
     clients: list[Client] = []
     own = threading.local()  # a client (its connection pools) for each sending thread
 
@@ -204,20 +236,33 @@ def upload(
         if not hasattr(own, "client"):
             own.client = Client(url, key, part_concurrency=concurrency)
             clients.append(own.client)
+        client: Client = own.client
         path, progress = paths[index], batch.reporter(index)
+        visibility = "public" if public else "private"
+        part_checksum: PartChecksum = "sha256" if sha256 else "crc64nvme"
+        if path == STDIN:
+            return client.upload(
+                sys.stdin.buffer,
+                filename=labels[index],
+                visibility=visibility,
+                progress=progress,
+                stop=batch.stop,
+                part_checksum=part_checksum,
+            )
         if (earlier := finished.file_id(path)) is not None:
             try:  # this command's earlier run sent it
-                file: File = own.client.get_file(earlier)
+                file: File = client.get_file(earlier)
                 progress(file.size, file.size)
                 return file
             except NotFoundError:
                 finished.forget(path)  # deleted since: send it again
-        file = own.client.upload(
+        file = client.upload(
             path,
-            visibility="public" if public else "private",
+            filename=name,
+            visibility=visibility,
             progress=progress,
             stop=batch.stop,
-            part_checksum="sha256" if sha256 else "crc64nvme",
+            part_checksum=part_checksum,
         )
         finished.record(path, file.id)
         return file
@@ -257,27 +302,29 @@ class _UploadBatch:
     """Files sent by a pool of threads, a progress bar each and a total; Ctrl-C sets `stop`,
     which pauses every upload after its in-flight parts and starts no other."""
 
-    def __init__(self, paths: list[Path], show: bool) -> None:
+    def __init__(self, labels: list[str], sizes: list[int | None], show: bool) -> None:
+        """`sizes` holds None for a file whose size is known once its upload starts."""
         self.stop = threading.Event()
         self.bars = _progress(show)
-        self._sizes = [p.stat().st_size for p in paths]
-        self._done = [0] * len(paths)
+        self._done = [0] * len(labels)
         self._lock = threading.Lock()
         self._total = (
-            self.bars.add_task("total", total=sum(self._sizes)) if len(paths) > 1 else None
+            self.bars.add_task("total", total=sum(s or 0 for s in sizes))
+            if len(labels) > 1
+            else None
         )
         self._tasks = [
-            self.bars.add_task(p.name, total=size, visible=False)
-            for p, size in zip(paths, self._sizes, strict=True)
+            self.bars.add_task(label, total=size, visible=False)
+            for label, size in zip(labels, sizes, strict=True)
         ]
 
     def reporter(self, index: int) -> Any:
         self.bars.update(self._tasks[index], visible=True)
 
-        def report(done: int, _size: int) -> None:
+        def report(done: int, size: int) -> None:
             with self._lock:
                 self._done[index] = done
-                self.bars.update(self._tasks[index], completed=done)
+                self.bars.update(self._tasks[index], completed=done, total=size)
                 if self._total is not None:
                     self.bars.update(self._total, completed=sum(self._done))
 
@@ -314,19 +361,23 @@ def _wait_for(futures: list[concurrent.futures.Future[Any]]) -> None:
 def _exit_for(outcomes: list[File | BaseException | None], paths: list[Path]) -> None:
     """A line on stderr for each file that did not go, then the exit code of the worst
     outcome (paused before errors: the same command goes on)."""
-    codes = []
+    codes, resumable = [], False
     for outcome, path in zip(outcomes, paths, strict=True):
+        label = "standard input" if path == STDIN else path
         if isinstance(outcome, BaseException):
             described = _outcome(outcome)
             if described is None:
                 raise outcome
             codes.append(described[0])
-            err.print(f"{path}: {described[1]}")
+            resumable |= isinstance(outcome, UploadPaused | KeyboardInterrupt) and path != STDIN
+            err.print(f"{label}: {described[1]}")
         elif outcome is None:
             codes.append(EXIT_PAUSED)
-            err.print(f"{path}: not started.")
+            resumable = True
+            err.print(f"{label}: not started.")
     if EXIT_PAUSED in codes:
-        err.print(RESUME_HINT)
+        if resumable:
+            err.print(RESUME_HINT)
         raise typer.Exit(EXIT_PAUSED)
     if codes:
         raise typer.Exit(max(codes))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 import pytest
@@ -316,6 +317,43 @@ def test_store_refuses_a_corrupted_part(stack: Settings, key_a: str, tmp_path: P
 # --- the command line ---------------------------------------------------------------------
 
 
+def test_client_stream_that_cannot_seek_uploads_and_is_cancelled_when_stopped(
+    client: Client, state_dir: Path
+) -> None:
+    data = os.urandom(40 * MIB)  # in parts
+    with _pipe_of(data) as stream:
+        file = client.upload(stream, filename="piped.bin", wait=True, wait_timeout=180)
+    assert (file.status, file.filename, file.size) == ("ready", "piped.bin", len(data)), file
+    assert file.sha256 == hashlib.sha256(data).hexdigest()
+
+    stop, progress = _stop_after(1)
+    with _pipe_of(data) as stream, pytest.raises(UploadPaused) as stopped:
+        client.upload(stream, stop=stop, progress=progress)
+    assert not stopped.value.resumable
+    upload_id, file_id = stopped.value.progress.upload_id, stopped.value.progress.file_id
+    assert upload_id is not None and file_id is not None
+    # Nothing could resume it: it is cancelled at once rather than left to expire.
+    assert client.wait_until_ready(file_id, timeout=60).status == "cancelled"
+    assert client.get_upload(upload_id).status == "cancelled"
+    assert list(state_dir.glob("*.json")) == []
+
+
+@contextlib.contextmanager
+def _pipe_of(data: bytes) -> Iterator[BinaryIO]:
+    """The read end of a pipe a thread fills with `data`, as a producer process would."""
+    read_end, write_end = os.pipe()
+
+    def write() -> None:
+        with os.fdopen(write_end, "wb") as out:
+            out.write(data)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    with os.fdopen(read_end, "rb") as stream:
+        yield stream
+    writer.join()
+
+
 def cli_env(stack: Settings, key: str, state_dir: Path | None = None) -> dict[str, str]:
     """The environment of a `conveyor` client command against the test stack."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
@@ -393,6 +431,31 @@ def test_cli_upload_ls_get_rm_round_trip(stack: Settings, key_a: str, tmp_path: 
     assert cli(stack, key_a, "info", file["id"]).returncode == 4
 
 
+def test_cli_uploads_standard_input_under_the_name_given(
+    stack: Settings, key_a: str, tmp_path: Path
+) -> None:
+    path = random_file(tmp_path, 40 * MIB)  # in parts
+    command = [sys.executable, "-m", "conveyor_client.cli", "upload", "-", "--name"]
+    with open(path, "rb") as stdin:
+        piped = subprocess.run(
+            [*command, "backup.tar", "--wait", "--json"],
+            stdin=stdin,
+            env=cli_env(stack, key_a, tmp_path / "state"),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    assert piped.returncode == 0, piped.stderr
+    [file] = json.loads(piped.stdout)
+    assert (file["status"], file["filename"], file["size"]) == ("ready", "backup.tar", 40 * MIB)
+    assert file["sha256"] == sha256_of(path)
+
+    renamed = cli(stack, key_a, "upload", str(path), "--name", "renamed.bin", "--json")
+    assert renamed.returncode == 0, renamed.stderr
+    assert json.loads(renamed.stdout)[0]["filename"] == "renamed.bin"
+
+
 def test_cli_exit_codes_for_missing_file_bad_key_and_usage(stack: Settings, key_a: str) -> None:
     missing = cli(stack, key_a, "info", str(uuid.uuid4()))
     assert missing.returncode == 4, missing.stderr
@@ -400,6 +463,9 @@ def test_cli_exit_codes_for_missing_file_bad_key_and_usage(stack: Settings, key_
     bad_key = cli(stack, "cvk_not_a_real_key", "ls")
     assert bad_key.returncode == 3, bad_key.stderr
     assert cli(stack, key_a, "upload", "/no/such/file").returncode == 2
+    for usage in (["-", "/etc/hostname"], ["/etc/hostname", "/etc/hosts", "--name", "x"]):
+        wrong = cli(stack, key_a, "upload", *usage)
+        assert wrong.returncode == 2 and "Invalid value" in wrong.stderr, wrong.stderr
     unreachable = cli(stack, key_a, "--api-url", "http://127.0.0.1:9", "ls")
     assert unreachable.returncode == 5, unreachable.stderr
 

@@ -110,4 +110,6 @@ def test_upload_paused_carries_its_progress() -> None:
     paused = UploadPaused(UploadProgress("u", "f", 10, 100, 1, 10, 0))
     assert paused.code == "upload_paused"
     assert paused.progress.bytes_done == 10
-    assert "resume" in paused.message
+    assert paused.resumable and "resume" in paused.message
+    cancelled = UploadPaused(UploadProgress("u", "f", 10, 100, 1, 10, 0), resumable=False)
+    assert not cancelled.resumable and "cancelled" in cancelled.message

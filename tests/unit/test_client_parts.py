@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
+import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,6 +72,52 @@ def test_source_reads_a_file_object_from_its_position() -> None:
         assert source.path is None
         assert source.read_at(0, 3) == b"pay"
         assert source.sha256() == hashlib.sha256(b"payload").digest()
+
+
+def test_source_copies_a_stream_that_cannot_seek_from_where_it_stands() -> None:
+    data = bytes(range(256)) * 5000  # more than one copy chunk
+    read_end, write_end = os.pipe()
+    writer = threading.Thread(target=_write_and_close, args=(write_end, b"skipped" + data))
+    writer.start()
+    with os.fdopen(read_end, "rb") as pipe:
+        assert pipe.read(7) == b"skipped"
+        with Source(pipe) as source:
+            writer.join()
+            assert source.spooled and source.path is None
+            assert source.size == len(data)
+            assert source.name == "upload.bin"  # a pipe's name is its descriptor number
+            assert source.read_at(300_000, 5) == data[300_000:300_005]
+            assert source.sha256() == hashlib.sha256(data).digest()
+
+
+def _write_and_close(descriptor: int, data: bytes) -> None:
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(data)
+
+
+class _Unseekable(io.RawIOBase):
+    """A stream with a name, such as an HTTP body or a socket file."""
+
+    name = "/exports/report.pdf"
+
+    def __init__(self, data: bytes) -> None:
+        self._rest = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._rest.readinto(buffer)
+
+
+def test_source_names_a_stream_by_its_name_and_never_by_a_pseudo_name() -> None:
+    with Source(_Unseekable(b"pdf bytes")) as source:  # type: ignore[arg-type]
+        assert (source.name, source.size, source.spooled) == ("report.pdf", 9, True)
+        assert source.read_at(0, 100) == b"pdf bytes"
+    stdin_like = _Unseekable(b"")
+    stdin_like.name = "<stdin>"
+    with Source(stdin_like) as source:  # type: ignore[arg-type]
+        assert (source.name, source.size) == ("upload.bin", 0)
 
 
 def test_source_notices_a_file_that_shrank(tmp_path: Path) -> None:
