@@ -390,10 +390,12 @@ class Client:
                 except _Stopped:
                     raise KeyboardInterrupt from None
                 try:
+                    # Repeatable: a completion whose answer was lost is asked again.
                     answer = self._api.json(
                         "POST",
                         f"/v1/uploads/{state.upload_id}/complete",
                         json=sender.completion(),
+                        idempotent=True,
                     )
                     break
                 except ValidationError as e:

@@ -496,8 +496,14 @@ async def complete_upload(
     session: AutocommitSessionDep,
     tenancy: TenancyDep,
 ) -> UploadState:
-    """Completes the multipart upload in the store once every part is there and matches."""
-    upload, file = await _active_multipart(session, upload_id, tenancy.tenant_id)
+    """Completes the multipart upload in the store once every part is there and matches.
+
+    It can be repeated, as S3's own completion can: asked again once the bytes landed, it
+    answers the file as it stands, so a client whose answer was lost simply asks again."""
+    upload, file = await _owned_multipart(session, upload_id, tenancy.tenant_id)
+    if file.status in _LANDED:
+        return await _completed(state, session, upload, file)
+    _check_active(file)
     assert upload.part_count is not None
     numbers = [p.part_number for p in body.parts]
     expected = set(range(1, upload.part_count + 1))
@@ -634,7 +640,7 @@ async def _owned_upload(
     return row[0], row[1]
 
 
-async def _active_multipart(
+async def _owned_multipart(
     session: AsyncSession, upload_id: uuid.UUID, tenant_id: uuid.UUID
 ) -> tuple[Upload, File]:
     upload, file = await _owned_upload(session, upload_id, tenant_id)
@@ -642,12 +648,41 @@ async def _active_multipart(
         raise Conflict(
             "This upload is a single PUT, not a multipart upload.", code=ErrorCode.NOT_MULTIPART
         )
+    return upload, file
+
+
+def _check_active(file: File) -> None:
     if file.status != FileStatus.AWAITING_UPLOAD.value:
         raise Conflict(
             f"This upload's file is {file.status}: it takes no more parts.",
             code=ErrorCode.UPLOAD_NOT_ACTIVE,
         )
+
+
+async def _active_multipart(
+    session: AsyncSession, upload_id: uuid.UUID, tenant_id: uuid.UUID
+) -> tuple[Upload, File]:
+    upload, file = await _owned_multipart(session, upload_id, tenant_id)
+    _check_active(file)
     return upload, file
+
+
+# A file in one of these got its bytes from its upload; cancelled, expired or deleted, the
+# upload ended without them (or they are gone).
+_LANDED = frozenset(
+    s.value
+    for s in (FileStatus.PROCESSING, FileStatus.READY, FileStatus.QUARANTINED, FileStatus.FAILED)
+)
+
+
+async def _completed(
+    state: AppState, session: AsyncSession, upload: Upload, file: File
+) -> UploadState:
+    """A repeated completion's answer: the file as it stands."""
+    public = await file_public(state, session, file)
+    return UploadState(
+        upload_id=upload.id, file_id=file.id, status=public.status.value, file=public
+    )
 
 
 async def _held_parts(state: AppState, upload: Upload) -> list[StoredPart] | None:

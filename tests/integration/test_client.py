@@ -234,6 +234,38 @@ def test_client_killed_mid_upload_resumes_and_finishes(
     assert file.sha256 == sha256_of(path)
 
 
+class _LoseFirstCompletionAnswer(httpx.BaseTransport):
+    """Lets the first completion reach the API, then loses its answer, as a dropped link
+    would: the API has completed the upload, the client does not know it."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.completions = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.url.path.endswith("/complete"):
+            self.completions += 1
+            if self.completions == 1:
+                response.close()
+                raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+
+def test_client_repeats_a_completion_whose_answer_was_lost(
+    client: Client, tmp_path: Path, state_dir: Path
+) -> None:
+    path = random_file(tmp_path, 40 * MIB)
+    lossy = _LoseFirstCompletionAnswer(client._api.http._transport)
+    client._api.http._transport = lossy
+
+    file = client.upload(path)
+
+    assert lossy.completions == 2
+    assert client.wait_until_ready(file.id, timeout=120).sha256 == sha256_of(path)
+    assert list(state_dir.glob("*.json")) == []
+
+
 def test_client_sha256_parts_find_a_duplicate_before_sending_any(
     client: Client, tmp_path: Path
 ) -> None:
