@@ -74,6 +74,7 @@ class ErrorCode(StrEnum):
     FILE_QUOTA_EXCEEDED = "file_quota_exceeded"
     STORAGE_QUOTA_EXCEEDED = "storage_quota_exceeded"
     INVALID_REQUEST = "invalid_request"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     RATE_LIMITED = "rate_limited"
     INTERNAL_ERROR = "internal_error"
     DEPENDENCY_UNAVAILABLE = "dependency_unavailable"
@@ -108,6 +109,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.FILE_QUOTA_EXCEEDED: 413,
     ErrorCode.STORAGE_QUOTA_EXCEEDED: 413,
     ErrorCode.INVALID_REQUEST: 422,
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: 422,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.DEPENDENCY_UNAVAILABLE: 503,
@@ -173,6 +175,10 @@ class Gone(ConveyorError):
 class PayloadTooLarge(ConveyorError):
     status = 413
     code = ErrorCode.FILE_TOO_LARGE
+
+
+class Unprocessable(ConveyorError):
+    status = 422
 
 
 class TooManyRequests(ConveyorError):

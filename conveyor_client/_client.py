@@ -7,6 +7,7 @@ import mimetypes
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -241,7 +242,15 @@ class Client:
             first = sorted(part_sums)[:MAX_PARTS_PER_CALL]
             body["parts"] = [{"part_number": n, part_checksum: part_sums[n]} for n in first]
         sent = time.monotonic()
-        response = self._api.request("POST", "/v1/uploads", json=body)
+        # The key makes the create repeatable: one whose answer was lost is asked again and
+        # answers the same upload, rather than making a second that waits for nothing.
+        response = self._api.request(
+            "POST",
+            "/v1/uploads",
+            json=body,
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+            idempotent=True,
+        )
         created: dict[str, Any] = response.json()
         file_id = str(created["file_id"])
         method = created["method"]

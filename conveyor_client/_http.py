@@ -77,6 +77,7 @@ class API:
         *,
         json: Any = None,
         params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
         idempotent: bool | None = None,
     ) -> httpx.Response:
         """Sends one request; GET-like (idempotent) ones are retried on transient failures."""
@@ -84,14 +85,20 @@ class API:
             idempotent = method in ("GET", "DELETE")
         for attempt in retrying(self.retries if idempotent else 1):
             with attempt:
-                return self._send(method, path, json=json, params=params)
+                return self._send(method, path, json=json, params=params, headers=headers)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(
-        self, method: str, path: str, *, json: Any, params: dict[str, Any] | None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        params: dict[str, Any] | None,
+        headers: dict[str, str] | None,
     ) -> httpx.Response:
         try:
-            response = self.http.request(method, path, json=json, params=params)
+            response = self.http.request(method, path, json=json, params=params, headers=headers)
         except httpx.TransportError as e:
             raise transport_error(e, f"{method} {path}") from e
         if response.status_code >= 400:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
 import uuid
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Annotated, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Header, Response, status
 from sqlalchemy import Insert, bindparam, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.common import (
     SearchAttributePair,
@@ -32,6 +35,7 @@ from api.errors import (
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
+    Unprocessable,
     responses,
 )
 from api.limits import check_quota
@@ -91,6 +95,8 @@ FILE_COLUMNS = (
     "status",
     "stages",
     "workflow_id",
+    "idempotency_key",
+    "request_digest",
 )
 UPLOAD_COLUMNS = (
     "id",
@@ -111,6 +117,18 @@ NEW_FILE = _insert_of("file", FILE_COLUMNS)
 NEW_FILE_AND_UPLOAD = _insert_of("upload", UPLOAD_COLUMNS).add_cte(NEW_FILE.cte("new_file"))
 
 
+# Replays say so, as Stripe's API does; the answer is otherwise the first one's.
+REPLAYED = "Idempotent-Replayed"
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Makes the create repeatable: the same key and request again answer the "
+        "same upload (printable ASCII, at most 255 characters; a UUID is a good one).",
+    ),
+]
+
+
 def _prefixed(prefix: str, row: dict[str, object]) -> dict[str, object]:
     return {f"{prefix}{name}": value for name, value in row.items()}
 
@@ -124,25 +142,55 @@ def _prefixed(prefix: str, row: dict[str, object]) -> dict[str, object]:
         ErrorCode.FILE_TOO_LARGE,
         ErrorCode.FILE_QUOTA_EXCEEDED,
         ErrorCode.STORAGE_QUOTA_EXCEEDED,
+        ErrorCode.IDEMPOTENCY_KEY_REUSED,
     ),
 )
 async def create_upload(
-    body: UploadCreate, state: StateDep, session: AutocommitSessionDep, tenancy: TenancyDep
+    body: UploadCreate,
+    state: StateDep,
+    session: AutocommitSessionDep,
+    tenancy: TenancyDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> UploadCreated:
+    """Declares a file. With an `Idempotency-Key`, the same request again (its answer lost
+    on the way) answers the same upload, with fresh URLs, instead of making another."""
     settings = state.settings
     if body.size > settings.max_file_size:
         raise PayloadTooLarge(
             f"Files may be at most {settings.max_file_size} bytes; this one declares {body.size}."
         )
-    if tenancy.max_bytes is None and tenancy.max_files is None:
-        return await _declare(body, state, session, tenancy)
-    # The tenant's row stays locked from the count until the new row commits, so concurrent
-    # uploads cannot both slip in under the quota.
-    async with state.sessions() as transaction:
-        await check_quota(
-            transaction, tenancy.tenant_id, body.size, tenancy.max_bytes, tenancy.max_files
+    if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        raise Unprocessable(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters, without spaces.",
+            code=ErrorCode.INVALID_REQUEST,
         )
-        return await _declare(body, state, transaction, tenancy, in_transaction=True)
+    request = _KeyedRequest(idempotency_key, body) if idempotency_key else None
+    try:
+        if tenancy.max_bytes is None and tenancy.max_files is None:
+            # A repeat is found by the key's unique index when the rows go in: nothing is
+            # looked up on the way of a first request.
+            return await _declare(body, state, session, tenancy, request)
+        # A repeat must not count against the quota its first request already used.
+        if request is not None and (earlier := await _keyed_file(state, tenancy, request)):
+            response.headers[REPLAYED] = "true"
+            return await _replay(state, body, request, *earlier)
+        # The tenant's row stays locked from the count until the new row commits, so
+        # concurrent uploads cannot both slip in under the quota.
+        async with state.sessions() as transaction:
+            await check_quota(
+                transaction, tenancy.tenant_id, body.size, tenancy.max_bytes, tenancy.max_files
+            )
+            return await _declare(body, state, transaction, tenancy, request, in_transaction=True)
+    except _KeyTaken:
+        assert request is not None
+        earlier = await _keyed_file(state, tenancy, request)
+        if earlier is None:  # made and then undone meanwhile: not worth a second try
+            raise ServiceUnavailable(
+                "A request with this Idempotency-Key was under way; send it again."
+            ) from None
+        response.headers[REPLAYED] = "true"
+        return await _replay(state, body, request, *earlier)
 
 
 async def _declare(
@@ -150,6 +198,7 @@ async def _declare(
     state: AppState,
     session: AsyncSession,
     tenancy: Tenancy,
+    request: _KeyedRequest | None,
     *,
     in_transaction: bool = False,
 ) -> UploadCreated:
@@ -208,6 +257,8 @@ async def _declare(
         "status": (FileStatus.PROCESSING if deduplicated else FileStatus.AWAITING_UPLOAD).value,
         "stages": {},
         "workflow_id": workflow_id,
+        "idempotency_key": request.key if request else None,
+        "request_digest": request.digest if request else None,
     }
     upload_row = {
         "id": upload_id,
@@ -233,21 +284,49 @@ async def _declare(
             )
         if in_transaction:  # else the statement committed itself
             await session.commit()
-    except Exception:
+    except Exception as e:
         # The workflow runs, but its row will never exist and the client hears 503: undo
         # what this request made, or the workflow would wait for bytes nobody sends.
         await _abandon(state, ingest, workflow_id)
+        if _is_key_taken(e):
+            raise _KeyTaken from e
         raise
     method = "DEDUPLICATED" if deduplicated else "MULTIPART" if multipart else "PUT"
     UPLOADS_CREATED.labels(method).inc()
     BYTES_DECLARED.inc(body.size)
-
     if deduplicated:
         return UploadCreated(upload_id=None, file_id=file_id, method="DEDUPLICATED")
+    return await _answer(
+        state,
+        body,
+        file_id=file_id,
+        upload_id=upload_id,
+        bucket=settings.bucket,
+        key=key,
+        layout=layout,
+        multipart_upload_id=multipart_upload_id,
+        expires_at=upload_expires_at,
+    )
+
+
+async def _answer(
+    state: AppState,
+    body: UploadCreate,
+    *,
+    file_id: uuid.UUID,
+    upload_id: uuid.UUID,
+    bucket: str,
+    key: str,
+    layout: PartLayout | None,
+    multipart_upload_id: str | None,
+    expires_at: datetime,
+) -> UploadCreated:
+    """The answer to a create: where to send the bytes, with URLs signed now."""
+    settings = state.settings
     if layout is not None:
         signed = _sign(
             state,
-            settings.bucket,
+            bucket,
             key,
             multipart_upload_id or "",
             layout,
@@ -260,7 +339,7 @@ async def _declare(
             method="MULTIPART",
             part_size=layout.part_size,
             part_count=layout.part_count,
-            expires_at=upload_expires_at,
+            expires_at=expires_at,
             parts=signed,
             parts_expire_at=(
                 datetime.now(UTC) + timedelta(seconds=settings.upload_url_ttl_seconds)
@@ -271,7 +350,7 @@ async def _declare(
     put = await asyncio.to_thread(
         presign_put,
         state.s3_presign,
-        bucket=settings.bucket,
+        bucket=bucket,
         key=key,
         size=body.size,
         content_type=body.content_type,
@@ -285,6 +364,74 @@ async def _declare(
         url=put.url,
         headers=put.headers,
         expires_at=datetime.now(UTC) + timedelta(seconds=settings.upload_url_ttl_seconds),
+    )
+
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+class _KeyedRequest:
+    """A create request and the `Idempotency-Key` it came with."""
+
+    def __init__(self, key: str, body: UploadCreate) -> None:
+        self.key = key
+        self.digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+
+
+class _KeyTaken(Exception):
+    """An earlier request with the same key made its rows first."""
+
+
+def _is_key_taken(error: Exception) -> bool:
+    diag = getattr(getattr(error, "orig", None), "diag", None)
+    return isinstance(error, IntegrityError) and (
+        getattr(diag, "constraint_name", None) == "uq_file_tenant_idempotency_key"
+    )
+
+
+KEYED_FILE = (
+    select(File, Upload)
+    .outerjoin(Upload, Upload.file_id == File.id)
+    .where(File.tenant_id == bindparam("tenant_id"), File.idempotency_key == bindparam("key"))
+)
+
+
+async def _keyed_file(
+    state: AppState, tenancy: Tenancy, request: _KeyedRequest
+) -> tuple[File, Upload | None] | None:
+    async with state.sessions() as session:
+        row = (
+            await session.execute(KEYED_FILE, {"tenant_id": tenancy.tenant_id, "key": request.key})
+        ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def _replay(
+    state: AppState, body: UploadCreate, request: _KeyedRequest, file: File, upload: Upload | None
+) -> UploadCreated:
+    """The answer the first request with this key got (its URLs signed afresh)."""
+    if file.request_digest != request.digest:
+        raise Unprocessable(
+            "This Idempotency-Key came with another request; use a new key for a new upload.",
+            code=ErrorCode.IDEMPOTENCY_KEY_REUSED,
+        )
+    if upload is None:
+        return UploadCreated(upload_id=None, file_id=file.id, method="DEDUPLICATED")
+    layout = (
+        PartLayout(upload.part_size, upload.part_count)
+        if upload.part_size is not None and upload.part_count is not None
+        else None
+    )
+    return await _answer(
+        state,
+        body,
+        file_id=file.id,
+        upload_id=upload.id,
+        bucket=upload.bucket,
+        key=upload.object_key,
+        layout=layout,
+        multipart_upload_id=upload.multipart_upload_id,
+        expires_at=upload.expires_at,
     )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -129,10 +130,21 @@ class File(Base):
             "to_tsvector('simple', regexp_replace(filename, '[._-]+', ' ', 'g'))", persisted=True
         ),
     )
+    # The `Idempotency-Key` the create request carried, and a digest of that request: the
+    # same key again answers this file's upload; with another request it is refused.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_digest: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_file_search_vector", "search_vector", postgresql_using="gin"),
         Index("ix_file_tenant_created", "tenant_id", "created_at", "id"),
+        Index(
+            "uq_file_tenant_idempotency_key",
+            "tenant_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
     )
 
 

@@ -32,6 +32,7 @@ from conveyor_client import (
 from conveyor_client._exceptions import store_error
 from conveyor_client._source import b64_digest
 from conveyor_core.settings import Settings
+from tests.integration.conftest import create_key
 from tests.integration.uploads import sample_bytes
 
 pytestmark = pytest.mark.integration
@@ -234,36 +235,58 @@ def test_client_killed_mid_upload_resumes_and_finishes(
     assert file.sha256 == sha256_of(path)
 
 
-class _LoseFirstCompletionAnswer(httpx.BaseTransport):
-    """Lets the first completion reach the API, then loses its answer, as a dropped link
-    would: the API has completed the upload, the client does not know it."""
+class _LoseFirstAnswer(httpx.BaseTransport):
+    """Lets the first request to a path ending in `suffix` reach the API, then loses its
+    answer, as a dropped link would: the API acted, the client does not know it."""
 
-    def __init__(self, inner: httpx.BaseTransport) -> None:
-        self.inner = inner
-        self.completions = 0
+    def __init__(self, inner: httpx.BaseTransport, method: str, suffix: str) -> None:
+        self.inner, self.method, self.suffix = inner, method, suffix
+        self.sent = 0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self.inner.handle_request(request)
-        if request.url.path.endswith("/complete"):
-            self.completions += 1
-            if self.completions == 1:
+        if request.method == self.method and request.url.path.endswith(self.suffix):
+            self.sent += 1
+            if self.sent == 1:
                 response.close()
                 raise httpx.ReadError("connection reset by peer", request=request)
         return response
+
+
+def _lose_first_answer(client: Client, method: str, suffix: str) -> _LoseFirstAnswer:
+    lossy = _LoseFirstAnswer(client._api.http._transport, method, suffix)
+    client._api.http._transport = lossy
+    return lossy
 
 
 def test_client_repeats_a_completion_whose_answer_was_lost(
     client: Client, tmp_path: Path, state_dir: Path
 ) -> None:
     path = random_file(tmp_path, 40 * MIB)
-    lossy = _LoseFirstCompletionAnswer(client._api.http._transport)
-    client._api.http._transport = lossy
+    lossy = _lose_first_answer(client, "POST", "/complete")
 
     file = client.upload(path)
 
-    assert lossy.completions == 2
+    assert lossy.sent == 2
     assert client.wait_until_ready(file.id, timeout=120).sha256 == sha256_of(path)
     assert list(state_dir.glob("*.json")) == []
+
+
+@pytest.mark.parametrize("size", [200_000, 40 * MIB], ids=["put", "multipart"])
+def test_client_repeats_a_create_whose_answer_was_lost_without_a_second_upload(
+    stack: Settings, tmp_path: Path, state_dir: Path, size: int
+) -> None:
+    key = create_key(stack, f"lost-create-{uuid.uuid4().hex[:8]}")
+    path = random_file(tmp_path, size)
+    with Client(stack.api_url, key, state_dir=state_dir) as client:
+        lossy = _lose_first_answer(client, "POST", "/v1/uploads")
+
+        file = client.upload(path, wait=True, wait_timeout=120)
+
+        assert lossy.sent == 2
+        assert (file.status, file.sha256) == ("ready", sha256_of(path))
+        # The repeat carried the first request's Idempotency-Key: one file, not two.
+        assert [f.id for f in client.search()] == [file.id]
 
 
 def test_client_sha256_parts_find_a_duplicate_before_sending_any(

@@ -313,6 +313,15 @@ async def invalid_request(c: Ctx) -> httpx.Response:
     )
 
 
+async def idempotency_key_reused(c: Ctx) -> httpx.Response:
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    body = {"filename": "a.txt", "size": 10, "content_type": "text/plain"}
+    first = await c.api.post("/v1/uploads", json=body, headers={**auth(c.key), **key})
+    assert first.status_code == 201, first.text
+    other = {**body, "filename": "b.txt"}
+    return await c.api.post("/v1/uploads", json=other, headers={**auth(c.key), **key})
+
+
 async def rate_limited(c: Ctx) -> httpx.Response:
     _, key = limited_tenant(c.stack, "--rate-limit", "1/minute")
     assert (await c.api.get("/v1/files", headers=auth(key))).status_code == 200
@@ -366,6 +375,7 @@ SCENARIOS: dict[ErrorCode, Scenario] = {
     ErrorCode.FILE_QUOTA_EXCEEDED: file_quota_exceeded,
     ErrorCode.STORAGE_QUOTA_EXCEEDED: storage_quota_exceeded,
     ErrorCode.INVALID_REQUEST: invalid_request,
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: idempotency_key_reused,
     ErrorCode.RATE_LIMITED: rate_limited,
     # Last: it stops Postgres for a moment.
     ErrorCode.DEPENDENCY_UNAVAILABLE: dependency_unavailable,
