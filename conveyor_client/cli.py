@@ -221,6 +221,8 @@ def upload(
     if name is not None and len(paths) > 1:
         raise typer.BadParameter("it names a single file.", param_hint="--name")
     url, key = _connection(ctx, api_url, api_key)
+    if STDIN in paths and sys.stdin.isatty():
+        err.print("Reading the file from the terminal; end it with Ctrl-D.")
     labels = [name or ("stdin" if path == STDIN else path.name) for path in paths]
     sizes = [None if path == STDIN else path.stat().st_size for path in paths]
     batch = _UploadBatch(labels, sizes, err.is_terminal and not json_output)
