@@ -21,6 +21,7 @@ from conveyor_client._checksums import PART_CHECKSUMS, PartChecksum
 from conveyor_client._digests import Digests, file_digests
 from conveyor_client._download import Download
 from conveyor_client._exceptions import (
+    ConflictError,
     ConveyorError,
     IntegrityError,
     NotFoundError,
@@ -191,6 +192,8 @@ class Client:
             if source.path is not None:
                 key = state_key(source.path, source.size, source.mtime_ns, self.api_url)
             sent = self._resume(source, key, counter, stop) if key is not None else None
+            if sent is None and key is not None and source.path is not None:
+                self._cancel_superseded(source.path, key)
             if sent is None:
                 sent = self._upload_fresh(
                     source, key, name, ctype, visibility, sha256, part_checksum, counter, stop
@@ -199,6 +202,19 @@ class Client:
         if wait:
             return self.wait_until_ready(file_id, timeout=wait_timeout)
         return completed or self.get_file(file_id)
+
+    def _cancel_superseded(self, path: Path, key: str) -> None:
+        """Cancels the paused uploads of this path made before the file changed: they would
+        otherwise wait for bytes until they expire, counting against the tenant's quota."""
+        for other, state in self._states.superseded(path, self.api_url, key).items():
+            try:
+                self.cancel_upload(state.upload_id)  # which forgets its state too
+            except ConflictError:
+                self._states.remove(other)  # it ended already: only the state was left
+            except ConveyorError:
+                # Another key's (tenant's) upload, or the API unreachable for now: neither is
+                # a reason to hold up this upload, nor to forget a state someone may resume.
+                continue
 
     def _upload_fresh(
         self,

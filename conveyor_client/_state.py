@@ -145,3 +145,14 @@ class StateStore:
         """Deletes the state (the upload completed or is gone)."""
         with self._lock, contextlib.suppress(FileNotFoundError):
             self.path_for(key).unlink()
+
+    def superseded(self, path: Path, api_url: str, key: str) -> dict[str, UploadState]:
+        """The other states of `path` with the same API, by key: uploads of the file as it
+        was before it changed (another size or mtime), which nothing will resume."""
+        found = {}
+        for candidate in self.directory.glob("*.json"):
+            other = candidate.stem
+            state = self.load(other) if other != key else None
+            if state is not None and state.path == str(path) and state.api_url == api_url:
+                found[other] = state
+        return found

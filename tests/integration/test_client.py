@@ -183,6 +183,31 @@ def test_client_paused_upload_resumes_without_resending_held_parts(
     assert list(state_dir.glob("*.json")) == []
 
 
+def test_client_cancels_a_paused_upload_of_a_file_changed_since(
+    stack: Settings, tmp_path: Path, state_dir: Path
+) -> None:
+    key = create_key(stack, f"changed-{uuid.uuid4().hex[:8]}")
+    path = random_file(tmp_path, 40 * MIB)
+    stop, progress = _stop_after(1)
+    with Client(stack.api_url, key, state_dir=state_dir, part_concurrency=2) as client:
+        with pytest.raises(UploadPaused) as paused:
+            client.upload(path, stop=stop, progress=progress)
+        stale = paused.value.progress
+        assert stale.upload_id is not None and stale.file_id is not None
+        with open(path, "r+b") as edit:  # the file changes before the upload is resumed
+            edit.write(b"edited")
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+
+        file = client.upload(path, wait=True, wait_timeout=120)
+
+        assert (file.status, file.sha256) == ("ready", sha256_of(path))
+        assert client.last_parts_skipped == 0  # nothing of the old bytes was kept
+        # The old upload is not left waiting for bytes until it expires.
+        assert client.wait_until_ready(stale.file_id, timeout=60).status == "cancelled"
+        assert client.get_upload(stale.upload_id).status == "cancelled"
+    assert list(state_dir.glob("*.json")) == []
+
+
 _SLOW_UPLOADER = textwrap.dedent(
     """
     import sys, time

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,20 @@ def test_an_unknown_part_checksum_means_a_fresh_upload(tmp_path: Path) -> None:
     data = _state().to_json() | {"part_checksum": "md5"}
     store.path_for("k").write_text(json.dumps(data))
     assert store.load("k") is None
+
+
+def test_superseded_states_are_the_same_paths_earlier_versions_on_the_same_api(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(tmp_path / "states")
+    before = _state()
+    store.save("before-edit", before)
+    store.save("current", replace(before, mtime_ns=456, upload_id="u-2"))
+    store.save("other-path", replace(before, path="/data/other.iso", upload_id="u-3"))
+    store.save("other-api", replace(before, api_url="https://api.example", upload_id="u-4"))
+    store.path_for("damaged").write_text("{")
+
+    found = store.superseded(Path(before.path), before.api_url, "current")
+
+    assert found == {"before-edit": before}
+    assert StateStore(tmp_path / "never-made").superseded(Path("/x"), "u", "k") == {}
