@@ -39,6 +39,7 @@ from conveyor_client._models import (
     UploadProgress,
 )
 from conveyor_client._progress import ProgressCallback
+from conveyor_client._throttle import Throttle
 from conveyor_client._webhooks import WebhookSignatureError, verify_signature
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "Stage",
     "StoreError",
     "TERMINAL_STATUSES",
+    "Throttle",
     "Thumbnail",
     "TransportError",
     "Upload",

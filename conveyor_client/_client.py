@@ -49,6 +49,7 @@ from conveyor_client._source import (
     part_ranges,
 )
 from conveyor_client._state import StateStore, UploadState, default_state_dir, state_key
+from conveyor_client._throttle import Throttle
 
 DEFAULT_TIMEOUT = 60.0
 RESUMABLE_STATUSES = frozenset({"awaiting_upload"})
@@ -72,6 +73,10 @@ class Client:
         part_retries: Attempts per part (and per single PUT) before giving up.
         state_dir: Where resume state is kept (default ``~/.cache/conveyor/uploads``, or
             ``$CONVEYOR_CLIENT_STATE_DIR``).
+        bandwidth_limit: At most this many bytes per second, up and down; or a `Throttle`
+            shared with other clients, so that together they keep to its limit. A limited
+            upload that is stopped drops its parts in flight (sent again on resume) rather
+            than finishing them at the limited pace.
     """
 
     def __init__(
@@ -83,9 +88,15 @@ class Client:
         part_concurrency: int = 4,
         part_retries: int = 8,
         state_dir: str | os.PathLike[str] | None = None,
+        bandwidth_limit: float | Throttle | None = None,
     ) -> None:
         if part_concurrency < 1:
             raise ValueError("part_concurrency must be at least 1")
+        self._throttle = (
+            bandwidth_limit
+            if isinstance(bandwidth_limit, Throttle) or bandwidth_limit is None
+            else Throttle(bandwidth_limit)
+        )
         self.api_url = api_url.rstrip("/")
         self.part_concurrency = part_concurrency
         self.part_retries = part_retries
@@ -274,7 +285,7 @@ class Client:
         if method == "DEDUPLICATED":
             counter.add(source.size)
         elif method == "PUT":
-            self._put_single(source, created, counter)
+            self._put_single(source, created, counter, stop)
         elif method == "MULTIPART":
             state = UploadState(
                 api_url=self.api_url,
@@ -319,10 +330,16 @@ class Client:
             raise UploadPaused(progress, resumable=source.path is not None) from None
 
     def _put_single(
-        self, source: Source, created: dict[str, Any], counter: ProgressCounter
+        self,
+        source: Source,
+        created: dict[str, Any],
+        counter: ProgressCounter,
+        stop: threading.Event | None,
     ) -> None:
         def body() -> Iterator[bytes]:
             for chunk in source.chunks(0, source.size):
+                if self._throttle is not None and not self._throttle.take(len(chunk), stop):
+                    raise KeyboardInterrupt  # paced, the PUT could take minutes: stop now
                 yield chunk
                 counter.add(len(chunk))
 
@@ -404,6 +421,7 @@ class Client:
             stop=threading.Event(),
             external_stop=stop,
             signed=signed,
+            throttle=self._throttle,
         )
         skipped = 0
         try:
@@ -595,7 +613,7 @@ class Client:
         if target.is_dir():
             name = Path(file.filename).name
             target = target / (name if name not in ("", ".", "..") else file.id)
-        download = Download(target, file.id, file.size, file.sha256, progress)
+        download = Download(target, file.id, file.size, file.sha256, progress, self._throttle)
         self.last_download = download
         try:
             for attempt in retrying(self.part_retries):

@@ -19,6 +19,7 @@ import httpx
 
 from conveyor_client._exceptions import IntegrityError, store_error, transport_error
 from conveyor_client._progress import ProgressCallback, ProgressCounter
+from conveyor_client._throttle import Throttle
 
 CHUNK = 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -38,6 +39,7 @@ class Download:
         size: The file's size in bytes.
         sha256: The file's SHA-256 (hex), or None to check the size alone.
         progress: Called as ``progress(bytes_done, bytes_total)``.
+        throttle: Paces the bytes received, when given.
     """
 
     def __init__(
@@ -47,7 +49,9 @@ class Download:
         size: int,
         sha256: str | None,
         progress: ProgressCallback | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
+        self._throttle = throttle
         self.target = target
         self.partial = partial_path(target, file_id)
         self.size = size
@@ -102,6 +106,8 @@ class Download:
             encoded = response.headers.get("content-encoding", "identity") != "identity"
             with open(self.partial, "ab") as out:
                 for chunk in response.iter_bytes() if encoded else response.iter_raw():
+                    if self._throttle is not None:
+                        self._throttle.take(len(chunk))  # reading slower slows the sender
                     out.write(chunk)
                     self._hasher.update(chunk)
                     self._have += len(chunk)

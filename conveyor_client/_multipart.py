@@ -21,6 +21,7 @@ from conveyor_client._http import API, is_transient, retrying
 from conveyor_client._progress import ProgressCounter
 from conveyor_client._source import PartRange, Source, b64_digest, part_ranges
 from conveyor_client._state import FinishedPart, StateStore, UploadState
+from conveyor_client._throttle import Throttle
 
 MAX_PARTS_PER_CALL = 100
 
@@ -181,7 +182,9 @@ class MultipartSender:
         stop: threading.Event,
         external_stop: threading.Event | None = None,
         signed: SignedBatch | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
+        self._throttle = throttle
         self._api = api
         self._store = store
         self._source = source
@@ -295,6 +298,9 @@ class MultipartSender:
         def body() -> Iterator[bytes]:
             nonlocal sent
             for chunk in self._source.chunks(part.start, part.end):
+                # Paced, a part could take minutes to finish: a stop drops it instead.
+                if self._throttle is not None and not self._throttle.take(len(chunk), self._stop):
+                    raise _Stopped()
                 yield chunk
                 sent += len(chunk)
                 self._progress.add(len(chunk))
@@ -306,6 +312,9 @@ class MultipartSender:
         except httpx.TransportError as e:
             self._progress.add(-sent)
             raise transport_error(e, f"PUT part {part.number}") from e
+        except _Stopped:
+            self._progress.add(-sent)
+            raise
         if response.status_code != 200:
             self._progress.add(-sent)
             raise store_error(response.status_code, response.text)

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ByteSize, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -43,6 +45,7 @@ from conveyor_client._exceptions import (
 )
 from conveyor_client._models import File
 from conveyor_client._state import default_state_dir
+from conveyor_client._throttle import Throttle
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 EXIT_NOT_READY, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_ERROR, EXIT_PAUSED = 1, 2, 3, 4, 5, 130
@@ -69,6 +72,31 @@ ApiKey = Annotated[
     typer.Option("--api-key", envvar="CONVEYOR_API_KEY", help="API key.", show_default=False),
 ]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _rate(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        rate = int(_BYTE_SIZE.validate_python(value))
+    except PydanticValidationError:
+        rate = 0
+    if rate <= 0:
+        raise typer.BadParameter(f"{value!r} is not a rate such as 10M, 512KiB or 1000000.")
+    return rate
+
+
+_BYTE_SIZE = TypeAdapter(ByteSize)
+LimitRate = Annotated[
+    float | None,
+    typer.Option(
+        "--limit-rate",
+        metavar="RATE",
+        parser=_rate,
+        help="At most this many bytes per second, in all (10M = 10 MB/s, 10MiB = 10 MiB/s).",
+        show_default=False,
+    ),
+]
 
 # Piped output is not cut to 80 columns: ids must survive whole for scripts.
 # File names and messages are shown as they are: no markup, no highlighting.
@@ -203,6 +231,7 @@ def upload(
             show_default=False,
         ),
     ] = None,
+    limit_rate: LimitRate = None,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
@@ -231,12 +260,13 @@ def upload(
     finished = FinishedUploads(default_state_dir(), files, url, key, options)
     clients: list[Client] = []
     own = threading.local()  # a client (its connection pools) for each sending thread
+    throttle = Throttle(limit_rate) if limit_rate else None  # one limit for every file
 
     def send(index: int) -> File | None:
         if batch.stop.is_set():
             return None
         if not hasattr(own, "client"):
-            own.client = Client(url, key, part_concurrency=concurrency)
+            own.client = Client(url, key, part_concurrency=concurrency, bandwidth_limit=throttle)
             clients.append(own.client)
         client: Client = own.client
         path, progress = paths[index], batch.reporter(index)
@@ -503,6 +533,7 @@ def get(
         typer.Option("-o", "--output", help="Where to write (default: its name, here)."),
     ] = None,
     json_output: JsonOutput = False,
+    limit_rate: LimitRate = None,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
@@ -510,7 +541,7 @@ def get(
     link, run the same command again)."""
     with (
         _exit_codes(),
-        _client(ctx, api_url, api_key) as client,
+        Client(*_connection(ctx, api_url, api_key), bandwidth_limit=limit_rate) as client,
         _progress(err.is_terminal and not json_output) as bars,
     ):
         task = bars.add_task(file_id, total=None)

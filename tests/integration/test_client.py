@@ -208,6 +208,40 @@ def test_client_cancels_a_paused_upload_of_a_file_changed_since(
     assert list(state_dir.glob("*.json")) == []
 
 
+def test_bandwidth_limit_paces_uploads_and_downloads_and_a_stop_is_prompt(
+    stack: Settings, key_a: str, tmp_path: Path, state_dir: Path
+) -> None:
+    path = random_file(tmp_path, 40 * MIB)
+    limit = 16 * MIB  # per second
+    with Client(stack.api_url, key_a, state_dir=state_dir, bandwidth_limit=limit) as client:
+        started = time.monotonic()
+        uploaded = client.upload(path)
+        took = time.monotonic() - started
+        # Unlimited this takes well under a second here; paced, at least (40 - 1) / 16 s.
+        assert took >= 39 / 16, took
+        file = client.wait_until_ready(uploaded.id, timeout=120)
+        assert file.sha256 == sha256_of(path)
+
+        started = time.monotonic()
+        copy = client.download(file.id, tmp_path / "copy.bin")
+        assert time.monotonic() - started >= 39 / 16
+        assert sha256_of(copy) == file.sha256
+
+    # At a crawl, a stop does not wait for the parts in flight to finish.
+    stop = threading.Event()
+    with Client(stack.api_url, key_a, state_dir=state_dir, bandwidth_limit=MIB) as slow:
+        threading.Timer(1.0, stop.set).start()
+        started = time.monotonic()
+        with pytest.raises(UploadPaused) as paused:
+            slow.upload(path, stop=stop)
+        assert time.monotonic() - started < 5
+    assert paused.value.resumable and paused.value.progress.parts_done == 0
+    slow_state = list(state_dir.glob("*.json"))
+    assert len(slow_state) == 1
+    with Client(stack.api_url, key_a, state_dir=state_dir) as resumed:
+        assert resumed.upload(path).id == paused.value.progress.file_id
+
+
 _SLOW_UPLOADER = textwrap.dedent(
     """
     import sys, time
@@ -543,7 +577,11 @@ def test_cli_exit_codes_for_missing_file_bad_key_and_usage(stack: Settings, key_
     bad_key = cli(stack, "cvk_not_a_real_key", "ls")
     assert bad_key.returncode == 3, bad_key.stderr
     assert cli(stack, key_a, "upload", "/no/such/file").returncode == 2
-    for usage in (["-", "/etc/hostname"], ["/etc/hostname", "/etc/hosts", "--name", "x"]):
+    for usage in (
+        ["-", "/etc/hostname"],
+        ["/etc/hostname", "/etc/hosts", "--name", "x"],
+        ["/etc/hostname", "--limit-rate", "lots"],
+    ):
         wrong = cli(stack, key_a, "upload", *usage)
         assert wrong.returncode == 2 and "Invalid value" in wrong.stderr, wrong.stderr
     unreachable = cli(stack, key_a, "--api-url", "http://127.0.0.1:9", "ls")
