@@ -182,6 +182,13 @@ async def create_upload(
                 transaction, tenancy.tenant_id, body.size, tenancy.max_bytes, tenancy.max_files
             )
             return await _declare(body, state, transaction, tenancy, request, in_transaction=True)
+    except PayloadTooLarge:
+        # Over quota, perhaps only because a concurrent request with the same key got in
+        # first: then this one is its repeat.
+        if request is None or (earlier := await _keyed_file(state, tenancy, request)) is None:
+            raise
+        response.headers[REPLAYED] = "true"
+        return await _replay(state, body, request, *earlier)
     except _KeyTaken:
         assert request is not None
         earlier = await _keyed_file(state, tenancy, request)

@@ -124,3 +124,18 @@ async def test_a_repeat_is_not_counted_against_the_quota_and_replays_deduplicate
     another = await create(api, key, body, str(uuid.uuid4()))
     assert another.status_code == 413
     assert another.json()["error"]["code"] == "file_quota_exceeded"
+
+
+async def test_concurrent_repeats_at_the_quota_are_answered_not_refused(
+    api: httpx.AsyncClient, stack: Settings
+) -> None:
+    tenant = f"idempotency-{uuid.uuid4().hex[:8]}"
+    key = create_key(stack, tenant)
+    run_cli(stack, "tenants", "limits", tenant, "--max-files", "1")
+    body = {"filename": "one.txt", "size": 10, "content_type": "text/plain"}
+    idempotency_key = str(uuid.uuid4())
+
+    answers = await asyncio.gather(*(create(api, key, body, idempotency_key) for _ in range(4)))
+
+    assert [a.status_code for a in answers] == [201] * 4, [a.text for a in answers]
+    assert len({a.json()["upload_id"] for a in answers}) == 1
