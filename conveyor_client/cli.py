@@ -73,8 +73,11 @@ ApiKey = Annotated[
 ]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
+_BYTE_SIZE = TypeAdapter(ByteSize)
+
 
 def _rate(value: str | None) -> float | None:
+    """A --limit-rate value (10M, 512KiB, 1000000) in bytes per second."""
     if value is None:
         return None
     try:
@@ -86,7 +89,6 @@ def _rate(value: str | None) -> float | None:
     return rate
 
 
-_BYTE_SIZE = TypeAdapter(ByteSize)
 LimitRate = Annotated[
     float | None,
     typer.Option(
