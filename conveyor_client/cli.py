@@ -256,7 +256,9 @@ def upload(
         err.print("Reading the file from the terminal; end it with Ctrl-D.")
     labels = [name or ("stdin" if path == STDIN else path.name) for path in paths]
     sizes = [None if path == STDIN else path.stat().st_size for path in paths]
-    batch = _UploadBatch(labels, sizes, err.is_terminal and not json_output)
+    batch = _UploadBatch(
+        labels, sizes, err.is_terminal and not json_output, limited=limit_rate is not None
+    )
     options = {"public": public, "sha256": sha256, "name": name}
     files = [path for path in paths if path != STDIN]
     finished = FinishedUploads(default_state_dir(), files, url, key, options)
@@ -336,9 +338,14 @@ class _UploadBatch:
     """Files sent by a pool of threads, a progress bar each and a total; Ctrl-C sets `stop`,
     which pauses every upload after its in-flight parts and starts no other."""
 
-    def __init__(self, labels: list[str], sizes: list[int | None], show: bool) -> None:
-        """`sizes` holds None for a file whose size is known once its upload starts."""
+    def __init__(
+        self, labels: list[str], sizes: list[int | None], show: bool, *, limited: bool = False
+    ) -> None:
+        """`sizes` holds None for a file whose size is known once its upload starts;
+        `limited` says a bandwidth limit applies, under which a pause drops the parts in
+        flight rather than finishing them."""
         self.stop = threading.Event()
+        self._limited = limited
         self.bars = _progress(show)
         self._done = [0] * len(labels)
         self._lock = threading.Lock()
@@ -373,7 +380,11 @@ class _UploadBatch:
                 _wait_for(futures)
             except KeyboardInterrupt:
                 self.stop.set()
-                err.print("Pausing after the parts in flight (Ctrl-C again to quit at once).")
+                err.print(
+                    "Pausing; the parts in flight go again on resume."
+                    if self._limited
+                    else "Pausing after the parts in flight (Ctrl-C again to quit at once)."
+                )
                 try:
                     _wait_for(futures)
                 except KeyboardInterrupt:

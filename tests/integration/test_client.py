@@ -588,6 +588,22 @@ def test_cli_exit_codes_for_missing_file_bad_key_and_usage(stack: Settings, key_
     assert unreachable.returncode == 5, unreachable.stderr
 
 
+def test_cli_ctrl_c_under_a_rate_limit_pauses_at_once_and_resumes(
+    stack: Settings, key_a: str, tmp_path: Path, state_dir: Path
+) -> None:
+    path = random_file(tmp_path, 40 * MIB)
+    env = cli_env(stack, key_a, state_dir)
+    command = [sys.executable, "-m", "conveyor_client.cli", "upload", str(path), "--json"]
+    started = time.monotonic()
+    paused = ctrl_c_once_parts_go([*command, "--limit-rate", "1MiB"], env, state_dir)
+    assert time.monotonic() - started < 30  # 40 s of sending at the limit, had it finished
+    assert paused.returncode == 130, paused.stderr
+    assert "the parts in flight go again on resume" in paused.stderr
+    resumed = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)[0]["size"] == 40 * MIB
+
+
 def test_cli_ctrl_c_pauses_and_the_same_command_resumes(
     stack: Settings, key_a: str, tmp_path: Path, state_dir: Path
 ) -> None:
