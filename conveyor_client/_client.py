@@ -219,13 +219,14 @@ class Client:
         otherwise wait for bytes until they expire, counting against the tenant's quota."""
         for other, state in self._states.superseded(path, self.api_url, key).items():
             try:
-                self.cancel_upload(state.upload_id)  # which forgets its state too
+                self._api.request("DELETE", f"/v1/uploads/{state.upload_id}")
             except ConflictError:
-                self._states.remove(other)  # it ended already: only the state was left
+                pass  # it ended already: only the state was left
             except ConveyorError:
                 # Another key's (tenant's) upload, or the API unreachable for now: neither is
                 # a reason to hold up this upload, nor to forget a state someone may resume.
                 continue
+            self._states.remove(other)
 
     def _upload_fresh(
         self,

@@ -173,8 +173,7 @@ async def create_upload(
             return await _declare(body, state, session, tenancy, request)
         # A repeat must not count against the quota its first request already used.
         if request is not None and (earlier := await _keyed_file(state, tenancy, request)):
-            response.headers[REPLAYED] = "true"
-            return await _replay(state, body, request, *earlier)
+            return await _replay(state, body, request, response, *earlier)
         # The tenant's row stays locked from the count until the new row commits, so
         # concurrent uploads cannot both slip in under the quota.
         async with state.sessions() as transaction:
@@ -187,8 +186,7 @@ async def create_upload(
         # first: then this one is its repeat.
         if request is None or (earlier := await _keyed_file(state, tenancy, request)) is None:
             raise
-        response.headers[REPLAYED] = "true"
-        return await _replay(state, body, request, *earlier)
+        return await _replay(state, body, request, response, *earlier)
     except _KeyTaken:
         assert request is not None
         earlier = await _keyed_file(state, tenancy, request)
@@ -196,8 +194,7 @@ async def create_upload(
             raise ServiceUnavailable(
                 "A request with this Idempotency-Key was under way; send it again."
             ) from None
-        response.headers[REPLAYED] = "true"
-        return await _replay(state, body, request, *earlier)
+        return await _replay(state, body, request, response, *earlier)
 
 
 async def _declare(
@@ -414,7 +411,12 @@ async def _keyed_file(
 
 
 async def _replay(
-    state: AppState, body: UploadCreate, request: _KeyedRequest, file: File, upload: Upload | None
+    state: AppState,
+    body: UploadCreate,
+    request: _KeyedRequest,
+    response: Response,
+    file: File,
+    upload: Upload | None,
 ) -> UploadCreated:
     """The answer the first request with this key got (its URLs signed afresh)."""
     if file.request_digest != request.digest:
@@ -422,6 +424,7 @@ async def _replay(
             "This Idempotency-Key came with another request; use a new key for a new upload.",
             code=ErrorCode.IDEMPOTENCY_KEY_REUSED,
         )
+    response.headers[REPLAYED] = "true"
     if upload is None:
         return UploadCreated(upload_id=None, file_id=file.id, method="DEDUPLICATED")
     layout = (
