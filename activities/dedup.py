@@ -31,6 +31,7 @@ from conveyor_core.types import (
 )
 
 BLOB_PROCESSING_ERROR = "BlobProcessing"
+BLOB_RELEASING_ERROR = "BlobReleasing"
 RETRY_MARK = StageStatus.PENDING.value
 
 
@@ -42,6 +43,7 @@ def blob_state(blob: Blob) -> BlobState:
             sha256=blob.sha256,
             size=blob.size,
             content_type=blob.content_type,
+            etag=blob.etag,
         ),
         status=BlobStatus(blob.status),
         stages={name: stage_from_json(value) for name, value in blob.stages.items()},
@@ -82,6 +84,22 @@ def _attach_file(session: Session, file_id: uuid.UUID, blob: Blob) -> None:
         raise ApplicationError("the file's row is not committed yet", type="FileNotYetVisible")
 
 
+def _tenant_holds(session: Session, file_id: uuid.UUID, sha256: str) -> bool:
+    """Does another file of this file's tenant hold these bytes (so it knows of them)?"""
+    tenant = select(File.tenant_id).where(File.id == file_id).scalar_subquery()
+    found = session.execute(
+        select(File.id)
+        .where(
+            File.sha256 == sha256,
+            File.tenant_id == tenant,
+            File.id != file_id,
+            File.status != FileStatus.DELETED.value,
+        )
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def _retry_committed(file: File, inp: RetryClaimInput) -> bool:
     if inp.previous_status is FileStatus.FAILED:
         return file.status == FileStatus.PROCESSING.value
@@ -108,6 +126,7 @@ class DedupActivities:
                     object_key=inp.blob.key,
                     size=inp.blob.size,
                     content_type=inp.blob.content_type,
+                    etag=inp.blob.etag,
                     status=BlobStatus.PROCESSING.value,
                     owner_file_id=file_id,
                 )
@@ -118,7 +137,10 @@ class DedupActivities:
             ).scalar_one()
             role = self._role(blob, inp)
             _attach_file(session, file_id, blob)
-            return ClaimResult(role=role, state=blob_state(blob))
+            other_tenant = role is BlobRole.DUPLICATE and not _tenant_holds(
+                session, file_id, blob.sha256
+            )
+            return ClaimResult(role=role, state=blob_state(blob), other_tenant=other_tenant)
 
     @staticmethod
     def _attach(session: Session, file_id: uuid.UUID, sha256: str) -> ClaimResult:
@@ -140,9 +162,15 @@ class DedupActivities:
         file_id = uuid.UUID(inp.file_id)
         if blob.owner_file_id == file_id:
             return BlobRole.OWNER
+        if blob.status == BlobStatus.RELEASING.value:
+            # Its removal is under way and would take this upload's derivatives and public
+            # copy with it: wait (as retries) until it has ended, then take the blob over.
+            raise ApplicationError(
+                "the blob's previous bytes are still being removed", type=BLOB_RELEASING_ERROR
+            )
         if blob.status == BlobStatus.RELEASED.value:
             # Its bytes are gone: these new ones take its place.
-            blob.bucket, blob.object_key = inp.blob.bucket, inp.blob.key
+            blob.bucket, blob.object_key, blob.etag = inp.blob.bucket, inp.blob.key, inp.blob.etag
             blob.stages, blob.thumbnails, blob.public_key = {}, [], None
         if blob.status in (BlobStatus.RELEASED.value, BlobStatus.FAILED.value):
             blob.status = BlobStatus.PROCESSING.value
@@ -171,7 +199,10 @@ class DedupActivities:
             blob = session.execute(
                 select(Blob).where(Blob.sha256 == inp.sha256).with_for_update()
             ).scalar_one_or_none()
-            if blob is None or blob.status == BlobStatus.RELEASED.value:
+            if blob is None or blob.status in (
+                BlobStatus.RELEASING.value,
+                BlobStatus.RELEASED.value,
+            ):
                 raise ApplicationError(
                     f"blob {inp.sha256} is no longer held", type="BlobGone", non_retryable=True
                 )

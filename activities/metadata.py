@@ -23,12 +23,14 @@ from conveyor_core.types import (
     BlobStatus,
     CommitInput,
     FileStatus,
+    FinishReleaseInput,
     ObjectRef,
     RecordStageInput,
     ReleaseInput,
     ReleaseResult,
     StageState,
     Thumbnail,
+    Visibility,
 )
 from observability.metrics import FILES_FINISHED
 
@@ -154,40 +156,73 @@ class MetadataActivities:
 
     @activity.defn(name="release_blob")
     def release_blob(self, inp: ReleaseInput) -> ReleaseResult:
-        """Drops a deleted file's reference; the last reference releases the blob and names
-        the objects to remove (the bytes, their derivatives, a quarantined copy)."""
+        """Drops a deleted file's reference. The last reference puts the blob in `releasing`
+        and names the objects to remove (the bytes, their derivatives, a quarantined copy);
+        the last public reference, with private ones left, only takes the public copy down.
+
+        Nothing is released unless the file's row says `deleted` (committed before this runs),
+        and the file's row is locked first, so a delete racing a retry or a second delete
+        cannot release bytes a live file still needs. Repeated for a blob still `releasing`
+        (a cleanup that did not finish), it names the same objects again."""
         with transaction(self._sessions) as session:
-            file = session.get(File, uuid.UUID(inp.file_id))
-            if file is None or file.sha256 is None:
+            file = session.execute(
+                select(File).where(File.id == uuid.UUID(inp.file_id)).with_for_update()
+            ).scalar_one_or_none()
+            if file is None or file.sha256 is None or file.status != FileStatus.DELETED.value:
                 return ReleaseResult(blob_released=False)
             blob = session.execute(
                 select(Blob).where(Blob.sha256 == file.sha256).with_for_update()
             ).scalar_one()
             if blob.status == BlobStatus.RELEASED.value:
                 return ReleaseResult(blob_released=False, sha256=blob.sha256)
-            others = session.execute(
-                select(func.count())
-                .select_from(File)
-                .where(
-                    File.sha256 == blob.sha256,
-                    File.id != file.id,
-                    File.status != FileStatus.DELETED.value,
+            if blob.status != BlobStatus.RELEASING.value:
+                live = (
+                    session.execute(
+                        select(File.visibility).where(
+                            File.sha256 == blob.sha256, File.status != FileStatus.DELETED.value
+                        )
+                    )
+                    .scalars()
+                    .all()
                 )
-            ).scalar_one()
-            if others:
-                return ReleaseResult(blob_released=False, sha256=blob.sha256)
+                if live:
+                    if blob.public_key is None or Visibility.PUBLIC.value in live:
+                        return ReleaseResult(blob_released=False, sha256=blob.sha256)
+                    # Only private files hold the bytes now: the public copy goes.
+                    public_key, blob.public_key = blob.public_key, None
+                    return ReleaseResult(
+                        blob_released=False,
+                        sha256=blob.sha256,
+                        public_key=public_key,
+                        unpublish_only=True,
+                    )
+                blob.status = BlobStatus.RELEASING.value
+                blob.releasing_at = func.now()
             objects = [ObjectRef(bucket=blob.bucket, key=blob.object_key)]
             objects += [ObjectRef(bucket=t["bucket"], key=t["key"]) for t in blob.thumbnails]
-            if blob.status == BlobStatus.QUARANTINED.value:
-                objects.append(ObjectRef(bucket=self._quarantine_bucket, key=blob.sha256))
-            public_key = blob.public_key
+            objects.append(ObjectRef(bucket=self._quarantine_bucket, key=blob.sha256))
+            return ReleaseResult(
+                blob_released=True,
+                sha256=blob.sha256,
+                objects=objects,
+                public_key=blob.public_key,
+            )
+
+    @activity.defn(name="finish_release")
+    def finish_release(self, inp: FinishReleaseInput) -> None:
+        """The blob's objects are gone: it is `released`, and the next upload of these bytes
+        may take it over."""
+        with transaction(self._sessions) as session:
+            blob = session.execute(
+                select(Blob).where(Blob.sha256 == inp.sha256).with_for_update()
+            ).scalar_one_or_none()
+            if blob is None or blob.status != BlobStatus.RELEASING.value:
+                return
             session.execute(delete(BlobText).where(BlobText.sha256 == blob.sha256))
             blob.status = BlobStatus.RELEASED.value
             blob.stages, blob.thumbnails, blob.public_key = {}, [], None
             blob.owner_file_id = None
-            return ReleaseResult(
-                blob_released=True, sha256=blob.sha256, objects=objects, public_key=public_key
-            )
+            blob.releasing_at = None
 
 
 def _commit_retried_ready_file(session: Session, inp: CommitInput) -> bool:

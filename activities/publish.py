@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from botocore.exceptions import ClientError
@@ -35,6 +35,7 @@ MAX_PARTS = 10_000
 PURGE_TIMEOUT_SECONDS = 10.0
 
 PUBLISH_SOURCE_MISSING_ERROR = "PublishSourceMissing"
+SOURCE_CHANGED_ERROR = "SourceChanged"
 INVALID_SHA256_ERROR = "InvalidSha256"
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -49,6 +50,12 @@ def public_key(sha256: str) -> str:
             non_retryable=True,
         )
     return sha256
+
+
+def pinned(blob: BlobRef) -> dict[str, Any]:
+    """Copy only the object verify hashed: its sealed key is out of every client's reach,
+    and its ETag is checked besides (for blobs recorded with one)."""
+    return {"CopySourceIfMatch": blob.etag} if blob.etag else {}
 
 
 def cdn_url(settings: Settings, sha256: str) -> str:
@@ -93,6 +100,7 @@ class PublishActivities:
                             ContentType=blob.content_type,
                             CacheControl=PUBLIC_CACHE_CONTROL,
                             MetadataDirective="REPLACE",
+                            **pinned(blob),
                         )
                 else:
                     self._multipart_copy(blob, bucket, key)
@@ -101,6 +109,13 @@ class PublishActivities:
                     raise ApplicationError(
                         "the object is no longer in the store",
                         type=PUBLISH_SOURCE_MISSING_ERROR,
+                        non_retryable=True,
+                    ) from e
+                if _code(e) == "PreconditionFailed":
+                    raise ApplicationError(
+                        f"the object is no longer the one verified (ETag {blob.etag}): "
+                        "not published",
+                        type=SOURCE_CHANGED_ERROR,
                         non_retryable=True,
                     ) from e
                 raise
@@ -154,6 +169,7 @@ class PublishActivities:
                         PartNumber=number,
                         CopySource={"Bucket": blob.bucket, "Key": blob.key},
                         CopySourceRange=f"bytes={start}-{end}",
+                        **pinned(blob),
                     )
                 parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
                 activity.heartbeat(end + 1)

@@ -67,7 +67,12 @@ class VerifyActivities:
             "verified %s: %d bytes, %s, %s", inp.key, size, content_type, detail or "as declared"
         )
         return VerifyResult(
-            ok=detail is None, detail=detail, sha256=sha256, size=size, content_type=content_type
+            ok=detail is None,
+            detail=detail,
+            sha256=sha256,
+            size=size,
+            content_type=content_type,
+            etag=response.get("ETag"),
         )
 
 

@@ -144,6 +144,9 @@ class UploadCreated(BaseModel):
     # MULTIPART: URLs of the parts whose checksums were sent, usable until parts_expire_at.
     parts: list[PartUrl] = []
     parts_expire_at: datetime | None = None
+    # Set only when a create replayed by its Idempotency-Key finds the upload no longer
+    # taking bytes (they landed, or it ended): then nothing is signed.
+    status: str | None = None
 
 
 class PartsRequest(BaseModel):

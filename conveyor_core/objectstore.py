@@ -37,11 +37,6 @@ def make_s3_client(settings: Settings, *, public: bool = False) -> S3Client:
     )
 
 
-def incoming_key(tenant_id: str, upload_id: str) -> str:
-    """Where a user's bytes land and stay (DESIGN.md §5)."""
-    return f"incoming/{tenant_id}/{upload_id}"
-
-
 def hex_to_b64(sha256_hex: str) -> str:
     return base64.b64encode(bytes.fromhex(sha256_hex)).decode("ascii")
 

@@ -88,6 +88,18 @@ class Settings(BaseSettings):
     swfs_master_port: int = 9333
     swfs_volume_port: int = 9340
     swfs_filer_port: int = 8888
+    # How a landed upload's object is moved to its sealed key (out of every client URL's
+    # reach) before it is verified: "filer_rename" (SeaweedFS, metadata only, needs the
+    # filer's address and JWT signing key) or "copy" (any S3 store: server-side copy, then
+    # delete; on AWS S3 the copy is server-side, on SeaweedFS it rewrites the data).
+    store_move: Literal["filer_rename", "copy"] = "filer_rename"
+    swfs_filer_url: str | None = None
+    swfs_filer_jwt_key: SecretStr | None = None  # the local stack sets it from its state dir
+    # The sweeper (a Temporal schedule) removes objects under incoming/ that belong to no
+    # upload still waiting for bytes, aborts such multipart uploads, and takes up deletions
+    # that did not finish; it leaves alone anything younger than the grace period.
+    sweep_interval_seconds: int = 300
+    stray_grace_seconds: int = 900
 
     # Store events: adapter (SeaweedFS webhook receiver) -> JetStream -> relay
     nats_port: int = 4222
@@ -189,6 +201,10 @@ class Settings(BaseSettings):
     @property
     def s3_public_endpoint(self) -> str:
         return self.s3_public_endpoint_url or self.s3_endpoint
+
+    @property
+    def swfs_filer(self) -> str:
+        return self.swfs_filer_url or f"http://{self.host}:{self.swfs_filer_port}"
 
     @property
     def nats_servers(self) -> str:

@@ -45,6 +45,21 @@ class StageState:
     duration_ms: int | None = None
 
 
+# Where an upload's bytes are sent (the only keys a client URL ever names), and where they
+# are moved, by the workflow, the moment they land: no client URL can name a sealed key, so
+# the bytes verify hashed are the bytes served, forever.
+INCOMING_PREFIX = "incoming/"
+SEALED_PREFIX = "sealed/"
+
+
+def incoming_key(tenant_id: str, upload_id: str) -> str:
+    return f"{INCOMING_PREFIX}{tenant_id}/{upload_id}"
+
+
+def sealed_key(tenant_id: str, upload_id: str) -> str:
+    return f"{SEALED_PREFIX}{tenant_id}/{upload_id}"
+
+
 @dataclass(frozen=True)
 class IngestInput:
     file_id: str
@@ -66,6 +81,9 @@ class IngestInput:
     quarantine_bucket: str = "conveyor-quarantine"
     # MULTIPART uploads: the store's upload id, aborted if the upload expires or is cancelled.
     multipart_upload_id: str | None = None
+    # Where the bytes are moved once they land (None in inputs from before sealing existed:
+    # the workflow derives it from the tenant and upload ids).
+    sealed_key: str | None = None
     # Progress events of this run are numbered after this (a later run of the same file
     # continues its numbering, so SSE clients resuming with Last-Event-ID miss nothing).
     event_seq_offset: int = 0
@@ -166,6 +184,7 @@ class VerifyResult:
     size: int | None = None
     content_type: str | None = None
     missing: bool = False  # no object under the key (an event came before it, or for nothing)
+    etag: str | None = None  # of the object hashed
 
 
 @dataclass(frozen=True)
@@ -200,6 +219,9 @@ class BlobRef:
     sha256: str
     size: int
     content_type: str
+    # The store's ETag of the object verify hashed: copies of it (publish, quarantine) are
+    # made only if the object still has it. None for blobs recorded before it was kept.
+    etag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +280,9 @@ class BlobStatus(StrEnum):
     READY = "ready"
     QUARANTINED = "quarantined"
     FAILED = "failed"
+    # Its last file was deleted: its bytes and derivatives are being removed. Nothing may
+    # take it over until that ends (the removal would take the newcomer's derivatives too).
+    RELEASING = "releasing"
     # Its last file was deleted and its bytes removed; the next upload of them starts afresh.
     RELEASED = "released"
 
@@ -294,6 +319,9 @@ class BlobState:
 class ClaimResult:
     role: BlobRole
     state: BlobState
+    # A duplicate of bytes that no other file of this tenant holds: its outcome must not
+    # show that another tenant already had them (no instant stages, no borrowed timings).
+    other_tenant: bool = False
 
 
 @dataclass(frozen=True)
@@ -339,6 +367,14 @@ class ReleaseResult:
     sha256: str | None = None
     objects: list[ObjectRef] = field(default_factory=list)  # to delete from the store
     public_key: str | None = None
+    # The last public file of the blob went while private ones remain: only the public
+    # copy goes (public_key names it), the bytes stay.
+    unpublish_only: bool = False
+
+
+@dataclass(frozen=True)
+class FinishReleaseInput:
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -360,6 +396,22 @@ class DeleteFileInput:
 @dataclass(frozen=True)
 class UnpublishInput:
     sha256: str
+
+
+@dataclass(frozen=True)
+class SealInput:
+    """Moves a landed upload's object out of every client's reach before it is verified."""
+
+    file_id: str
+    upload_id: str
+    bucket: str
+    incoming_key: str
+    sealed_key: str
+
+
+@dataclass(frozen=True)
+class SealResult:
+    landed: bool  # False: nothing under either key yet (an event came before its object)
 
 
 @dataclass(frozen=True)

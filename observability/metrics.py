@@ -36,6 +36,13 @@ ACTIVITY_FAILURES = Counter(
 FILES_FINISHED = Counter("conveyor_files_finished", "Files that ended, by status.", ["status"])
 BYTES_VERIFIED = Counter("conveyor_bytes_verified", "Bytes hashed by the verify stage.")
 RELAY_EVENTS = Counter("conveyor_relay_events", "Store events handled, by outcome.", ["outcome"])
+STRAY_OBJECTS = Counter(
+    "conveyor_stray_objects_deleted",
+    "Objects deleted from incoming/ keys that take no more bytes (the upload was sealed, "
+    "cancelled, expired, failed or deleted), by who found them: the relay on their event "
+    "(tampering) or the sweeper.",
+    ["found_by"],
+)
 RELAY_REDELIVERIES = Counter(
     "conveyor_relay_redeliveries", "Messages JetStream delivered more than once."
 )

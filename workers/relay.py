@@ -1,8 +1,10 @@
 """The event relay: a durable JetStream consumer that turns object-created events into
 `object_uploaded` signals, acknowledging each message only after its signal was accepted.
 
-Unknown objects are acknowledged and skipped; a closed workflow ignores the event; any other
-failure is negatively acknowledged so JetStream redelivers it later.
+Unknown objects are acknowledged and skipped; an object under the key of an upload that takes
+no more bytes (sealed, cancelled, expired, failed, deleted) is a stray: deleted, logged and
+counted as tampering; a closed workflow ignores the event; any other failure is negatively
+acknowledged so JetStream redelivers it later.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.strays import Strays
 from conveyor_core.db.models import File, Upload
 from conveyor_core.db.session import make_engine, make_session_factory
 from conveyor_core.events import ObjectCreated, parse_s3_event
+from conveyor_core.objectstore import make_s3_client
 from conveyor_core.settings import Settings, get_settings
 from conveyor_core.types import ObjectUploaded
 from observability.logging import configure_logging
@@ -63,9 +67,10 @@ def resolve(sessions: sessionmaker[Session], event: ObjectCreated) -> Target | N
 
 
 class Relay:
-    def __init__(self, temporal: Client, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, temporal: Client, sessions: sessionmaker[Session], strays: Strays) -> None:
         self._temporal = temporal
         self._sessions = sessions
+        self._strays = strays
 
     async def handle(self, msg: Msg) -> None:
         if msg.metadata.num_delivered > 1:
@@ -91,7 +96,14 @@ class Relay:
             RELAY_LAG.observe(max(0.0, (datetime.now(UTC) - published).total_seconds()))
 
     async def _signal(self, event: ObjectCreated) -> None:
-        target = await asyncio.to_thread(resolve, self._sessions, event)
+        owner = await asyncio.to_thread(self._strays.owner, event.bucket, event.key)
+        if owner.stray:
+            # Written to the key of an upload that takes no more bytes: the sealed bytes
+            # stay as verified, and this object goes at once.
+            removed = await asyncio.to_thread(self._strays.remove, event.bucket, event.key, "event")
+            RELAY_EVENTS.labels("stray_deleted" if removed else "stray_gone").inc()
+            return
+        target = await asyncio.to_thread(resolve, self._sessions, event) if owner.known else None
         if target is None:
             log.info("no upload waits for %s/%s; skipped", event.bucket, event.key)
             RELAY_EVENTS.labels("unknown_object").inc()
@@ -140,7 +152,8 @@ async def main(settings: Settings) -> None:
         namespace=settings.temporal_namespace,
         interceptors=[TracingInterceptor()],
     )
-    relay = Relay(temporal, make_session_factory(make_engine(settings)))
+    sessions = make_session_factory(make_engine(settings))
+    relay = Relay(temporal, sessions, Strays(make_s3_client(settings), sessions))
     serve_metrics(settings.relay_metrics_port, settings.host)
     nc = await nats.connect(settings.nats_servers, max_reconnect_attempts=-1)
     js = nc.jetstream()

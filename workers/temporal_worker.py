@@ -27,11 +27,13 @@ from activities.ocr import OcrActivities
 from activities.publish import PublishActivities
 from activities.reprocess import ReprocessActivities
 from activities.scan import ScanActivities
+from activities.seal import SealActivities
 from activities.store import StoreActivities
 from activities.thumbnails import ThumbnailActivities
 from activities.verify import VerifyActivities
 from activities.webhooks import WebhookActivities
 from conveyor_core.db.session import make_engine, make_session_factory
+from conveyor_core.object_move import make_object_mover
 from conveyor_core.objectstore import make_s3_client
 from conveyor_core.settings import Settings, get_settings
 from observability.logging import configure_logging
@@ -55,6 +57,7 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
     )
     verify = VerifyActivities(s3)
     store = StoreActivities(s3)
+    seal = SealActivities(s3, make_object_mover(settings, s3), sessions)
     dedup = DedupActivities(sessions)
     metadata = MetadataActivities(sessions, settings.quarantine_bucket)
     publish = PublishActivities(s3, settings)
@@ -64,6 +67,7 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
     reprocess = ReprocessActivities(sessions)
     return {
         settings.ingest_task_queue: [
+            seal.seal_upload,
             verify.verify_object,
             store.probe_object,
             store.delete_object,
@@ -75,6 +79,7 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
             dedup.claim_retry,
             metadata.commit_file,
             metadata.release_blob,
+            metadata.finish_release,
             metadata.record_blob_stage,
             reprocess.count_reprocess,
             reprocess.list_reprocess_batch,

@@ -27,6 +27,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from activities.dedup import DedupActivities
     from activities.metadata import MetadataActivities
+    from activities.seal import SealActivities
     from activities.store import StoreActivities
     from activities.verify import VerifyActivities
     from activities.webhooks import WebhookActivities
@@ -65,6 +66,8 @@ with workflow.unsafe.imports_passed_through():
         RetryRequest,
         ScanInput,
         ScanResult,
+        SealInput,
+        SealResult,
         StageState,
         StageStatus,
         Thumbnail,
@@ -73,6 +76,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyInput,
         VerifyResult,
         Visibility,
+        sealed_key,
     )
     from workflows import search_attributes
     from workflows.webhooks import WebhookDeliveryWorkflow, delivery_workflow_id
@@ -121,6 +125,8 @@ AWAIT_BLOB_RETRY = RetryPolicy(
 )
 # An event that came before its object no longer fails the upload: the workflow waits on.
 EARLY_EVENT_PATCH = "wait-on-after-early-event"
+# A landed object is moved to its sealed key (no client URL names it) before it is verified.
+SEAL_PATCH = "seal-before-verify"
 # A worker that dies mid-activity is noticed when the heartbeats stop, and the activity
 # retried elsewhere: within these, not after the start-to-close timeout (minutes to hours).
 # Streaming stages beat on every chunk; CPU stages at least every 5 s (subprocesses polled),
@@ -253,7 +259,18 @@ class IngestWorkflow:
                 return await self._finish_unless_uncommitted(inp, status, detail)
 
             self._set_status(FileStatus.PROCESSING)
-            verified = await self._verify(inp)
+            if workflow.patched(SEAL_PATCH):
+                held = ObjectRef(
+                    bucket=inp.bucket,
+                    key=inp.sealed_key or sealed_key(inp.tenant_id, inp.upload_id),
+                )
+                if (await self._seal(inp, held)).landed:
+                    verified = await self._verify(inp, held)
+                else:
+                    verified = VerifyResult(ok=False, detail=None, missing=True)
+            else:
+                held = own
+                verified = await self._verify(inp, held)
             if not (verified.missing and workflow.patched(EARLY_EVENT_PATCH)):
                 break
             # The event came before its object (or named an object that never came): the
@@ -262,15 +279,16 @@ class IngestWorkflow:
             self._progress.stages["verify"] = StageState()
             self._set_status(FileStatus.AWAITING_UPLOAD)
         if not verified.ok:
-            await self._delete(own)
+            await self._delete(held)
             return await self._finish(inp, FileStatus.FAILED, f"verify: {verified.detail}")
         assert verified.sha256 is not None and verified.size is not None
         mine = BlobRef(
             bucket=inp.bucket,
-            key=inp.object_key,
+            key=held.key,
             sha256=verified.sha256,
             size=verified.size,
             content_type=verified.content_type or "application/octet-stream",
+            etag=verified.etag,
         )
         return await self._claim_and_process(inp, mine)
 
@@ -297,14 +315,29 @@ class IngestWorkflow:
                 interval = min(interval * 2, RECONCILE_MAX_INTERVAL)
         return self._uploaded is not None and not self._cancel_requested
 
-    async def _verify(self, inp: IngestInput) -> VerifyResult:
+    async def _seal(self, inp: IngestInput, sealed: ObjectRef) -> SealResult:
+        return await workflow.execute_activity_method(
+            SealActivities.seal_upload,
+            SealInput(
+                file_id=inp.file_id,
+                upload_id=inp.upload_id,
+                bucket=inp.bucket,
+                incoming_key=inp.object_key,
+                sealed_key=sealed.key,
+            ),
+            start_to_close_timeout=timedelta(minutes=30),  # a copy where the store has no rename
+            heartbeat_timeout=STREAM_HEARTBEAT_TIMEOUT,
+            retry_policy=STORE_RETRY,
+        )
+
+    async def _verify(self, inp: IngestInput, held: ObjectRef) -> VerifyResult:
         result = await self._stage(
             "verify",
             workflow.execute_activity_method(
                 VerifyActivities.verify_object,
                 VerifyInput(
-                    bucket=inp.bucket,
-                    key=inp.object_key,
+                    bucket=held.bucket,
+                    key=held.key,
                     declared_size=inp.declared_size,
                     declared_sha256=inp.declared_sha256,
                 ),
@@ -348,9 +381,9 @@ class IngestWorkflow:
             detail = f"its bytes could not be claimed within {inp.expire_after_seconds} s"
             return await self._finish_unless_uncommitted(inp, FileStatus.FAILED, detail)
         state = claim.state
-        if not inp.deduplicated and state.blob.key != inp.object_key:
+        if not inp.deduplicated and state.blob.key != mine.key:
             # These bytes are already held elsewhere: never copied, this object just goes.
-            await self._delete(ObjectRef(bucket=inp.bucket, key=inp.object_key))
+            await self._delete(ObjectRef(bucket=mine.bucket, key=mine.key))
         if claim.role is BlobRole.DUPLICATE:
             if not state.status.is_terminal:
                 state = await workflow.execute_activity_method(

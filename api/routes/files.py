@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -64,6 +65,7 @@ class InvalidCursor(BadRequest):
     code = ErrorCode.INVALID_CURSOR
 
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/files", tags=["files"], responses=AUTHENTICATED)
 MAX_PAGE = 100
 # Postgres text cannot hold NUL: such a query is refused (422) before it reaches it.
@@ -228,11 +230,22 @@ async def delete_file(
             "A retry of this file is under way; delete it once it has finished.",
             code=ErrorCode.FILE_NOT_FINISHED,
         )
-    await session.execute(
+    previous = file.status
+    # Committed first, and only if the file is still as read: a retry or another delete in
+    # between wins, and the release below acts only on a committed `deleted`.
+    deleted = await session.execute(
         update(File)
-        .where(File.id == file.id)
+        .where(File.id == file.id, File.status == previous, File.stages == file.stages)
         .values(status=FileStatus.DELETED.value, deleted_at=datetime.now(UTC))
+        .returning(File.id)
     )
+    if deleted.first() is None:
+        await session.rollback()
+        raise Conflict(
+            "This file changed while it was being deleted; look at it and try again.",
+            code=ErrorCode.FILE_NOT_FINISHED,
+        )
+    await session.commit()
     try:
         await state.temporal.start_workflow(
             DeleteFileWorkflow.run,
@@ -242,9 +255,15 @@ async def delete_file(
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
     except RPCError as e:
-        await session.rollback()
+        # Nothing acted on the deletion: the file is as it was, and the client may ask again.
+        await session.execute(
+            update(File)
+            .where(File.id == file.id, File.status == FileStatus.DELETED.value)
+            .values(status=previous, deleted_at=None)
+        )
+        await session.commit()
+        log.warning("delete of %s undone, the workflow engine is unreachable: %s", file.id, e)
         raise ServiceUnavailable("The workflow engine is not reachable; try again shortly.") from e
-    await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -60,12 +60,11 @@ from conveyor_core.objectstore import (
     PartLayout,
     PartToSign,
     StoredPart,
-    incoming_key,
     list_parts,
     part_layout,
     presign_put,
 )
-from conveyor_core.types import BlobStatus, FileStatus, IngestInput
+from conveyor_core.types import BlobStatus, FileStatus, IngestInput, incoming_key, sealed_key
 from observability.metrics import BYTES_DECLARED, UPLOADS_CREATED
 from observability.tracing import current_traceparent, tag_current_span
 from workflows import search_attributes
@@ -248,6 +247,7 @@ async def _declare(
         thumbnail_sizes=list(settings.thumbnail_sizes),
         quarantine_bucket=settings.quarantine_bucket,
         multipart_upload_id=multipart_upload_id,
+        sealed_key=sealed_key(str(tenancy.tenant_id), str(upload_id)),
     )
     await _start_ingest(state, ingest, workflow_id)
     file_row = {
@@ -427,6 +427,17 @@ async def _replay(
     response.headers[REPLAYED] = "true"
     if upload is None:
         return UploadCreated(upload_id=None, file_id=file.id, method="DEDUPLICATED")
+    if not _takes_bytes(upload, file):
+        # Its bytes landed (or it ended): nothing is signed, it is answered as it stands.
+        return UploadCreated(
+            upload_id=upload.id,
+            file_id=file.id,
+            method="MULTIPART" if upload.multipart_upload_id else "PUT",
+            part_size=upload.part_size,
+            part_count=upload.part_count,
+            expires_at=upload.expires_at,
+            status=file.status,
+        )
     layout = (
         PartLayout(upload.part_size, upload.part_count)
         if upload.part_size is not None and upload.part_count is not None
@@ -660,7 +671,7 @@ async def complete_upload(
     upload, file = await _owned_multipart(session, upload_id, tenancy.tenant_id)
     if file.status in _LANDED:
         return await _completed(state, session, upload, file)
-    _check_active(file)
+    _check_active(upload, file)
     assert upload.part_count is not None
     numbers = [p.part_number for p in body.parts]
     expected = set(range(1, upload.part_count + 1))
@@ -808,10 +819,20 @@ async def _owned_multipart(
     return upload, file
 
 
-def _check_active(file: File) -> None:
-    if file.status != FileStatus.AWAITING_UPLOAD.value:
+def _takes_bytes(upload: Upload, file: File) -> bool:
+    """Still waiting for its bytes: not landed (sealed), not ended, not past its expiry."""
+    return (
+        file.status == FileStatus.AWAITING_UPLOAD.value
+        and upload.sealed_at is None
+        and upload.expires_at > datetime.now(UTC)
+    )
+
+
+def _check_active(upload: Upload, file: File) -> None:
+    if not _takes_bytes(upload, file):
+        status = FileStatus.PROCESSING.value if upload.sealed_at else file.status
         raise Conflict(
-            f"This upload's file is {file.status}: it takes no more parts.",
+            f"This upload's file is {status}: it takes no more parts.",
             code=ErrorCode.UPLOAD_NOT_ACTIVE,
         )
 
@@ -820,7 +841,7 @@ async def _active_multipart(
     session: AsyncSession, upload_id: uuid.UUID, tenant_id: uuid.UUID
 ) -> tuple[Upload, File]:
     upload, file = await _owned_multipart(session, upload_id, tenant_id)
-    _check_active(file)
+    _check_active(upload, file)
     return upload, file
 
 

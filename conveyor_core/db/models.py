@@ -69,12 +69,17 @@ class Blob(Base):
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     bucket: Mapped[str] = mapped_column(String(63))
-    object_key: Mapped[str] = mapped_column(String(1024))
+    # A sealed key (sealed/<tenant>/<upload>): no pre-signed URL can name it.
+    object_key: Mapped[str] = mapped_column(String(1024), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
     content_type: Mapped[str] = mapped_column(String(255))
-    # processing | ready | quarantined | failed: the stages run once per blob, and files
-    # holding the same bytes share their outcome.
-    status: Mapped[str] = mapped_column(String(32), server_default="ready")
+    # processing | ready | quarantined | failed | releasing | released: the stages run once
+    # per blob, and files holding the same bytes share their outcome.
+    status: Mapped[str] = mapped_column(String(32), server_default="ready", index=True)
+    # The ETag of the object verify hashed: copies are made only of that object.
+    etag: Mapped[str | None] = mapped_column(String(128))
+    # When its release began (status releasing); a release left unfinished is taken up again.
+    releasing_at: Mapped[datetime | None]
     # The workflow processing the blob's stages; duplicates wait for it.
     owner_file_id: Mapped[uuid.UUID | None]
     stages: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
@@ -166,6 +171,9 @@ class Upload(Base):
     # MULTIPART: "sha256" or "crc64nvme" when declared to the store, which then insists on it.
     part_checksum: Mapped[str | None] = mapped_column(String(16))
     expires_at: Mapped[datetime]
+    # When the workflow moved the landed object to its sealed key: from then on, anything
+    # under `object_key` is a stray and is deleted on sight.
+    sealed_at: Mapped[datetime | None]
     # W3C traceparent of the request that created the upload: the relay links its handling
     # of the store event to that trace.
     traceparent: Mapped[str | None] = mapped_column(String(64))

@@ -47,9 +47,9 @@ async def test_upload_put_reaches_ready(
         blob = session.get(Blob, sha)
         assert file is not None and upload_row is not None and blob is not None
         assert file.sha256 == sha and file.size == len(content)
-        assert (
-            blob.object_key == upload_row.object_key == f"incoming/{file.tenant_id}/{upload_row.id}"
-        )
+        # Sent to the incoming key, then moved (sealed) out of every URL's reach.
+        assert upload_row.object_key == f"incoming/{file.tenant_id}/{upload_row.id}"
+        assert blob.object_key == f"sealed/{file.tenant_id}/{upload_row.id}"
         assert blob.size == len(content)
         # Bytes live only in the object store: no binary column, and the file's own
         # random marker appears in no row of any table.

@@ -3,9 +3,9 @@ from pydantic import ValidationError
 
 from api.schemas import UploadCreate
 from conveyor_core.keys import generate_api_key, hash_api_key
-from conveyor_core.objectstore import hex_to_b64, incoming_key
+from conveyor_core.objectstore import hex_to_b64
 from conveyor_core.settings import Settings
-from conveyor_core.types import FileStatus
+from conveyor_core.types import FileStatus, incoming_key
 
 VALID = {"filename": "invoice.pdf", "size": 10, "content_type": "application/pdf"}
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import socket
 import time
 
+from pydantic import SecretStr
+
 from conveyor_core.settings import Settings
 from workers.stack import provision
 from workers.stack.environment import env_digest, supervisord_env
 from workers.stack.errors import StackError
+from workers.stack.jwt_keys import load_or_create
 from workers.stack.layout import StackLayout, write_file
 from workers.stack.ports import all_ports
 from workers.stack.programs import APPS, INFRASTRUCTURE, render_supervisord_conf, stack_programs
@@ -33,6 +36,7 @@ def up(settings: Settings, *, timeout: float = 120.0) -> None:
     provision.init_postgres_cluster(layout)
     write_database(layout.clamav_db)
     digests = write_server_configs(settings, layout)
+    settings = with_filer_key(settings, layout)
     programs = stack_programs(settings, layout, digests)
     write_file(layout.supervisord_conf, render_supervisord_conf(programs, layout))
 
@@ -66,6 +70,15 @@ def up(settings: Settings, *, timeout: float = 120.0) -> None:
         if program in APPS and state not in ("RUNNING", "STARTING", "BACKOFF"):
             supervisor.start_program(program)
     wait_ready(APPS, checks, supervisor, layout, deadline)
+
+
+def with_filer_key(settings: Settings, layout: StackLayout) -> Settings:
+    """The settings the programs run with: the workers seal uploads through the filer, which
+    takes only requests signed with the stack's own key."""
+    if settings.swfs_filer_jwt_key is not None:
+        return settings
+    key = load_or_create(layout.swfs_jwt_keys)["jwt.filer_signing"]
+    return settings.model_copy(update={"swfs_filer_jwt_key": SecretStr(key)})
 
 
 def down(settings: Settings) -> None:
