@@ -215,13 +215,15 @@ def _head(s3: Any, bucket: str, key: str) -> int | None:
 
 
 def _incoming_clean(settings: Settings, s3: Any, tenant_ids: list[uuid.UUID]) -> list[str]:
-    """Every object under the tenants' incoming/ prefix is the bytes of a ready or failed
-    blob (kept for a retry); anything else is an orphan."""
+    """Every object under the tenants' incoming/ and sealed/ prefixes is the bytes of a ready
+    or failed blob (kept for a retry); anything else is an orphan. (Once every upload ended,
+    incoming/ holds nothing: landed bytes were sealed, the rest discarded.)"""
     keys: list[str] = []
     for tenant_id in tenant_ids:
         paginator = s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=settings.bucket, Prefix=f"incoming/{tenant_id}/"):
-            keys += [item["Key"] for item in page.get("Contents", [])]
+        for prefix in (f"incoming/{tenant_id}/", f"sealed/{tenant_id}/"):
+            for page in paginator.paginate(Bucket=settings.bucket, Prefix=prefix):
+                keys += [item["Key"] for item in page.get("Contents", [])]
     sessions = make_session_factory(make_engine(settings, pool_size=1))
     with sessions() as session:
         held = dict(

@@ -165,13 +165,16 @@ async def assert_processed_once(
     assert {name: activities[name] for name in ONCE} == dict.fromkeys(ONCE, 1), activities
 
     sha = hashlib.sha256(content).hexdigest()
-    key_in_store = object_key(chain.sessions, created_upload["upload_id"])
+    # The bytes were sent to the upload's incoming key and sealed under its sealed key.
+    sent_to = object_key(chain.sessions, created_upload["upload_id"])
+    key_in_store = "sealed/" + sent_to.removeprefix("incoming/")
     with chain.sessions() as session:
         files = session.execute(select(func.count()).where(File.sha256 == sha)).scalar_one()
         assert files == 1
         blobs = session.execute(select(Blob).where(Blob.sha256 == sha)).scalars().all()
         assert len(blobs) == 1 and blobs[0].object_key == key_in_store
     assert head_status(chain.s3, chain.stack.bucket, key_in_store) == 200
+    assert head_status(chain.s3, chain.stack.bucket, sent_to) == 404
     return signals, activities
 
 

@@ -79,11 +79,12 @@ async def test_eicar_bare_and_zipped_are_quarantined(
         assert content_response.json()["error"]["code"] == "file_quarantined"
         sha = hashlib.sha256(content).hexdigest()
         assert head_status(s3, stack.quarantine_bucket, sha) == 200
-        listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix="incoming/")
-        assert all(
-            o.get("ETag", "").strip('"') != hashlib.md5(content).hexdigest()
-            for o in listed.get("Contents", [])
-        )
+        for prefix in ("incoming/", "sealed/"):
+            listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=prefix)
+            assert all(
+                o.get("ETag", "").strip('"') != hashlib.md5(content).hexdigest()
+                for o in listed.get("Contents", [])
+            )
 
 
 async def test_bad_images_fail_their_stage_and_the_next_file_goes_through(
@@ -185,7 +186,9 @@ async def test_dedup_within_and_across_tenants(
         blob = session.get(Blob, sha)
         assert blob is not None and blob.object_key == canonical_key
     own_key = f"incoming/{created_b.json()['url'].split('/incoming/')[1].split('?')[0]}"
-    assert head_status(s3, stack.bucket, own_key) == 404  # deleted, never copied
+    assert head_status(s3, stack.bucket, own_key) == 404  # sealed away, then deleted
+    own_sealed = "sealed/" + own_key.removeprefix("incoming/")
+    assert head_status(s3, stack.bucket, own_sealed) == 404  # never copied, deleted
 
 
 async def test_private_download_and_public_edge(
