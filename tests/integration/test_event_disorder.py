@@ -210,7 +210,9 @@ async def test_doubled_events_with_new_message_ids_are_processed_once(
     finally:
         manage.supervisorctl(chain.stack, "start", "relay")
     signals, _ = await assert_processed_once(chain, upload, content)
-    assert signals >= 2
+    # Copies handled after the upload was sealed are known to the relay as strays (nothing
+    # left under the key) and not signalled; copies handled before it are signalled.
+    assert signals >= 1
 
 
 async def test_an_event_before_its_object_leaves_the_upload_waiting(
@@ -226,7 +228,8 @@ async def test_an_event_before_its_object_leaves_the_upload_waiting(
 
     async def looked_and_found_nothing() -> None:
         _, activities = await history(chain.temporal, workflow_id)
-        assert activities["verify_object"] == 1, activities
+        # The seal found nothing to move: nothing was verified.
+        assert activities["seal_upload"] == 1 and activities["verify_object"] == 0, activities
         state = await chain.api.get(f"/v1/uploads/{upload['upload_id']}", headers=auth(chain.key))
         assert state.json()["status"] == "awaiting_upload", state.text
 
@@ -235,7 +238,7 @@ async def test_an_event_before_its_object_leaves_the_upload_waiting(
     assert file["stages"]["verify"]["status"] == "pending", file
 
     assert (await put(upload, content)).status_code == 200
-    await assert_processed_once(chain, upload, content, verifies=2)
+    await assert_processed_once(chain, upload, content)
     # The run that waited on replays (the change is behind workflow.patched).
     replayed = await Replayer(workflows=[IngestWorkflow]).replay_workflow(
         await chain.temporal.get_workflow_handle(workflow_id).fetch_history()

@@ -46,6 +46,8 @@ from conveyor_core.types import (
     QuarantineInput,
     ScanInput,
     ScanResult,
+    SealInput,
+    SealResult,
     StageState,
     StageStatus,
     Thumbnail,
@@ -104,6 +106,7 @@ class Stubs:
     commits: list[CommitInput] = field(default_factory=list)
     claims: list[ClaimInput] = field(default_factory=list)
     discarded: list[DiscardInput] = field(default_factory=list)
+    sealed: list[SealInput] = field(default_factory=list)
     # The deliveries enqueue_webhooks answers; the ingest workflow starts one child for each.
     webhook_deliveries: list[str] = field(default_factory=list)
     enqueued: list[EnqueueWebhooksInput] = field(default_factory=list)
@@ -126,6 +129,12 @@ class Stubs:
         @activity.defn(name="delete_objects")
         def delete_objects(inp: DeleteObjectsInput) -> None:
             self.calls["delete_objects"] += 1
+
+        @activity.defn(name="seal_upload")
+        def seal_upload(inp: SealInput) -> SealResult:
+            self.calls["seal_upload"] += 1
+            self.sealed.append(inp)
+            return SealResult(landed=True)
 
         @activity.defn(name="verify_object")
         def verify_object(inp: VerifyInput) -> VerifyResult:
@@ -198,6 +207,7 @@ class Stubs:
             delete_object,
             discard_upload,
             delete_objects,
+            seal_upload,
             verify_object,
             claim_blob,
             await_blob,
