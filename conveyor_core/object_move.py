@@ -3,7 +3,7 @@
 An upload's bytes are moved from the key its pre-signed URLs name to a key none can, the
 moment they land (DESIGN: bytes written once, never copied on the hot path). SeaweedFS's
 filer renames an entry without touching its data (about 75 ms whatever the size, measured
-by bench/seal.py); S3 has no rename, so other stores copy server-side and delete the source
+here for 1 KB and 256 MiB); S3 has no rename, so other stores copy server-side and delete the source
 (on SeaweedFS that rewrites the data, about 3-5 s per GiB: used only where no rename exists).
 """
 
