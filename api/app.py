@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from prometheus_client import make_asgi_app
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
@@ -18,7 +18,9 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from api.deps import AppState
 from api.errors import document_errors_as_json, install_error_handlers
 from api.key_cache import KeyCache, listen_for_key_changes
-from api.limits import RateLimiter
+from api.limits import RateLimiter, StreamSlots
+from api.middleware import Gatekeeper
+from api.probe_cache import SharedProbe
 from api.routes import file_events, files, health, uploads, webhooks
 from conveyor_core.db.session import ping_when_idle
 from conveyor_core.multipart_calls import MultipartCalls
@@ -51,6 +53,11 @@ def create_app(settings: Settings) -> FastAPI:
             multipart_calls=MultipartCalls(settings),
             known_keys=KeyCache(max_age=settings.api_key_cache_seconds),
             rate_limiter=RateLimiter(),
+            stream_slots=StreamSlots(settings.api_max_streams_per_tenant),
+        )
+        app.state.conveyor.readiness = SharedProbe(
+            functools.partial(health.probe_dependencies, app.state.conveyor),
+            max_age=settings.readyz_cache_seconds,
         )
         listener = asyncio.create_task(
             listen_for_key_changes(settings.libpq_url, app.state.conveyor.known_keys),
@@ -72,6 +79,9 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    # Inside CORS: a preflight is answered before it, and its refusals carry CORS headers.
+    routers = [health.router, uploads.router, files.router, file_events.router, webhooks.router]
+    app.add_middleware(Gatekeeper, settings=settings, routers=routers)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -83,10 +93,6 @@ def create_app(settings: Settings) -> FastAPI:
     FastAPIInstrumentor.instrument_app(
         app, excluded_urls="healthz,readyz", exclude_spans=["receive", "send"]
     )
-    app.mount("/metrics", make_asgi_app())
-    app.include_router(health.router)
-    app.include_router(uploads.router)
-    app.include_router(files.router)
-    app.include_router(file_events.router)
-    app.include_router(webhooks.router)
+    for router in routers:
+        app.include_router(router)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Header, Request
@@ -14,7 +14,8 @@ from temporalio.client import Client
 
 from api.errors import ErrorCode, Unauthorized
 from api.key_cache import KeyCache
-from api.limits import RateLimiter
+from api.limits import RateLimiter, StreamSlots
+from api.probe_cache import SharedProbe
 from conveyor_core.db.models import ApiKey, Tenant
 from conveyor_core.keys import hash_api_key
 from conveyor_core.multipart_calls import MultipartCalls
@@ -53,6 +54,9 @@ class AppState:
     # key hash -> tenancy of valid keys, dropped whenever a key or tenant changes.
     known_keys: KeyCache[Tenancy]
     rate_limiter: RateLimiter
+    stream_slots: StreamSlots
+    # /readyz's probe of every dependency, shared (set by the lifespan once this exists).
+    readiness: SharedProbe[dict[str, str]] = field(init=False)
 
 
 # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
@@ -91,13 +95,9 @@ KEY_TENANCY = (
 )
 
 
-async def get_tenancy(
-    state: StateDep,
-    # AUTOCOMMIT: a lookup needs no transaction around it. The upload routes take this same
-    # session (FastAPI makes one per request), so a request checks out one connection.
-    session: AutocommitSessionDep,
-    authorization: Annotated[str | None, Header()] = None,
-) -> Tenancy:
+async def authenticate(state: AppState, authorization: str | None) -> Tenancy:
+    """The tenancy of the request's key, from the cache or Postgres; counts the request
+    against the key's rate. Raises 401 (no key, a bad key) or 429 rate_limited."""
     if not authorization:
         raise Unauthorized(
             "Send an API key as 'Authorization: Bearer <key>'.", code=ErrorCode.MISSING_API_KEY
@@ -111,7 +111,10 @@ async def get_tenancy(
     tenancy = state.known_keys.get(key_hash)
     if tenancy is None:
         generation = state.known_keys.generation
-        row = (await session.execute(KEY_TENANCY, {"key_hash": key_hash})).first()
+        # AUTOCOMMIT: a lookup needs no transaction around it; the connection goes back to
+        # the pool at once.
+        async with state.autocommit_sessions() as session:
+            row = (await session.execute(KEY_TENANCY, {"key_hash": key_hash})).first()
         if row is None:
             raise Unauthorized("The API key is not valid.")
         settings = state.settings
@@ -126,6 +129,24 @@ async def get_tenancy(
         state.known_keys.put(key_hash, tenancy, generation)
     state.rate_limiter.hit(key_hash, tenancy.rate_limit)
     return tenancy
+
+
+# Where api.middleware.Gatekeeper leaves the tenancy it checked (in `scope["state"]`), so a
+# request's key is looked up and counted once.
+TENANCY_STATE_KEY = "conveyor_tenancy"
+
+
+async def get_tenancy(
+    request: Request,
+    state: StateDep,
+    # Documented here (OpenAPI); read by the Gatekeeper before the route runs.
+    authorization: Annotated[str | None, Header()] = None,
+) -> Tenancy:
+    checked = getattr(request.state, TENANCY_STATE_KEY, None)
+    if isinstance(checked, Tenancy):
+        return checked
+    # Only without the Gatekeeper in front (an app assembled otherwise): check it here.
+    return await authenticate(state, authorization)
 
 
 TenancyDep = Annotated[Tenancy, Depends(get_tenancy)]

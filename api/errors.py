@@ -13,14 +13,19 @@ ConveyorError(message, code=...)
 ├── Conflict                 409 file_not_ready | file_not_finished | upload_not_active |
 │                                not_multipart | not_retryable | bytes_gone
 ├── Gone                     410 file_deleted
-├── PayloadTooLarge          413 file_too_large | file_quota_exceeded | storage_quota_exceeded
-├── TooManyRequests          429 rate_limited (with Retry-After)
+├── PayloadTooLarge          413 file_too_large | file_quota_exceeded | storage_quota_exceeded |
+│                                request_too_large
+├── Unprocessable            422 invalid_request | idempotency_key_reused | invalid_filename |
+│                                invalid_content_type
+├── TooManyRequests          429 rate_limited | too_many_streams (with Retry-After)
 └── ServiceUnavailable       503 dependency_unavailable (a dependency is down; retry later)
 
 Outside the routes: an unknown address answers 404 `not_found`, a method the address does
 not take 405 `method_not_allowed`; a request that fails validation or whose body is not
-readable JSON 422 `invalid_request`; anything unexpected 500 `internal_error`, which is
-always a bug.
+readable JSON 422 `invalid_request` (`invalid_filename`, `invalid_content_type` for those
+fields); a value the database refuses (out of range, too long, a NUL) 422 `invalid_request`
+too; a body over the size cap 413 `request_too_large`, refused before it is read (see
+`api/middleware.py`); anything unexpected 500 `internal_error`, which is always a bug.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ import logging
 from enum import StrEnum
 from typing import Any
 
+import psycopg
 from botocore.exceptions import BotoCoreError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DataError as SQLAlchemyDataError
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
@@ -73,9 +80,13 @@ class ErrorCode(StrEnum):
     FILE_TOO_LARGE = "file_too_large"
     FILE_QUOTA_EXCEEDED = "file_quota_exceeded"
     STORAGE_QUOTA_EXCEEDED = "storage_quota_exceeded"
+    REQUEST_TOO_LARGE = "request_too_large"
     INVALID_REQUEST = "invalid_request"
+    INVALID_FILENAME = "invalid_filename"
+    INVALID_CONTENT_TYPE = "invalid_content_type"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     RATE_LIMITED = "rate_limited"
+    TOO_MANY_STREAMS = "too_many_streams"
     INTERNAL_ERROR = "internal_error"
     DEPENDENCY_UNAVAILABLE = "dependency_unavailable"
 
@@ -108,9 +119,13 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.FILE_TOO_LARGE: 413,
     ErrorCode.FILE_QUOTA_EXCEEDED: 413,
     ErrorCode.STORAGE_QUOTA_EXCEEDED: 413,
+    ErrorCode.REQUEST_TOO_LARGE: 413,
     ErrorCode.INVALID_REQUEST: 422,
+    ErrorCode.INVALID_FILENAME: 422,
+    ErrorCode.INVALID_CONTENT_TYPE: 422,
     ErrorCode.IDEMPOTENCY_KEY_REUSED: 422,
     ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.TOO_MANY_STREAMS: 429,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.DEPENDENCY_UNAVAILABLE: 503,
 }
@@ -202,9 +217,9 @@ def error_response(code: ErrorCode, message: str, **headers: str) -> JSONRespons
 def responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries for the codes a route can answer: one per status, whose
     description names its codes (`a | b`). Every route may answer 422 `invalid_request` (a
-    path, query or body it cannot read)."""
+    path, query or body it cannot read) and 413 `request_too_large` (a body over the cap)."""
     by_status: dict[int, list[str]] = {}
-    for code in (*codes, ErrorCode.INVALID_REQUEST):
+    for code in (*codes, ErrorCode.INVALID_REQUEST, ErrorCode.REQUEST_TOO_LARGE):
         named = by_status.setdefault(STATUS[code], [])
         if code.value not in named:
             named.append(code.value)
@@ -226,14 +241,32 @@ AUTHENTICATED = responses(
 # as bytes that are not UTF-8), which is as invalid as malformed JSON.
 _HTTP_ERRORS = {
     400: (ErrorCode.INVALID_REQUEST, "The request body could not be read as JSON."),
+    413: (ErrorCode.REQUEST_TOO_LARGE, "The request body is larger than this API accepts."),
     404: (ErrorCode.NOT_FOUND, "There is nothing at this address."),
     405: (ErrorCode.METHOD_NOT_ALLOWED, "This address does not accept that method."),
 }
 
 
+# Request bodies whose validators answer codes of their own (`validation_answer`): every
+# route taking one may answer them.
+_BODY_CODES: dict[str, tuple[ErrorCode, ...]] = {
+    "UploadCreate": (ErrorCode.INVALID_FILENAME, ErrorCode.INVALID_CONTENT_TYPE),
+}
+
+
+def _document_body_codes(operation: dict[str, Any]) -> None:
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+    model = body.get("schema", {}).get("$ref", "").rpartition("/")[2]
+    for code in _BODY_CODES.get(model, ()):
+        response = operation.setdefault("responses", {}).get(str(STATUS[code]))
+        if response is not None and code.value not in response["description"].split(" | "):
+            response["description"] += f" | {code.value}"
+
+
 def document_errors_as_json(app: FastAPI) -> None:
     """FastAPI files a route's error bodies under the route's own media type (text/plain for
-    the OCR text, text/event-stream for events); errors are always JSON, so say so."""
+    the OCR text, text/event-stream for events); errors are always JSON, so say so. Routes
+    taking a body with codes of its own (`_BODY_CODES`) name them too."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -241,6 +274,7 @@ def document_errors_as_json(app: FastAPI) -> None:
             spec = generate()
             for operations in spec.get("paths", {}).values():
                 for operation in operations.values():
+                    _document_body_codes(operation)
                     for status, response in operation.get("responses", {}).items():
                         content = response.get("content", {})
                         for media in [m for m in content if m != "application/json"]:
@@ -253,13 +287,52 @@ def document_errors_as_json(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _first_validation_message(exc: RequestValidationError) -> str:
+# Validators name these codes as their error type (PydanticCustomError): the answer says
+# which field was refused and why with its own code, instead of `invalid_request`.
+_VALIDATION_CODES = {ErrorCode.INVALID_FILENAME, ErrorCode.INVALID_CONTENT_TYPE}
+
+
+def validation_answer(exc: RequestValidationError) -> tuple[ErrorCode, str]:
+    """The code and message for a request that failed validation: the first error with a
+    code of its own, else the first error, as `invalid_request`."""
     errors = exc.errors()
     if not errors:
-        return "The request is not valid."
-    first = errors[0]
+        return ErrorCode.INVALID_REQUEST, "The request is not valid."
+    coded = [e for e in errors if e.get("type") in _VALIDATION_CODES]
+    first = coded[0] if coded else errors[0]
+    code = ErrorCode(first["type"]) if coded else ErrorCode.INVALID_REQUEST
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-    return f"{where or 'request'}: {first.get('msg', 'invalid value')}."
+    return code, f"{where or 'request'}: {first.get('msg', 'invalid value')}."
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """A value Postgres (or psycopg, before sending it) refuses: SQLSTATE class 22, such as
+    a number out of range, a string too long, bytes not in the encoding or a NUL in text.
+    The request's fault, not the database's."""
+    return isinstance(exc, SQLAlchemyDataError) or isinstance(
+        getattr(exc, "orig", None), psycopg.DataError
+    )
+
+
+def answer_for(exc: Exception) -> JSONResponse:
+    """The error answer for an exception raised outside the routes (the middleware),
+    as the handlers below would give it."""
+    if isinstance(exc, ConveyorError):
+        return error_response(exc.code, exc.message, **exc.headers)
+    if isinstance(exc, DBAPIError | BotoCoreError | RPCError) and not is_data_error(exc):
+        return _unavailable(exc)
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(ErrorCode.INTERNAL_ERROR, "An unexpected error occurred.")
+
+
+def _unavailable(exc: Exception) -> JSONResponse:
+    # A dependency being down is not a bug: say so, and let the client retry.
+    log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
+    return error_response(
+        ErrorCode.DEPENDENCY_UNAVAILABLE,
+        "A service Conveyor depends on is unavailable; try again shortly.",
+        **{"Retry-After": "5"},
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -269,7 +342,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(ErrorCode.INVALID_REQUEST, _first_validation_message(exc))
+        return error_response(*validation_answer(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -283,13 +356,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BotoCoreError)
     @app.exception_handler(RPCError)
     async def _dependency(_: Request, exc: Exception) -> JSONResponse:
-        # A dependency being down is not a bug: say so, and let the client retry.
-        log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
-        return error_response(
-            ErrorCode.DEPENDENCY_UNAVAILABLE,
-            "A service Conveyor depends on is unavailable; try again shortly.",
-            **{"Retry-After": "5"},
-        )
+        if is_data_error(exc):
+            # A value no route checked and the database refused: the request's fault.
+            log.info("database refused a value: %s", exc)
+            return error_response(
+                ErrorCode.INVALID_REQUEST, "A value in the request is out of the range allowed."
+            )
+        return _unavailable(exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

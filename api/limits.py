@@ -1,11 +1,14 @@
-"""Per-key request rate limits (the `limits` library, in this process's memory) and the
-per-tenant storage quotas checked when an upload is declared."""
+"""Per-key request rate limits (the `limits` library, in this process's memory), the
+per-tenant storage quotas checked when an upload is declared, and the per-tenant cap on open
+event streams."""
 
 from __future__ import annotations
 
 import math
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 import limits
@@ -36,6 +39,8 @@ def parse_rate(rate: str) -> tuple[limits.RateLimitItem, ...]:
 
 
 EXPIRY_INTERVAL_SECONDS = 1.0
+# A stream refused for the tenant's cap: about when one of its others may have ended.
+STREAM_RETRY_AFTER_SECONDS = 5
 
 
 class InlineExpiryStorage(MemoryStorage):
@@ -102,3 +107,36 @@ async def check_quota(
             f"This tenant holds {used} bytes and its limit is {max_bytes}; {size} more do not fit.",
             code=ErrorCode.STORAGE_QUOTA_EXCEEDED,
         )
+
+
+class StreamSlots:
+    """Open event streams per tenant in this process: each holds an HTTP connection and polls
+    Postgres and Temporal, so one tenant's few hundred streams must not crowd out the rest."""
+
+    def __init__(self, per_tenant: int) -> None:
+        self.per_tenant = per_tenant
+        self._open: dict[uuid.UUID, int] = {}
+
+    def open_streams(self, tenant_id: uuid.UUID) -> int:
+        return self._open.get(tenant_id, 0)
+
+    @contextmanager
+    def hold(self, tenant_id: uuid.UUID) -> Iterator[None]:
+        """One slot while the block runs; raises 429 too_many_streams when none is free."""
+        held = self._open.get(tenant_id, 0)
+        if held >= self.per_tenant:
+            raise TooManyRequests(
+                f"This tenant already has {held} event streams open here, its limit; "
+                "close one or try again shortly.",
+                code=ErrorCode.TOO_MANY_STREAMS,
+                headers={"Retry-After": str(STREAM_RETRY_AFTER_SECONDS)},
+            )
+        self._open[tenant_id] = held + 1
+        try:
+            yield
+        finally:
+            left = self._open[tenant_id] - 1
+            if left:
+                self._open[tenant_id] = left
+            else:
+                del self._open[tenant_id]

@@ -8,17 +8,26 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from conveyor_core.objectstore import Checksum, ChecksumAlgorithm
 from conveyor_core.types import FileStatus, StageStatus, Visibility
 
-# type/subtype per RFC 6838 (parameters such as charset allowed), no wildcards.
+# type/subtype per RFC 6838 (parameters such as charset allowed), no wildcards. ASCII only
+# (under IGNORECASE a Unicode [a-z] also takes the Kelvin sign and the long s), matched
+# whole (`$` would allow a trailing newline), quoted values printable.
 _MEDIA_TYPE = re.compile(
-    r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
-    r"(\s*;\s*[a-z0-9!#$&^_.+-]+=(\"[^\"\\\r\n]*\"|[a-z0-9!#$&^_.+-]+))*$",
-    re.IGNORECASE,
+    r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
+    r"([ \t]*;[ \t]*[a-z0-9!#$&^_.+-]+=(\"[\x20\x21\x23-\x5b\x5d-\x7e]*\"|[a-z0-9!#$&^_.+-]+))*",
+    re.IGNORECASE | re.ASCII,
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What a file name must not hold: C0 and C1 controls and DEL; the bidirectional controls
+# that make a name read otherwise than it is ("invoice\u202efdp.exe" shows as
+# "invoiceexe.pdf"): LRM, RLM, ALM, the embeddings and overrides, the isolates; and lone
+# surrogates, which no encoding can store.
+_UNSAFE_IN_NAME = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 
 MIB = 1024 * 1024
 # S3's bounds: parts of 5 MiB to 5 GiB, at most 10,000 of them.
@@ -94,17 +103,24 @@ class UploadCreate(BaseModel):
     @field_validator("filename")
     @classmethod
     def _plain_name(cls, value: str) -> str:
-        if _CONTROL.search(value):
-            raise ValueError("must not contain control characters")
+        if found := _UNSAFE_IN_NAME.search(value):
+            raise PydanticCustomError(
+                "invalid_filename",
+                "must not contain control or bidirectional characters (found {char})",
+                {"char": f"U+{ord(found.group()):04X}"},
+            )
         if value in (".", "..") or "/" in value or "\\" in value:
-            raise ValueError("must be a file name, not a path")
+            raise PydanticCustomError("invalid_filename", "must be a file name, not a path")
         return value
 
     @field_validator("content_type")
     @classmethod
     def _media_type(cls, value: str) -> str:
-        if not _MEDIA_TYPE.match(value):
-            raise ValueError("must be a media type such as image/jpeg")
+        if not _MEDIA_TYPE.fullmatch(value):
+            raise PydanticCustomError(
+                "invalid_content_type",
+                "must be a media type such as image/jpeg, in printable ASCII",
+            )
         return value
 
     @field_validator("sha256")

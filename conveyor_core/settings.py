@@ -44,10 +44,26 @@ class Settings(BaseSettings):
     # A file's live status comes from a workflow query, answered by a worker. A worker too
     # busy to answer within this long does not hold the request: Postgres answers instead.
     workflow_query_timeout_seconds: float = 2.0
+    # What a hostile client can reach: refused cheaply, before any route runs.
+    # Largest request body, by Content-Length or counted as it streams: 413 request_too_large,
+    # answered before the body is read (and, on routes behind a key, after the key is checked).
+    api_max_body_bytes: int = 64 * 1024
+    # POST /v1/uploads/{id}/complete lists up to 10,000 parts (~1-3 MB of JSON): its own cap.
+    api_max_complete_body_bytes: int = 4 * 1024 * 1024
+    # uvicorn answers 503 (text/plain, Connection: close) to requests over this many open
+    # connections or requests in flight.
+    api_limit_concurrency: int = 1000
+    # The API's Prometheus /metrics, served on `host` at this port; the API port serves none.
+    api_metrics_port: int = 9467
+    # /readyz answers from its last dependency probe for this long; concurrent requests share
+    # one probe in flight, so a flood of /readyz does not reach Postgres, S3, Temporal, ...
+    readyz_cache_seconds: float = 1.5
+    # Open event streams (SSE) per tenant and API process; over: 429 too_many_streams.
+    api_max_streams_per_tenant: int = 50
     # Traces go over OTLP/HTTP when set (e.g. http://collector:4318/v1/traces); otherwise to
     # the local span store under the state dir, read by `conveyor trace FILE_ID`.
     otlp_traces_endpoint: str | None = None
-    # Prometheus: the API serves /metrics itself; workers and the relay on these ports.
+    # Prometheus: workers and the relay serve /metrics on these ports (the API: api_metrics_port).
     worker_metrics_port: int = 9464
     worker_sdk_metrics_port: int = 9465  # the Temporal SDK's own metrics
     relay_metrics_port: int = 9466

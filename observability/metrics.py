@@ -22,6 +22,10 @@ KEY_CACHE_LISTENING = Gauge(
     "conveyor_api_key_cache_listening",
     "1 while the API hears key and tenant changes (and so caches keys), else 0.",
 )
+READINESS_PROBES = Counter(
+    "conveyor_api_readiness_probes",
+    "Dependency probes run for /readyz (one answers every /readyz for readyz_cache_seconds).",
+)
 ACTIVITY_SECONDS = Histogram(
     "conveyor_activity_duration_seconds",
     "Duration of each activity (stage) run, by activity and outcome.",
@@ -54,7 +58,7 @@ RELAY_LAG = Histogram(
 
 
 def serve_metrics(port: int, host: str) -> None:
-    """Serves /metrics for this process on its own port (workers and the relay)."""
+    """Serves /metrics for this process on its own port (the API, workers and the relay)."""
     start_http_server(port, addr=host)
 
 

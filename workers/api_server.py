@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.app import create_app
 from conveyor_core.settings import get_settings
 from observability.logging import configure_logging
+from observability.metrics import serve_metrics
 from observability.tracing import configure_tracing
 
 # The main loop still looks at the exit flag this often, should a stop come other than by
@@ -81,6 +82,8 @@ if __name__ == "__main__":
     settings = get_settings()
     configure_logging("api", settings.log_level)
     configure_tracing(settings, "api")
+    # Metrics on a port of their own: the API's port, which tenants reach, serves none.
+    serve_metrics(settings.api_metrics_port, settings.host)
     config = uvicorn.Config(
         DateHeader(create_app(settings)),
         host=settings.host,
@@ -89,5 +92,8 @@ if __name__ == "__main__":
         log_config=None,  # uvicorn's records go through the JSON handler too
         proxy_headers=False,
         date_header=False,  # DateHeader stamps it
+        # Over it uvicorn answers 503 "Service Unavailable" (text/plain, Connection: close)
+        # without calling the app: clients retry a 503 as they do a dependency_unavailable.
+        limit_concurrency=settings.api_limit_concurrency,
     )
     Server(config).run()

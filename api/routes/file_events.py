@@ -10,6 +10,7 @@ stream ends after the file's current terminal status.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -39,38 +40,66 @@ RECONNECT_MS = 1000
 _EVENTS = TypeAdapter(EventsPage)
 
 
+# Event ids are Postgres bigints: anything larger (or negative) is no id this stream sent.
+MAX_EVENT_ID = 2**63 - 1
+_EVENT_ID = re.compile(r"[0-9]{1,19}")
+
+
+def _event_id(value: str | int | None) -> int | None:
+    """A resume point from `?after=` or Last-Event-ID; raises 400 invalid_last_event_id."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        number = value
+    elif _EVENT_ID.fullmatch(value.strip()):
+        number = int(value.strip())
+    else:
+        number = -1
+    if not 0 <= number <= MAX_EVENT_ID:
+        raise BadRequest(
+            f"Last-Event-ID and after must be an event id this stream sent: a whole number "
+            f"from 0 to {MAX_EVENT_ID}.",
+            code=ErrorCode.INVALID_LAST_EVENT_ID,
+        )
+    return number
+
+
 async def _watched_file(
     file_id: uuid.UUID,
+    state: StateDep,
     session: AutocommitSessionDep,
     tenancy: TenancyDep,
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[
-        int | None, Query(ge=0, description="Resume after this event id (as Last-Event-ID).")
+        int | None,
+        Query(
+            description="Resume after this event id (as Last-Event-ID).",
+            json_schema_extra={"minimum": 0, "maximum": MAX_EVENT_ID},
+        ),
     ] = None,
-) -> tuple[File, int]:
-    """Checked before the stream starts, so a bad request still gets its 4xx."""
-    file = await owned_file(session, file_id, tenancy.tenant_id)
-    resume = after or 0
+) -> AsyncIterator[tuple[File, int]]:
+    """Checked before the stream starts, so a bad request still gets its 4xx; holds one of
+    the tenant's stream slots until the stream ends (429 too_many_streams when none is free)."""
+    resume = _event_id(after) or 0
     if last_event_id is not None:
-        try:
-            resume = int(last_event_id)
-        except ValueError:
-            resume = -1
-        if resume < 0:
-            raise BadRequest(
-                "Last-Event-ID must be an event id this stream sent (a whole number).",
-                code=ErrorCode.INVALID_LAST_EVENT_ID,
-            )
-    # The stream may last minutes: it must not hold a database connection all along.
+        resume = _event_id(last_event_id) or 0
+    file = await owned_file(session, file_id, tenancy.tenant_id)
+    # The stream may last minutes: it must not hold a database connection all along (each
+    # polling round takes one for its queries and gives it back).
     await session.close()
-    return file, resume
+    with state.stream_slots.hold(tenancy.tenant_id):
+        yield file, resume
 
 
 @router.get(
     "/{file_id}/events",
     response_class=EventSourceResponse,
     responses=responses(
-        ErrorCode.FILE_NOT_FOUND, ErrorCode.FILE_DELETED, ErrorCode.INVALID_LAST_EVENT_ID
+        ErrorCode.FILE_NOT_FOUND,
+        ErrorCode.FILE_DELETED,
+        ErrorCode.INVALID_LAST_EVENT_ID,
+        ErrorCode.RATE_LIMITED,  # the router's 429, which this one's replaces
+        ErrorCode.TOO_MANY_STREAMS,
     ),
 )
 async def file_events(

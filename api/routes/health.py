@@ -1,4 +1,6 @@
-"""Liveness and readiness. Readiness checks every dependency, each with a short timeout."""
+"""Liveness and readiness. Readiness checks every dependency, each with a short timeout; its
+answer is shared for `readyz_cache_seconds` (api.probe_cache), so a flood of /readyz reaches
+the dependencies about once per that while."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from sqlalchemy import text
 
 from api.deps import AppState, StateDep
 from api.schemas import HealthPublic, ReadinessPublic
+from observability.metrics import READINESS_PROBES
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_SECONDS = 3.0
@@ -28,6 +31,16 @@ async def healthz() -> HealthPublic:
     responses={503: {"model": ReadinessPublic, "description": "a dependency is down"}},
 )
 async def readyz(state: StateDep) -> JSONResponse:
+    """Every dependency's state, as probed at most `readyz_cache_seconds` ago."""
+    results = await state.readiness.get()
+    ready = all(outcome == "ok" for outcome in results.values())
+    body = ReadinessPublic(status="ready" if ready else "not_ready", checks=results)
+    return JSONResponse(status_code=200 if ready else 503, content=body.model_dump())
+
+
+async def probe_dependencies(state: AppState) -> dict[str, str]:
+    """Each dependency's outcome ("ok", "timed out", "down: <error>"), probed at once."""
+    READINESS_PROBES.inc()
     checks: dict[str, Callable[[AppState], Awaitable[None]]] = {
         "postgres": _postgres,
         "object_store": _object_store,
@@ -37,10 +50,7 @@ async def readyz(state: StateDep) -> JSONResponse:
         "edge": _edge,
     }
     outcomes = await asyncio.gather(*(_run(check, state) for check in checks.values()))
-    results = dict(zip(checks, outcomes, strict=True))
-    ready = all(outcome == "ok" for outcome in outcomes)
-    body = ReadinessPublic(status="ready" if ready else "not_ready", checks=results)
-    return JSONResponse(status_code=200 if ready else 503, content=body.model_dump())
+    return dict(zip(checks, outcomes, strict=True))
 
 
 async def _run(check: Callable[[AppState], Awaitable[None]], state: AppState) -> str:

@@ -45,6 +45,8 @@ def _test_settings(state_dir: Path) -> Settings:
         # Webhook retries every 1-2 s, so a receiver coming back is seen within seconds.
         webhook_retry_initial_seconds=1,
         webhook_retry_max_interval_seconds=2,
+        # Few, so a test holds every stream slot of a tenant with a handful of streams.
+        api_max_streams_per_tenant=8,
         **consecutive_ports(21000 + 100 * slot),
     )
 

@@ -152,23 +152,27 @@ async def test_other_tenants_files_are_404(api: httpx.AsyncClient, key_a: str, k
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "code"),
     [
-        {"filename": "../../etc/passwd", "size": 1, "content_type": "text/plain"},
-        {"filename": "a.txt", "size": -5, "content_type": "text/plain"},
-        {"filename": "a.txt", "size": 1, "content_type": "not a type"},
-        {"filename": "a.txt", "size": 1, "content_type": "text/plain", "sha256": "xyz"},
-        {"filename": "a\x00.txt", "size": 1, "content_type": "text/plain"},
-        {"size": 1, "content_type": "text/plain"},
-        [],
+        (
+            {"filename": "../../etc/passwd", "size": 1, "content_type": "text/plain"},
+            "invalid_filename",
+        ),
+        ({"filename": "a.txt", "size": -5, "content_type": "text/plain"}, "invalid_request"),
+        ({"filename": "a.txt", "size": 1, "content_type": "not a type"}, "invalid_content_type"),
+        (
+            {"filename": "a.txt", "size": 1, "content_type": "text/plain", "sha256": "xyz"},
+            "invalid_request",
+        ),
+        ({"filename": "a\x00.txt", "size": 1, "content_type": "text/plain"}, "invalid_filename"),
+        ({"size": 1, "content_type": "text/plain"}, "invalid_request"),
+        ([], "invalid_request"),
     ],
 )
 async def test_bad_upload_declarations_are_422(
-    api: httpx.AsyncClient, key_a: str, body: object
+    api: httpx.AsyncClient, key_a: str, body: object, code: str
 ) -> None:
-    assert_error(
-        await api.post("/v1/uploads", json=body, headers=auth(key_a)), 422, "invalid_request"
-    )
+    assert_error(await api.post("/v1/uploads", json=body, headers=auth(key_a)), 422, code)
 
 
 async def test_malformed_json_and_unknown_routes(api: httpx.AsyncClient, key_a: str) -> None:

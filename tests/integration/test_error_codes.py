@@ -10,6 +10,7 @@ has neither a scenario nor a reason, so a new code cannot go untested.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import re
 import uuid
@@ -330,6 +331,36 @@ async def rate_limited(c: Ctx) -> httpx.Response:
     return refused
 
 
+async def request_too_large(c: Ctx) -> httpx.Response:
+    body = {"filename": "a.txt", "size": 1, "content_type": "text/plain", "pad": "x" * 70_000}
+    return await c.api.post("/v1/uploads", json=body, headers=auth(c.key))
+
+
+async def invalid_filename(c: Ctx) -> httpx.Response:
+    body = {"filename": "invoice\u202efdp.exe", "size": 1, "content_type": "text/plain"}
+    return await c.api.post("/v1/uploads", json=body, headers=auth(c.key))
+
+
+async def invalid_content_type(c: Ctx) -> httpx.Response:
+    body = {"filename": "a.txt", "size": 1, "content_type": "text/plain\r\nX-Injected: 1"}
+    return await c.api.post("/v1/uploads", json=body, headers=auth(c.key))
+
+
+async def too_many_streams(c: Ctx) -> httpx.Response:
+    """Every stream slot of a fresh tenant held by a stream on a file that never finishes."""
+    _, key = limited_tenant(c.stack, "--rate-limit", "1000/second")
+    created = await declare(c.api, key, sample_bytes(64))
+    path = f"/v1/files/{created['file_id']}/events"
+    async with contextlib.AsyncExitStack() as streams:
+        for _ in range(c.stack.api_max_streams_per_tenant):
+            held = await streams.enter_async_context(c.api.stream("GET", path, headers=auth(key)))
+            assert held.status_code == 200
+        refused = await c.api.get(path, headers=auth(key))
+        await refused.aread()
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    return refused
+
+
 async def dependency_unavailable(c: Ctx) -> httpx.Response:
     """Postgres stopped through the stack's supervisor, and started again."""
     manage.supervisorctl(c.stack, "stop", "postgres")
@@ -377,6 +408,10 @@ SCENARIOS: dict[ErrorCode, Scenario] = {
     ErrorCode.INVALID_REQUEST: invalid_request,
     ErrorCode.IDEMPOTENCY_KEY_REUSED: idempotency_key_reused,
     ErrorCode.RATE_LIMITED: rate_limited,
+    ErrorCode.REQUEST_TOO_LARGE: request_too_large,
+    ErrorCode.INVALID_FILENAME: invalid_filename,
+    ErrorCode.INVALID_CONTENT_TYPE: invalid_content_type,
+    ErrorCode.TOO_MANY_STREAMS: too_many_streams,
     # Last: it stops Postgres for a moment.
     ErrorCode.DEPENDENCY_UNAVAILABLE: dependency_unavailable,
 }

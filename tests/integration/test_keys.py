@@ -67,9 +67,11 @@ def test_revoking_an_unknown_key_fails_clearly(stack: Settings) -> None:
         raise AssertionError("revoking an unknown key succeeded")
 
 
-async def _listening(api: httpx.AsyncClient) -> None:
+async def _listening(stack: Settings) -> None:
     try:
-        metrics = (await api.get("/metrics/")).text
+        async with httpx.AsyncClient() as scraper:
+            url = f"http://{stack.host}:{stack.api_metrics_port}/metrics"
+            metrics = (await scraper.get(url)).text
     except httpx.TransportError as e:
         raise AssertionError(str(e)) from e
     assert "conveyor_api_key_cache_listening 1.0" in metrics.splitlines()
@@ -78,10 +80,10 @@ async def _listening(api: httpx.AsyncClient) -> None:
 async def test_revocation_is_heard_again_after_postgres_restarts(
     stack: Settings, api: httpx.AsyncClient
 ) -> None:
-    await assert_eventually(lambda: _listening(api), timeout=10)
+    await assert_eventually(lambda: _listening(stack), timeout=10)
     manage.supervisorctl(stack, "restart", "postgres")
     # The listener reconnects by itself; until then keys are looked up on every request.
-    await assert_eventually(lambda: _listening(api), timeout=30)
+    await assert_eventually(lambda: _listening(stack), timeout=30)
     key = create_key(stack, f"relisten-{uuid.uuid4().hex[:8]}")
 
     async def accepted() -> None:

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the API, the worker (ours and the Temporal SDK's) and the relay."""
+"""Prometheus metrics of the API, the worker (ours and the Temporal SDK's) and the relay, each
+on a port of its own (the API's port serves none)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def scrape(url: str) -> str:
 async def test_counters_move_when_a_file_goes_through(
     stack: Settings, api: httpx.AsyncClient, key_a: str
 ) -> None:
-    api_metrics = f"{stack.api_url}/metrics/"
+    api_metrics = f"http://{stack.host}:{stack.api_metrics_port}/metrics"
     worker_metrics = f"http://{stack.host}:{stack.worker_metrics_port}/metrics"
     relay_metrics = f"http://{stack.host}:{stack.relay_metrics_port}/metrics"
     before_api, before_worker, before_relay = (
