@@ -45,6 +45,7 @@ def _test_settings(state_dir: Path) -> Settings:
         # Webhook retries every 1-2 s, so a receiver coming back is seen within seconds.
         webhook_retry_initial_seconds=1,
         webhook_retry_max_interval_seconds=2,
+        webhook_allow_private_urls=True,  # the tests' receivers listen on 127.0.0.1
         **consecutive_ports(21000 + 100 * slot),
     )
 
