@@ -167,10 +167,18 @@ class Settings(BaseSettings):
     webhook_retry_initial_seconds: float = 5
     webhook_retry_max_interval_seconds: float = 600
     webhook_delivery_deadline_hours: float = 72
-    webhook_timeout_seconds: float = 10  # one POST; keep it well under the 60 s an attempt has
-    # Loopback/private/link-local endpoint hosts are refused (at registration and at each
-    # delivery) when False. Production refuses them unless this is set explicitly.
-    webhook_allow_private_urls: bool = True
+    # The whole of one attempt, wall clock: DNS, connect, TLS, sending, and the answer's
+    # status line and headers. A receiver that drips bytes is cut off (and the connection
+    # closed) here. It must stay well under the 60 s an attempt activity has.
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=50)
+    # Attempts in flight at once for one tenant, across every worker process: a tenant whose
+    # receivers hang holds at most this many delivery slots. Its other deliveries wait for a
+    # free one (retried shortly, not counted as attempts).
+    webhook_max_in_flight_per_tenant: int = Field(default=4, ge=1)
+    # Endpoint hosts that resolve to loopback/private/link-local/reserved addresses are refused
+    # (at registration and at each delivery) unless this is True: webhooks must not become a
+    # way into the internal network (SSRF). A local receiver needs it set on purpose.
+    webhook_allow_private_urls: bool = False
 
     # Local stack (workers/stack)
     # More loopback ports the local stack opens. None means derived from a base port above
@@ -197,9 +205,6 @@ class Settings(BaseSettings):
                 value: SecretStr = getattr(self, name)
                 if value.get_secret_value() in _DEV_SECRETS:
                     raise ValueError(f"CONVEYOR_{name.upper()} must be set in production")
-            if "webhook_allow_private_urls" not in self.model_fields_set:
-                # Webhooks must not become a way into the internal network (SSRF).
-                self.webhook_allow_private_urls = False
         return self
 
     @property

@@ -30,8 +30,13 @@ RECORD_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=0,
 )
-# One attempt: the POST (its own timeout, 10 s by default) and two short transactions.
+# One attempt: the POST (its own wall-clock deadline, 10 s by default, at most 50 s) and a
+# few short transactions.
 ATTEMPT_TIMEOUT = timedelta(seconds=60)
+# The attempt heartbeats every 2 s: a worker that died mid-attempt is noticed in this much,
+# not at ATTEMPT_TIMEOUT. (Only the activity's options change: replay compares commands'
+# types and ids, so running workflows need no `workflow.patched` for it.)
+ATTEMPT_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 
 
 def delivery_workflow_id(delivery_id: str) -> str:
@@ -40,7 +45,9 @@ def delivery_workflow_id(delivery_id: str) -> str:
 
 def delivery_retry(inp: DeliverWebhookInput) -> RetryPolicy:
     """Every answer but a 2xx is retried, 4xx included (receivers get misconfigured and
-    fixed); only a refusal (endpoint deleted, private address) stops early."""
+    fixed); only a refusal (endpoint deleted, private address) stops early. The activity
+    names each wait itself (`next_retry_delay`): the backoff of the attempts it made, or a
+    short one while its tenant has no free slot; these intervals apply otherwise."""
     return RetryPolicy(
         initial_interval=timedelta(seconds=inp.retry_initial_seconds),
         backoff_coefficient=BACKOFF_COEFFICIENT,
@@ -60,6 +67,7 @@ class WebhookDeliveryWorkflow:
                 inp,
                 task_queue=inp.task_queue,
                 start_to_close_timeout=ATTEMPT_TIMEOUT,
+                heartbeat_timeout=ATTEMPT_HEARTBEAT_TIMEOUT,
                 schedule_to_close_timeout=timedelta(seconds=inp.deadline_seconds),
                 retry_policy=delivery_retry(inp),
             )

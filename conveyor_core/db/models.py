@@ -237,3 +237,17 @@ class WebhookDelivery(Base):
         UniqueConstraint("endpoint_id", "file_id", "event"),
         Index("ix_webhook_delivery_endpoint_created", "endpoint_id", "created_at", "id"),
     )
+
+
+class WebhookInFlight(Base):
+    """A delivery attempt under way: a tenant has at most
+    `webhook_max_in_flight_per_tenant` rows here at once (across every worker). A row is
+    deleted when its attempt ends; one left by a worker that died lapses at `expires_at`."""
+
+    __tablename__ = "webhook_in_flight"
+
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_delivery.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    expires_at: Mapped[datetime]

@@ -47,6 +47,7 @@ def _test_settings(state_dir: Path) -> Settings:
         webhook_retry_max_interval_seconds=2,
         # Few, so a test holds every stream slot of a tenant with a handful of streams.
         api_max_streams_per_tenant=8,
+        webhook_allow_private_urls=True,  # the tests' receivers listen on 127.0.0.1
         **consecutive_ports(21000 + 100 * slot),
     )
 

@@ -1,9 +1,11 @@
 """Outgoing webhooks through the real stack, to a real HTTP receiver started by the test:
 registered endpoints, signed deliveries, retries while the receiver is down, filtering,
-tenant isolation and the private-address refusal."""
+tenant isolation and the private-address refusal (the test stack opts in to private
+addresses, its receivers being on 127.0.0.1; a deployment refuses them by default)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import socket
@@ -331,7 +333,17 @@ async def test_webhook_private_urls_refused_when_not_allowed(
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client,
     ):
-        for url in ("http://127.0.0.1:9/hook", "http://localhost/hook", "http://169.254.169.254/"):
+        for url in (
+            "http://127.0.0.1:9/hook",
+            "http://localhost/hook",
+            "http://169.254.169.254/",
+            # IPv6 forms that carry a private IPv4 address, and IPv6 site-local.
+            "http://[::ffff:127.0.0.1]:9/hook",
+            "http://[::127.0.0.1]/",
+            "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+            "http://[2002:7f00:1::]/",
+            "http://[fec0::1]/",
+        ):
             response = await client.post(
                 "/v1/webhooks", json={"url": url}, headers=auth(tenant_key)
             )
@@ -351,7 +363,10 @@ async def test_webhook_private_urls_refused_when_not_allowed(
     delivery_id = await assert_eventually(pending, timeout=30)
     activities = WebhookActivities(sessions, strict)
     with pytest.raises(ApplicationError) as refused:
-        ActivityEnvironment().run(activities.deliver_webhook, DeliverWebhookInput(delivery_id))
+        # In a thread of its own, as a worker runs it (it drives an event loop of its own).
+        await asyncio.to_thread(
+            ActivityEnvironment().run, activities.deliver_webhook, DeliverWebhookInput(delivery_id)
+        )
     assert refused.value.type == WEBHOOK_REFUSED_ERROR and refused.value.non_retryable
     with sessions() as session:
         row = session.get(WebhookDelivery, uuid.UUID(delivery_id))

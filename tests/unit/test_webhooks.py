@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 
 import pytest
@@ -14,11 +15,16 @@ from conveyor_core.settings import Settings
 from conveyor_core.types import FileStatus
 from conveyor_core.webhooks import (
     WEBHOOK_EVENTS,
+    HostRefused,
+    HostUnresolved,
     blocked_address,
+    embedded_ipv4,
     event_for,
     new_secret,
     private_host_reason,
+    resolve_host,
     sign,
+    url_origin,
     validate_events,
     validate_url,
 )
@@ -111,6 +117,122 @@ def test_blocked_address(address: str, blocked: bool) -> None:
     assert blocked_address(address) is blocked
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        # IPv6 forms that lead to a private IPv4 address.
+        "::ffff:127.0.0.1",  # IPv4-mapped
+        "::ffff:7f00:1",
+        "::ffff:169.254.169.254",
+        "::127.0.0.1",  # IPv4-compatible
+        "::a9fe:a9fe",
+        "64:ff9b::7f00:1",  # NAT64 well-known prefix
+        "64:ff9b::10.0.0.1",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b:1::a00:1",  # local-use NAT64
+        "64:ff9b:1::808:808",
+        "2002:7f00:1::",  # 6to4
+        "2002:a9fe:a9fe::1",
+        "2002:c0a8:101::1",
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo
+        "2001:0:7f00:1:0:0:0:1",
+        # IPv6 ranges of their own.
+        "fec0::1",  # site-local
+        "fc00::1",  # unique-local
+        "fd12:3456:789a::1",
+        "fe80::1",  # link-local
+        "fe80::1%eth0",
+        "::1",
+        "::",
+        "ff02::1",  # multicast
+        "100::1",  # discard
+        "2001:db8::1",  # documentation
+        "3fff::1",
+        # IPv4 ranges that are not the internet.
+        "0.0.0.0",
+        "0.1.2.3",
+        "100.64.0.1",  # carrier-grade NAT
+        "100.127.255.254",
+        "192.0.0.8",
+        "192.0.2.1",
+        "198.18.0.1",
+        "198.51.100.7",
+        "203.0.113.9",
+        "224.0.0.251",
+        "240.0.0.1",
+        "255.255.255.255",
+    ],
+)
+def test_blocked_address_unwraps_and_refuses(address: str) -> None:
+    assert blocked_address(address) is True
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["1.1.1.1", "93.184.215.14", "64:ff9b::808:808", "2a00:1450:4001::200e"],
+)
+def test_blocked_address_lets_public_ones_through(address: str) -> None:
+    # The NAT64 form of a public address is that public address (DNS64 answers so).
+    assert blocked_address(address) is False
+
+
+def test_embedded_ipv4_finds_each_form() -> None:
+    v6 = ipaddress.IPv6Address
+    v4 = ipaddress.IPv4Address
+    loopback = v4("127.0.0.1")
+    assert loopback in embedded_ipv4(v6("::ffff:127.0.0.1"))
+    assert loopback in embedded_ipv4(v6("::127.0.0.1"))
+    assert loopback in embedded_ipv4(v6("64:ff9b::7f00:1"))
+    assert loopback in embedded_ipv4(v6("2002:7f00:1::"))
+    assert v4("192.0.2.45") in embedded_ipv4(v6("2001:0:4136:e378:8000:63bf:3fff:fdd2"))
+    assert embedded_ipv4(v6("2606:4700:4700::1111")) == []
+
+
+def test_resolve_host_checks_every_address_and_answers_the_first() -> None:
+    def resolver(host: str, port: int) -> list[str]:
+        assert (host, port) == ("hooks.example.com", 443)
+        return ["8.8.8.8", "1.1.1.1"]
+
+    assert resolve_host("hooks.example.com", 443, allow_private=False, resolver=resolver) == (
+        "8.8.8.8"
+    )
+    with pytest.raises(HostRefused, match=r"private address \(10.0.0.1\)"):
+        resolve_host(
+            "mixed.example.com",
+            443,
+            allow_private=False,
+            resolver=lambda _h, _p: ["8.8.8.8", "10.0.0.1"],
+        )
+    # Allowed: private addresses pass, and the first one is still the one connected to.
+    assert resolve_host("x", 80, allow_private=True, resolver=lambda _h, _p: ["10.0.0.1"]) == (
+        "10.0.0.1"
+    )
+    with pytest.raises(HostUnresolved):
+        resolve_host("empty.example", 80, allow_private=True, resolver=lambda _h, _p: [])
+
+
+def test_resolve_host_takes_a_literal_address_without_dns() -> None:
+    def resolver(host: str, port: int) -> list[str]:
+        raise AssertionError(f"{host}:{port} is no name to look up")
+
+    assert resolve_host("8.8.8.8", 80, allow_private=False, resolver=resolver) == "8.8.8.8"
+    with pytest.raises(HostRefused):
+        resolve_host("::ffff:127.0.0.1", 80, allow_private=False, resolver=resolver)
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("https://hooks.example.com/conveyor?token=s3cret", "https://hooks.example.com"),
+        ("http://user:pass@Example.com:8080/a/b#frag", "http://example.com:8080"),
+        ("http://[::1]:9/hook/tok", "http://[::1]:9"),
+        ("http://example.com:99999/", "<invalid url>"),
+    ],
+)
+def test_url_origin_keeps_no_path_query_or_credentials(url: str, origin: str) -> None:
+    assert url_origin(url) == origin
+
+
 def test_private_host_reason_for_literal_addresses() -> None:
     reason = private_host_reason("http://127.0.0.1:8080/hook")
     assert reason is not None and "private address (127.0.0.1)" in reason
@@ -123,16 +245,29 @@ def test_private_host_reason_for_a_name_that_does_not_resolve() -> None:
     assert reason is not None and "does not resolve" in reason
 
 
-def test_production_refuses_private_urls_unless_told_otherwise() -> None:
+def test_private_urls_are_refused_in_every_environment_unless_told_otherwise() -> None:
     secrets = {
         "s3_access_key": "k" * 20,
         "s3_secret_key": "s" * 20,
         "store_events_token": "t" * 20,
     }
     assert Settings(environment="production", **secrets).webhook_allow_private_urls is False
+    assert Settings().webhook_allow_private_urls is False
+    assert Settings(environment="test").webhook_allow_private_urls is False
     explicit = Settings(environment="production", webhook_allow_private_urls=True, **secrets)
     assert explicit.webhook_allow_private_urls is True
+
+
+def test_private_urls_opt_in_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVEYOR_WEBHOOK_ALLOW_PRIVATE_URLS", "true")
     assert Settings().webhook_allow_private_urls is True
+
+
+def test_webhook_timeout_stays_under_the_attempt_activity_timeout() -> None:
+    with pytest.raises(ValueError):
+        Settings(webhook_timeout_seconds=55)
+    with pytest.raises(ValueError):
+        Settings(webhook_max_in_flight_per_tenant=0)
 
 
 def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:

@@ -27,7 +27,12 @@ from conveyor_core.types import (
 )
 from tests.workflows.test_ingest_workflow import Stubs, _input, env  # noqa: F401 - env: fixture
 from workflows.ingest import IngestWorkflow
-from workflows.webhooks import WebhookDeliveryWorkflow, delivery_workflow_id
+from workflows.webhooks import (
+    ATTEMPT_HEARTBEAT_TIMEOUT,
+    ATTEMPT_TIMEOUT,
+    WebhookDeliveryWorkflow,
+    delivery_workflow_id,
+)
 
 # Made by the IngestWorkflow of the commit before webhooks (a file through to ready).
 BEFORE_WEBHOOKS = Path(__file__).parent / "histories" / "ingest_ready_before_webhooks.json"
@@ -183,3 +188,21 @@ async def test_ingest_history_from_before_webhooks_still_replays() -> None:
     # meeting a command its history does not have (queries of closed workflows replay it).
     history = WorkflowHistory.from_json("ingest-before-webhooks", BEFORE_WEBHOOKS.read_text())
     await Replayer(workflows=[IngestWorkflow]).replay_workflow(history)
+
+
+async def test_delivery_attempt_must_heartbeat(env: WorkflowEnvironment) -> None:  # noqa: F811
+    # The attempt heartbeats while it runs: a worker that died mid-attempt is noticed in
+    # seconds, not when the attempt's 60 s are up.
+    stubs = DeliveryStubs()
+    result = await _deliver(env.client, stubs)
+    assert result.status == DeliveryStatus.DELIVERED
+    handle = env.client.get_workflow_handle(delivery_workflow_id(stubs.delivered[0].delivery_id))
+    history = await handle.fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert [s.activity_type.name for s in scheduled] == ["deliver_webhook"]
+    assert scheduled[0].heartbeat_timeout.ToTimedelta() == ATTEMPT_HEARTBEAT_TIMEOUT
+    assert ATTEMPT_HEARTBEAT_TIMEOUT < ATTEMPT_TIMEOUT
