@@ -11,7 +11,7 @@ import socket
 import time
 
 from conveyor_core.settings import Settings
-from workers.stack import provision
+from workers.stack import pg_auth, provision
 from workers.stack.environment import env_digest, supervisord_env
 from workers.stack.errors import StackError
 from workers.stack.layout import StackLayout, write_file
@@ -30,7 +30,9 @@ def up(settings: Settings, *, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     layout = StackLayout.of(settings)
     layout.create_dirs()
-    provision.init_postgres_cluster(layout)
+    layout.restrict_access()
+    passwords = pg_auth.load_or_create(settings, layout)
+    provision.init_postgres_cluster(layout, passwords.superuser)
     write_database(layout.clamav_db)
     digests = write_server_configs(settings, layout)
     programs = stack_programs(settings, layout, digests)
@@ -54,7 +56,8 @@ def up(settings: Settings, *, timeout: float = 120.0) -> None:
     checks = readiness_checks(settings, layout)
     wait_ready(INFRASTRUCTURE, checks, supervisor, layout, deadline)
 
-    provision.create_database(settings)
+    pg_auth.secure_cluster(settings, layout, passwords)
+    provision.create_database(settings, layout)
     from conveyor_core.migrations import upgrade_head  # the app's schema, imported only here
 
     upgrade_head(settings)
