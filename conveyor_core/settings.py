@@ -128,9 +128,17 @@ class Settings(BaseSettings):
     adapter_port: int = 8701
     store_events_token: SecretStr = SecretStr("conveyor-dev-events-token")
 
-    # PostgreSQL
+    # PostgreSQL. The app connects as `database_user`, a role that owns the database and is
+    # no superuser. database_url, when set, names host, port and database (and may carry the
+    # password itself); otherwise the local stack's loopback cluster on pg_port.
     pg_port: int = 5433
     database_url: str | None = None
+    database_user: str = "conveyor"
+    # The role's password, when the URL carries none: this, else the first line of
+    # database_password_file (a mounted secret, say), else the one the local stack generated
+    # for its state dir (<state_dir>/secrets/database_password, read when first needed).
+    database_password: SecretStr | None = None
+    database_password_file: Path | None = None
 
     # ClamAV and the edge (hosts default to `host`; set them where each runs elsewhere)
     clamd_host: str | None = None
@@ -250,11 +258,33 @@ class Settings(BaseSettings):
         return self.edge_public_url or self.edge
 
     @property
+    def local_database_password_file(self) -> Path:
+        """Where the local stack keeps the app role's generated password (mode 0600)."""
+        return self.state_path / "secrets" / "database_password"
+
+    def _database_password(self) -> str | None:
+        if self.database_password is not None:
+            return self.database_password.get_secret_value()
+        path = self.database_password_file or self.local_database_password_file
+        try:
+            lines = path.read_text().splitlines()
+        except FileNotFoundError:
+            if self.database_password_file is not None:
+                raise  # named explicitly: its absence is a mistake, not a default
+            return None  # no local stack made yet: libpq then says no password was supplied
+        return lines[0] if lines else ""
+
+    @property
     def sqlalchemy_url(self) -> str:
-        return (
+        url = make_url(
             self.database_url
-            or f"postgresql+psycopg://postgres@{self.host}:{self.pg_port}/conveyor"
+            or f"postgresql+psycopg://{self.database_user}@{self.host}:{self.pg_port}/conveyor"
         )
+        if url.password is None:
+            password = self._database_password()
+            if password is not None:
+                url = url.set(password=password)
+        return url.render_as_string(hide_password=False)
 
     @property
     def libpq_url(self) -> str:

@@ -23,3 +23,18 @@ def test_the_edge_cache_is_as_large_as_the_settings_say(tmp_path: Path) -> None:
 
 def test_the_default_edge_cache_holds_multi_gib_files() -> None:
     assert Settings().edge_cache_max_bytes == 10 * 1024**3  # as docker-compose.yml's edge
+
+
+def test_server_configs_are_readable_by_their_owner_alone(tmp_path: Path) -> None:
+    settings = Settings(state_dir=str(tmp_path))
+    layout = StackLayout.of(settings)
+    layout.create_dirs()
+
+    write_server_configs(settings, layout)
+
+    written = [
+        p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".conf", ".json", ".toml")
+    ]
+    assert len(written) >= 5
+    for path in written:
+        assert path.stat().st_mode & 0o077 == 0, path

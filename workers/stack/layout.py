@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,25 +116,69 @@ class StackLayout:
     def nginx(self) -> Path:
         return self.state / "nginx"
 
+    @property
+    def traces(self) -> Path:
+        """The local span store (observability/span_store.py), written by the app programs."""
+        return self.state / "traces"
+
+    @property
+    def secrets(self) -> Path:
+        """Generated passwords (PostgreSQL's); see pg_auth.py."""
+        return self.state / "secrets"
+
     def create_dirs(self) -> None:
+        """Every directory, private to the user who runs the stack (postgres's in pg_auth).
+
+        The state dir and the edge's directories are 0711: postgres and nginx's workers
+        (nobody) must pass through them to their own directories, but cannot list them.
+        """
+        self.state.mkdir(parents=True, exist_ok=True)
         for path in (
             self.logs,
             self.swfs_logs,
             self.supervisor,
             self.temporal,
+            self.swfs,
             self.swfs_data,
             self.swfs_conf,
             self.swfs_run,
             self.nats,
+            self.clamav,
             self.clamav_db,
+            self.nginx,
             self.nginx / "cache",
             self.nginx / "tmp",
+            self.traces,
+            self.secrets,
         ):
             path.mkdir(parents=True, exist_ok=True)
+            path.chmod(0o700)
+        for path in self._passable:
+            path.chmod(0o711)
+        # supervisord opens its own log before it applies its umask: make it private first.
+        os.close(os.open(self.log("supervisord"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+
+    @property
+    def _passable(self) -> tuple[Path, ...]:
+        # nginx creates its temp dirs below nginx/tmp (then gives them to its workers' user).
+        return (self.state, self.nginx, self.nginx / "tmp")
+
+    def restrict_access(self) -> None:
+        """Take every permission of others from what an older stack left readable (logs,
+        data, configs written 0644); what runs now is started with umask 077."""
+        passable = set(self._passable)
+        for root, dirs, files in os.walk(self.state):
+            for name in dirs + files:
+                path = Path(root, name)
+                mode = path.lstat().st_mode
+                if stat.S_ISLNK(mode) or path in passable:
+                    continue
+                if mode & 0o007:
+                    path.chmod(stat.S_IMODE(mode) & ~0o007)
 
 
-def write_file(path: Path, text: str, *, mode: int = 0o644) -> bool:
-    """Write atomically with `mode` (0o600 for anything holding a secret); True if it changed."""
+def write_file(path: Path, text: str, *, mode: int = 0o600) -> bool:
+    """Write atomically with `mode` (only the owner reads by default); True if it changed."""
     try:
         unchanged = path.read_text() == text and (path.stat().st_mode & 0o777) == mode
     except FileNotFoundError:

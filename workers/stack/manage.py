@@ -13,7 +13,7 @@ import time
 from pydantic import SecretStr
 
 from conveyor_core.settings import Settings
-from workers.stack import provision
+from workers.stack import pg_auth, provision
 from workers.stack.environment import env_digest, supervisord_env
 from workers.stack.errors import StackError
 from workers.stack.jwt_keys import load_or_create
@@ -33,7 +33,9 @@ def up(settings: Settings, *, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     layout = StackLayout.of(settings)
     layout.create_dirs()
-    provision.init_postgres_cluster(layout)
+    layout.restrict_access()
+    passwords = pg_auth.load_or_create(settings, layout)
+    provision.init_postgres_cluster(layout, passwords.superuser)
     write_database(layout.clamav_db)
     digests = write_server_configs(settings, layout)
     settings = with_filer_key(settings, layout)
@@ -58,7 +60,8 @@ def up(settings: Settings, *, timeout: float = 120.0) -> None:
     checks = readiness_checks(settings, layout)
     wait_ready(INFRASTRUCTURE, checks, supervisor, layout, deadline)
 
-    provision.create_database(settings)
+    pg_auth.secure_cluster(settings, layout, passwords)
+    provision.create_database(settings, layout)
     from conveyor_core.migrations import upgrade_head  # the app's schema, imported only here
 
     upgrade_head(settings)

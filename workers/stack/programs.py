@@ -57,6 +57,12 @@ def _postgres(settings: Settings, layout: StackLayout) -> Program:
             str(layout.pg_socket_dir),
             "-c",
             "listen_addresses=127.0.0.1",
+            # pg_hba.conf (pg_auth.py) asks every login for a SCRAM proof; passwords set by
+            # plain ALTER ROLE are stored as SCRAM verifiers, never MD5.
+            "-c",
+            "password_encryption=scram-sha-256",
+            "-c",
+            "unix_socket_permissions=0700",
         ],
         directory=layout.pg,
         user="postgres",
@@ -268,7 +274,8 @@ pidfile={_value(str(layout.supervisord_pidfile))}
 childlogdir={_value(str(layout.logs))}
 directory={_value(str(layout.state))}
 minfds=8192
-umask=022
+; Logs, data and sockets of every program: the owner's alone.
+umask=077
 
 [rpcinterface:supervisor]
 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import nats
-import psycopg
 from botocore.exceptions import ClientError
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -22,6 +21,7 @@ from psycopg import sql
 
 from conveyor_core.objectstore import make_s3_client
 from conveyor_core.settings import Settings
+from workers.stack import pg_auth
 from workers.stack.errors import StackError
 from workers.stack.layout import POSTGRES_BIN, StackLayout
 
@@ -55,55 +55,111 @@ def _let_postgres_reach(layout: StackLayout, user: pwd.struct_passwd) -> None:
             raise StackError(f"user postgres cannot enter {parent} (on the way to {layout.pg})")
 
 
-def init_postgres_cluster(layout: StackLayout) -> None:
-    """initdb once, as the postgres user, into STATE/pg/data."""
+def init_postgres_cluster(layout: StackLayout, superuser_password: str) -> None:
+    """initdb once, as the postgres user, into STATE/pg/data: password logins from the start."""
     postgres = pwd.getpwnam("postgres")
     _let_postgres_reach(layout, postgres)
-    for path, mode in ((layout.pg, 0o755), (layout.pg_data, 0o700), (layout.pg_socket_dir, 0o755)):
+    # Only postgres enters: the data, and the socket directory (root needs no permission).
+    for path in (layout.pg, layout.pg_data, layout.pg_socket_dir):
         path.mkdir(parents=True, exist_ok=True)
         os.chown(path, postgres.pw_uid, postgres.pw_gid)
-        path.chmod(mode)
+        path.chmod(0o700)
     if (layout.pg_data / "PG_VERSION").exists():
         return
-    subprocess.run(
-        [
-            str(POSTGRES_BIN / "initdb"),
-            "-D",
-            str(layout.pg_data),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",  # loopback only, local stack only
-            "-E",
-            "UTF8",
-            "--locale=C.UTF-8",
-        ],
-        user=postgres.pw_uid,
-        group=postgres.pw_gid,
-        extra_groups=[],
-        cwd=layout.pg,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
-        check=True,
-        capture_output=True,
-    )
+    if any(layout.pg_data.iterdir()):
+        raise StackError(f"{layout.pg_data} holds files but no cluster: move them away first")
+    # initdb reads the superuser's password from a file postgres can read; gone right after.
+    pwfile = layout.pg / "initdb.pw"
+    fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(superuser_password + "\n")
+    os.chown(pwfile, postgres.pw_uid, postgres.pw_gid)
+    try:
+        subprocess.run(
+            [
+                str(POSTGRES_BIN / "initdb"),
+                "-D",
+                str(layout.pg_data),
+                "-U",
+                pg_auth.SUPERUSER,
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ],
+            user=postgres.pw_uid,
+            group=postgres.pw_gid,
+            extra_groups=[],
+            cwd=layout.pg,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+            check=True,
+            capture_output=True,
+        )
+    finally:
+        pwfile.unlink()
+    pg_auth.write_pg_hba(layout)
 
 
-def create_database(settings: Settings) -> None:
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=settings.pg_port,
-        user="postgres",
-        dbname="postgres",
-        autocommit=True,
-        connect_timeout=5,
-    ) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+def create_database(settings: Settings, layout: StackLayout) -> None:
+    """The app's database, owned by the app role (so migrations run as that role).
+
+    A database made before the app role existed belonged to postgres, as did every table the
+    migrations made in it: all of it goes to the app role once.
+    """
+    app = settings.database_user
+    with pg_auth.superuser_connect(settings, layout, dbname="postgres") as conn:
+        row = conn.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (DATABASE,)
         ).fetchone()
-        if exists is None:
+        if row is None:
             conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER postgres").format(sql.Identifier(DATABASE))
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(DATABASE), sql.Identifier(app)
+                )
             )
+            return
+        if row[0] != app:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                    sql.Identifier(DATABASE), sql.Identifier(app)
+                )
+            )
+    with pg_auth.superuser_connect(settings, layout, dbname=DATABASE) as conn:
+        for kind, name in conn.execute(_NOT_OWNED_BY_APP, {"app": app}).fetchall():
+            conn.execute(
+                sql.SQL("ALTER {} {} OWNER TO {}").format(
+                    sql.SQL(kind), sql.SQL(name), sql.Identifier(app)
+                )
+            )
+
+
+# Everything in schema public not owned by the app role, as (ALTER keyword, qualified name).
+# Indexes, a table's row type and sequences of identity/serial columns follow their table.
+_NOT_OWNED_BY_APP = """
+SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                      WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+       c.oid::regclass::text
+FROM pg_class c
+WHERE c.relnamespace = 'public'::regnamespace
+  AND c.relowner <> %(app)s::regrole
+  AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+  AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d
+                                       WHERE d.classid = 'pg_class'::regclass
+                                         AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
+UNION ALL
+SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.oid::regtype::text
+FROM pg_type t
+WHERE t.typnamespace = 'public'::regnamespace
+  AND t.typowner <> %(app)s::regrole
+  AND t.typtype IN ('e', 'd', 'r', 'm')
+UNION ALL
+SELECT 'ROUTINE', p.oid::regprocedure::text
+FROM pg_proc p
+WHERE p.pronamespace = 'public'::regnamespace
+  AND p.proowner <> %(app)s::regrole
+  AND p.prokind IN ('f', 'p')
+"""
 
 
 def create_buckets(settings: Settings) -> None:

@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable
 
 import httpx
-import psycopg
 
 from conveyor_core.objectstore import make_s3_client
 from conveyor_core.settings import Settings
+from workers.stack import pg_auth
 from workers.stack.errors import StackError
 from workers.stack.layout import StackLayout, venv_bin
 from workers.stack.supervisor_client import Supervisor
@@ -29,14 +29,8 @@ def _http_ok(url: str) -> bool:
     return httpx.get(url, timeout=2.0).status_code == 200
 
 
-def _postgres(settings: Settings) -> bool:
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=settings.pg_port,
-        user="postgres",
-        dbname="postgres",
-        connect_timeout=2,
-    ) as conn:
+def _postgres(settings: Settings, layout: StackLayout) -> bool:
+    with pg_auth.superuser_connect(settings, layout, dbname="postgres") as conn:
         conn.execute("SELECT 1")
     return True
 
@@ -82,7 +76,7 @@ def _clamd(layout: StackLayout) -> bool:
 
 def readiness_checks(settings: Settings, layout: StackLayout) -> dict[str, Callable[[], bool]]:
     return {
-        "postgres": lambda: _postgres(settings),
+        "postgres": lambda: _postgres(settings, layout),
         "temporal": lambda: _temporal(settings),
         "seaweedfs": lambda: _seaweedfs(settings),
         "nats": lambda: _http_ok(

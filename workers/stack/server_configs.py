@@ -111,7 +111,7 @@ def write_server_configs(settings: Settings, layout: StackLayout) -> dict[str, s
                     monitor_port=settings.nats_monitor_port,
                     store_dir=layout.nats,
                 ),
-                0o644,
+                0o600,
             )
         ],
         "clamd": [
@@ -128,7 +128,7 @@ def write_server_configs(settings: Settings, layout: StackLayout) -> dict[str, s
                         2 * _scan_max_bytes(settings), CLAMAV_MAX_TOTAL_SCAN_BYTES
                     ),
                 ),
-                0o644,
+                0o600,
             )
         ],
         "edge": [
@@ -142,7 +142,7 @@ def write_server_configs(settings: Settings, layout: StackLayout) -> dict[str, s
                     public_bucket=settings.public_bucket,
                     cache_max_size=settings.edge_cache_max_bytes,
                 ),
-                0o644,
+                0o600,
             )
         ],
     }
