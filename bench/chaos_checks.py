@@ -35,6 +35,7 @@ from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowExecutionStatus
 
 from conveyor_core.db.models import Blob, File
+from conveyor_core.db.models import Upload as UploadRow
 from conveyor_core.db.session import make_engine, make_session_factory
 from conveyor_core.objectstore import make_s3_client
 from conveyor_core.settings import Settings
@@ -219,13 +220,20 @@ def _incoming_clean(settings: Settings, s3: Any, tenant_ids: list[uuid.UUID]) ->
     or failed blob (kept for a retry); anything else is an orphan. (Once every upload ended,
     incoming/ holds nothing: landed bytes were sealed, the rest discarded.)"""
     keys: list[str] = []
+    paginator = s3.get_paginator("list_objects_v2")
     for tenant_id in tenant_ids:
-        paginator = s3.get_paginator("list_objects_v2")
-        for prefix in (f"incoming/{tenant_id}/", f"sealed/{tenant_id}/"):
-            for page in paginator.paginate(Bucket=settings.bucket, Prefix=prefix):
-                keys += [item["Key"] for item in page.get("Contents", [])]
+        for page in paginator.paginate(Bucket=settings.bucket, Prefix=f"incoming/{tenant_id}/"):
+            keys += [item["Key"] for item in page.get("Contents", [])]
     sessions = make_session_factory(make_engine(settings, pool_size=1))
     with sessions() as session:
+        # Sealed keys are random: the tenants' are the ones their uploads name.
+        theirs = set(
+            session.execute(
+                select(UploadRow.sealed_key).where(UploadRow.tenant_id.in_(tenant_ids))
+            ).scalars()
+        )
+        for page in paginator.paginate(Bucket=settings.bucket, Prefix="sealed/"):
+            keys += [item["Key"] for item in page.get("Contents", []) if item["Key"] in theirs]
         held = dict(
             session.execute(
                 select(Blob.object_key, Blob.status).where(Blob.object_key.in_(keys))

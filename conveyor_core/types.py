@@ -6,6 +6,7 @@ Workflow and activity inputs and outputs are single dataclasses, so fields can b
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -56,7 +57,15 @@ def incoming_key(tenant_id: str, upload_id: str) -> str:
     return f"{INCOMING_PREFIX}{tenant_id}/{upload_id}"
 
 
-def sealed_key(tenant_id: str, upload_id: str) -> str:
+def new_sealed_key() -> str:
+    """A random, server-only name: nothing in it says whose bytes these are, so a download
+    URL of a file whose bytes another tenant uploaded first looks like any other."""
+    return f"{SEALED_PREFIX}{secrets.token_hex(16)}"
+
+
+def tenant_sealed_key(tenant_id: str, upload_id: str) -> str:
+    """The sealed key of uploads created before sealed keys were random (their workflows
+    carry no `sealed_key`)."""
     return f"{SEALED_PREFIX}{tenant_id}/{upload_id}"
 
 

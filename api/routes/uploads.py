@@ -64,7 +64,7 @@ from conveyor_core.objectstore import (
     part_layout,
     presign_put,
 )
-from conveyor_core.types import BlobStatus, FileStatus, IngestInput, incoming_key, sealed_key
+from conveyor_core.types import BlobStatus, FileStatus, IngestInput, incoming_key, new_sealed_key
 from observability.metrics import BYTES_DECLARED, UPLOADS_CREATED
 from observability.tracing import current_traceparent, tag_current_span
 from workflows import search_attributes
@@ -109,6 +109,7 @@ UPLOAD_COLUMNS = (
     "part_count",
     "part_checksum",
     "expires_at",
+    "sealed_key",
     "traceparent",
 )
 NEW_FILE = _insert_of("file", FILE_COLUMNS)
@@ -229,6 +230,7 @@ async def _declare(
         else None
     )
     upload_expires_at = datetime.now(UTC) + timedelta(seconds=settings.upload_expiry_seconds)
+    sealed = new_sealed_key()
     ingest = IngestInput(
         file_id=str(file_id),
         tenant_id=str(tenancy.tenant_id),
@@ -247,7 +249,7 @@ async def _declare(
         thumbnail_sizes=list(settings.thumbnail_sizes),
         quarantine_bucket=settings.quarantine_bucket,
         multipart_upload_id=multipart_upload_id,
-        sealed_key=sealed_key(str(tenancy.tenant_id), str(upload_id)),
+        sealed_key=sealed,
     )
     await _start_ingest(state, ingest, workflow_id)
     file_row = {
@@ -276,6 +278,7 @@ async def _declare(
         "part_count": layout.part_count if layout else None,
         "part_checksum": body.part_checksum if layout else None,
         "expires_at": upload_expires_at,
+        "sealed_key": sealed,
         "traceparent": current_traceparent(),
     }
     try:

@@ -69,7 +69,8 @@ class Blob(Base):
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     bucket: Mapped[str] = mapped_column(String(63))
-    # A sealed key (sealed/<tenant>/<upload>): no pre-signed URL can name it.
+    # A sealed key (`sealed/<random>`, `sealed/<tenant>/<upload>` before random ones): no
+    # pre-signed URL can name it.
     object_key: Mapped[str] = mapped_column(String(1024), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
     content_type: Mapped[str] = mapped_column(String(255))
@@ -171,8 +172,10 @@ class Upload(Base):
     # MULTIPART: "sha256" or "crc64nvme" when declared to the store, which then insists on it.
     part_checksum: Mapped[str | None] = mapped_column(String(16))
     expires_at: Mapped[datetime]
-    # When the workflow moved the landed object to its sealed key: from then on, anything
-    # under `object_key` is a stray and is deleted on sight.
+    # Where the workflow moves the landed object (random, server-only; null for uploads made
+    # before it was recorded), and when it did: from then on, anything under `object_key`
+    # is a stray and is deleted on sight.
+    sealed_key: Mapped[str | None] = mapped_column(String(1024))
     sealed_at: Mapped[datetime | None]
     # W3C traceparent of the request that created the upload: the relay links its handling
     # of the store event to that trace.

@@ -87,11 +87,12 @@ async def relay_caught_up(stack: Settings) -> None:
 # --- the end state -------------------------------------------------------------------------
 
 
-def object_key(sessions: sessionmaker[Session], upload_id: str) -> str:
+def object_keys(sessions: sessionmaker[Session], upload_id: str) -> tuple[str, str]:
+    """(incoming, sealed): where the upload's bytes are sent, and where they are sealed."""
     with sessions() as session:
         row = session.get(Upload, uuid.UUID(upload_id))
-        assert row is not None
-        return row.object_key
+        assert row is not None and row.sealed_key is not None
+        return row.object_key, row.sealed_key
 
 
 async def history(temporal: Client, workflow_id: str) -> tuple[int, Counter[str]]:
@@ -166,8 +167,7 @@ async def assert_processed_once(
 
     sha = hashlib.sha256(content).hexdigest()
     # The bytes were sent to the upload's incoming key and sealed under its sealed key.
-    sent_to = object_key(chain.sessions, created_upload["upload_id"])
-    key_in_store = "sealed/" + sent_to.removeprefix("incoming/")
+    sent_to, key_in_store = object_keys(chain.sessions, created_upload["upload_id"])
     with chain.sessions() as session:
         files = session.execute(select(func.count()).where(File.sha256 == sha)).scalar_one()
         assert files == 1
@@ -201,7 +201,7 @@ async def test_doubled_events_with_new_message_ids_are_processed_once(
 ) -> None:
     content = sample_bytes(700)
     upload = await declare(chain.api, chain.key, content)
-    key = object_key(chain.sessions, upload["upload_id"])
+    key = object_keys(chain.sessions, upload["upload_id"])[0]
     manage.supervisorctl(chain.stack, "stop", "relay")
     try:
         assert (await put(upload, content)).status_code == 200
@@ -222,7 +222,7 @@ async def test_an_event_before_its_object_leaves_the_upload_waiting(
     event) finds nothing to verify: the upload goes on waiting for its bytes."""
     content = sample_bytes(800)
     upload = await declare(chain.api, chain.key, content)
-    key = object_key(chain.sessions, upload["upload_id"])
+    key = object_keys(chain.sessions, upload["upload_id"])[0]
     await publish(chain.stack, created(chain.stack, key, 800))
     workflow_id = f"ingest-{upload['file_id']}"
 
@@ -253,7 +253,7 @@ async def test_events_unknown_to_the_relay_are_skipped_and_reconcile_finishes(
     the upload it was for is finished by its workflow's reconcile, and the queue flows on."""
     content = sample_bytes(900)
     upload = await declare(chain.api, chain.key, content)
-    key = object_key(chain.sessions, upload["upload_id"])
+    key = object_keys(chain.sessions, upload["upload_id"])[0]
     hidden = f"{key}.not-yet"
     # The relay's view while the upload is not known: no upload row under this key.
     with chain.sessions.begin() as session:
@@ -292,8 +292,8 @@ async def test_events_of_two_uploads_in_reverse_order(
         assert (await put(second, second_bytes)).status_code == 200
         await publish(
             chain.stack,
-            created(chain.stack, object_key(chain.sessions, second["upload_id"]), 1100),
-            created(chain.stack, object_key(chain.sessions, first["upload_id"]), 1000),
+            created(chain.stack, object_keys(chain.sessions, second["upload_id"])[0], 1100),
+            created(chain.stack, object_keys(chain.sessions, first["upload_id"])[0], 1000),
         )
     finally:
         manage.supervisorctl(chain.stack, "start", "adapter")
@@ -308,7 +308,7 @@ async def test_a_delete_event_before_or_after_the_create_changes_nothing(
 ) -> None:
     content = sample_bytes(1200)
     upload = await declare(chain.api, chain.key, content)
-    key = object_key(chain.sessions, upload["upload_id"])
+    key = object_keys(chain.sessions, upload["upload_id"])[0]
     manage.supervisorctl(chain.stack, "stop", "relay")
     try:
         await publish(chain.stack, removed(chain.stack, key))

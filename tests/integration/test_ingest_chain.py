@@ -49,7 +49,10 @@ async def test_upload_put_reaches_ready(
         assert file.sha256 == sha and file.size == len(content)
         # Sent to the incoming key, then moved (sealed) out of every URL's reach.
         assert upload_row.object_key == f"incoming/{file.tenant_id}/{upload_row.id}"
-        assert blob.object_key == f"sealed/{file.tenant_id}/{upload_row.id}"
+        assert blob.object_key == upload_row.sealed_key
+        # A random name: nothing in it says whose bytes these are.
+        assert blob.object_key.startswith("sealed/") and str(file.tenant_id) not in blob.object_key
+        assert str(upload_row.id) not in blob.object_key
         assert blob.size == len(content)
         # Bytes live only in the object store: no binary column, and the file's own
         # random marker appears in no row of any table.

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -418,6 +420,51 @@ async def test_ingest_duplicate_waits_for_the_owner_and_reuses_its_outcome(
     commit = stubs.commits[-1]
     assert commit.blob_status is None and commit.public_key == SHA
     assert commit.stages["thumbnails"] == stages["thumbnails"]
+
+
+async def test_ingest_another_tenants_duplicate_runs_its_stages_at_the_owners_pace(
+    env: WorkflowEnvironment,
+) -> None:
+    """Finishing at once would tell the tenant that someone else holds these bytes."""
+    owner = {
+        "scan": StageState(StageStatus.SUCCEEDED, "clean", 600),
+        "thumbnails": StageState(StageStatus.SUCCEEDED, "2 sizes", 1500),
+        "ocr": StageState(StageStatus.SKIPPED, "no OCR for image/png", 20),
+    }
+    ready = BlobState(_blob("sealed/0123"), BlobStatus.READY, owner)
+    stubs = Stubs(claim=lambda inp: ClaimResult(BlobRole.DUPLICATE, ready, other_tenant=True))
+    result, _ = await _run(env.client, stubs)
+    assert result.status == FileStatus.READY
+    assert stubs.calls["scan_blob"] == 0 and stubs.calls["make_thumbnails"] == 0
+    events = stubs.commits[-1].events
+    stage_events = [(e.stage, e.status) for e in events if e.kind == "stage"]
+    for name in ("scan", "thumbnails", "ocr"):
+        assert stage_events.index((name, "running")) < stage_events.index(
+            (name, owner[name].status.value)
+        ), stage_events
+    # They end in the owner's order, each after about the owner's time (within 10 %).
+    ended = [s for s, status in stage_events if s != "verify" and status != "running"]
+    assert ended == ["ocr", "scan", "thumbnails"], stage_events
+    stages = stubs.commits[-1].stages
+    for name, outcome in owner.items():
+        took = stages[name].duration_ms
+        assert took is not None and took >= 0.9 * (outcome.duration_ms or 0), stages
+        assert (stages[name].status, stages[name].detail) == (outcome.status, outcome.detail)
+    started = next(e.at for e in events if (e.stage, e.status) == ("scan", "running"))
+    finished = next(e.at for e in events if (e.stage, e.status) == ("thumbnails", "succeeded"))
+    elapsed = datetime.fromisoformat(finished) - datetime.fromisoformat(started)
+    assert elapsed >= timedelta(milliseconds=1350)
+
+
+async def test_ingest_own_tenants_duplicate_is_not_paced(env: WorkflowEnvironment) -> None:
+    owner = {"scan": StageState(StageStatus.SUCCEEDED, "clean", 60_000)}
+    ready = BlobState(_blob("sealed/0123"), BlobStatus.READY, owner)
+    stubs = Stubs(claim=lambda inp: ClaimResult(BlobRole.DUPLICATE, ready, other_tenant=False))
+    began = time.monotonic()
+    result, _ = await _run(env.client, stubs)
+    assert result.status == FileStatus.READY
+    assert time.monotonic() - began < 30  # paced, it would take about a minute
+    assert stubs.commits[-1].stages["scan"] == owner["scan"]
 
 
 async def test_ingest_deduplicated_at_creation_attaches_without_an_upload(
