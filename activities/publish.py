@@ -9,22 +9,36 @@ forever: the bytes behind `<edge>/<sha256>` never change, they only go away.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
 from botocore.exceptions import ClientError
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import beating
+from conveyor_core.db.models import Blob, File
+from conveyor_core.db.session import transaction
 from conveyor_core.settings import Settings
-from conveyor_core.types import BlobRef, PublishInput, PublishResult, UnpublishInput
+from conveyor_core.types import (
+    BlobRef,
+    FileStatus,
+    PublishInput,
+    PublishResult,
+    UnpublishInput,
+    Visibility,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+log = logging.getLogger(__name__)
 
 # Public objects never change under their URL: browsers and CDNs may keep them for a year.
 PUBLIC_CACHE_CONTROL = "public, max-age=31536000, immutable"
@@ -39,6 +53,43 @@ SOURCE_CHANGED_ERROR = "SourceChanged"
 INVALID_SHA256_ERROR = "InvalidSha256"
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+# The public copy is readable straight from the store too (the edge's origin bucket is
+# anonymous-read), not only through the edge's safe headers: it is stored with them. Inline
+# only for types a browser never runs; anything else (HTML, SVG, ...) a download of
+# neutral type. The same list as the edge's own map (workers/stack/templates/nginx.conf).
+INLINE_TYPES = frozenset(
+    {
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "image/avif",
+        "image/bmp",
+        "image/tiff",
+        "image/heic",
+        "image/heif",
+        "application/pdf",
+    }
+)
+PLAIN_TEXT = "text/plain; charset=utf-8"
+
+
+class PublicHeaders(NamedTuple):
+    content_type: str
+    disposition: str
+
+
+def public_headers(content_type: str) -> PublicHeaders:
+    """The type and disposition the public copy is stored (so served) with."""
+    base = content_type.split(";", 1)[0].strip().lower()
+    if base == "image/x-ms-bmp":
+        base = "image/bmp"
+    if base == "text/plain":
+        return PublicHeaders(PLAIN_TEXT, "inline")
+    if base in INLINE_TYPES:
+        return PublicHeaders(base, "inline")
+    return PublicHeaders("application/octet-stream", "attachment")
 
 
 def public_key(sha256: str) -> str:
@@ -75,12 +126,14 @@ class PublishActivities:
         self,
         s3: S3Client,
         settings: Settings,
+        sessions: sessionmaker[Session],
         *,
         copy_object_max_bytes: int = COPY_OBJECT_MAX_BYTES,
         copy_part_min_bytes: int = COPY_PART_MIN_BYTES,
     ) -> None:
         self._s3 = s3
         self._settings = settings
+        self._sessions = sessions
         self._copy_object_max_bytes = copy_object_max_bytes
         self._copy_part_min_bytes = copy_part_min_bytes
 
@@ -89,6 +142,7 @@ class PublishActivities:
         blob = inp.blob
         key = public_key(blob.sha256)
         bucket = self._settings.public_bucket
+        served = public_headers(blob.content_type)
         if self._published_size(bucket, key) != blob.size:
             try:
                 if blob.size <= self._copy_object_max_bytes:
@@ -97,13 +151,14 @@ class PublishActivities:
                             Bucket=bucket,
                             Key=key,
                             CopySource={"Bucket": blob.bucket, "Key": blob.key},
-                            ContentType=blob.content_type,
                             CacheControl=PUBLIC_CACHE_CONTROL,
                             MetadataDirective="REPLACE",
+                            ContentType=served.content_type,
+                            ContentDisposition=served.disposition,
                             **pinned(blob),
                         )
                 else:
-                    self._multipart_copy(blob, bucket, key)
+                    self._multipart_copy(blob, bucket, key, served)
             except ClientError as e:
                 if _code(e) in ("NoSuchKey", "404", "NotFound"):
                     raise ApplicationError(
@@ -126,9 +181,21 @@ class PublishActivities:
 
     @activity.defn(name="unpublish_blob")
     def unpublish_blob(self, inp: UnpublishInput) -> None:
-        # The object first: purged before, a GET in between would cache it again.
-        self._s3.delete_object(Bucket=self._settings.public_bucket, Key=public_key(inp.sha256))
-        self._purge_edge(inp.sha256)
+        """Takes the public copy down, unless a public file holds the bytes again.
+
+        Done under the blob's row lock, which a new upload's claim of the same bytes takes
+        too: a public duplicate claimed before this keeps the copy (it is live and public),
+        one claimed after finds no copy and publishes its own. Without the lock, a duplicate
+        could find the copy about to go, keep it, and end with a dead CDN URL."""
+        key = public_key(inp.sha256)
+        with transaction(self._sessions) as session:
+            session.execute(select(Blob.sha256).where(Blob.sha256 == inp.sha256).with_for_update())
+            if _public_file_holds(session, inp.sha256):
+                log.info("public copy of %s kept: a public file holds it again", inp.sha256)
+                return
+            # The object first: purged before, a GET in between would cache it again.
+            self._s3.delete_object(Bucket=self._settings.public_bucket, Key=key)
+            self._purge_edge(inp.sha256)
 
     def _purge_edge(self, sha256: str) -> None:
         response = httpx.delete(
@@ -148,14 +215,15 @@ class PublishActivities:
                 return None
             raise
 
-    def _multipart_copy(self, blob: BlobRef, bucket: str, key: str) -> None:
+    def _multipart_copy(self, blob: BlobRef, bucket: str, key: str, served: PublicHeaders) -> None:
         """A server-side copy in ranges, for objects CopyObject cannot copy in one request."""
         part_size = max(self._copy_part_min_bytes, math.ceil(blob.size / MAX_PARTS))
         upload_id = self._s3.create_multipart_upload(
             Bucket=bucket,
             Key=key,
-            ContentType=blob.content_type,
             CacheControl=PUBLIC_CACHE_CONTROL,
+            ContentType=served.content_type,
+            ContentDisposition=served.disposition,
         )["UploadId"]
         try:
             parts: list[CompletedPartTypeDef] = []
@@ -179,6 +247,21 @@ class PublishActivities:
         except BaseException:
             self._s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
             raise
+
+
+def _public_file_holds(session: Session, sha256: str) -> bool:
+    return (
+        session.execute(
+            select(File.id)
+            .where(
+                File.sha256 == sha256,
+                File.visibility == Visibility.PUBLIC.value,
+                File.status != FileStatus.DELETED.value,
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def _code(e: ClientError) -> str:

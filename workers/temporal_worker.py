@@ -60,7 +60,7 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
     seal = SealActivities(s3, make_object_mover(settings, s3), sessions)
     dedup = DedupActivities(sessions)
     metadata = MetadataActivities(sessions, settings.quarantine_bucket)
-    publish = PublishActivities(s3, settings)
+    publish = PublishActivities(s3, settings, sessions)
     thumbnails = ThumbnailActivities(s3, settings)
     ocr = OcrActivities(s3, sessions, settings)
     webhooks = WebhookActivities(sessions, settings)

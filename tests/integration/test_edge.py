@@ -3,6 +3,7 @@ the real store and nginx of the test stack."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import uuid
@@ -10,11 +11,14 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment
 
 from activities.publish import PUBLIC_CACHE_CONTROL, PublishActivities, edge_purge_url
 from conveyor_core.settings import Settings
 from conveyor_core.types import BlobRef, PublishInput, PublishResult, UnpublishInput
+from tests.integration.uploads import upload
 from workers.stack import provision
 
 if TYPE_CHECKING:
@@ -35,8 +39,17 @@ def put_blob(s3: S3Client, settings: Settings, data: bytes, content_type: str) -
     )
 
 
+@functools.cache
+def _sessions(database_url: str) -> sessionmaker[Session]:
+    return sessionmaker(create_engine(database_url, pool_size=1))
+
+
+def _activities(s3: S3Client, settings: Settings, **kwargs: int) -> PublishActivities:
+    return PublishActivities(s3, settings, _sessions(settings.sqlalchemy_url), **kwargs)
+
+
 def publish(s3: S3Client, settings: Settings, blob: BlobRef, **kwargs: int) -> PublishResult:
-    activities = PublishActivities(s3, settings, **kwargs)
+    activities = _activities(s3, settings, **kwargs)
     result: PublishResult = ActivityEnvironment().run(
         activities.publish_blob, PublishInput(blob=blob)
     )
@@ -45,7 +58,7 @@ def publish(s3: S3Client, settings: Settings, blob: BlobRef, **kwargs: int) -> P
 
 def unpublish(s3: S3Client, settings: Settings, sha256: str) -> None:
     ActivityEnvironment().run(
-        PublishActivities(s3, settings).unpublish_blob, UnpublishInput(sha256=sha256)
+        _activities(s3, settings).unpublish_blob, UnpublishInput(sha256=sha256)
     )
 
 
@@ -204,3 +217,19 @@ def test_purge_is_refused_except_as_delete(stack: Settings, s3: S3Client) -> Non
     assert httpx.delete(purge).status_code == 204
     assert httpx.delete(purge).status_code == 404
     assert httpx.get(result.cdn_url).headers["x-cache-status"] == "MISS"
+
+
+async def test_unpublish_keeps_the_copy_a_live_public_file_holds(
+    stack: Settings, s3: S3Client, api: httpx.AsyncClient, key_a: str
+) -> None:
+    """An unpublish that comes late (a public duplicate claimed the bytes meanwhile) must not
+    leave that file with a dead CDN URL."""
+    content = f"still public {uuid.uuid4()}\n".encode()
+    file = await upload(api, key_a, content, content_type="text/plain", visibility="public")
+    assert file["status"] == "ready" and file["cdn_url"]
+    unpublish(s3, stack, file["sha256"])
+    served = httpx.get(file["cdn_url"])
+    assert served.status_code == 200 and served.content == content
+    assert s3.head_object(Bucket=stack.public_bucket, Key=file["sha256"])["ContentLength"] == len(
+        content
+    )

@@ -35,7 +35,7 @@ def _assert_download(response: httpx.Response) -> None:
 
 
 async def test_edge_serves_html_and_svg_only_as_downloads(
-    api: httpx.AsyncClient, key_a: str
+    api: httpx.AsyncClient, key_a: str, stack: Settings
 ) -> None:
     # Unique bytes, so each run publishes (and the edge caches) an object of its own.
     marker = f"<!-- {uuid.uuid4()} -->\n".encode()
@@ -59,6 +59,12 @@ async def test_edge_serves_html_and_svg_only_as_downloads(
         assert ranged.status_code == 206
         _assert_hardened(ranged)
         assert ranged.headers["content-disposition"].startswith("attachment")
+        # The edge's origin bucket is anonymous-read on the store's own port: the copy there
+        # is stored as a download too, not with the type the page declared.
+        direct = httpx.get(f"{stack.s3_public_endpoint}/{stack.public_bucket}/{file['sha256']}")
+        assert direct.status_code == 200 and direct.content == content
+        assert direct.headers["content-type"] == "application/octet-stream"
+        assert direct.headers["content-disposition"] == "attachment"
 
 
 async def test_edge_serves_images_and_text_inline_with_a_fixed_charset(
