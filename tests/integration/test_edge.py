@@ -3,6 +3,7 @@ the real store and nginx of the test stack."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -11,11 +12,18 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.publish import PUBLIC_CACHE_CONTROL, PublishActivities, edge_purge_url
+from activities.publish import (
+    PUBLIC_CACHE_CONTROL,
+    SOURCE_CHANGED_ERROR,
+    PublishActivities,
+    edge_purge_url,
+)
 from conveyor_core.settings import Settings
 from conveyor_core.types import BlobRef, PublishInput, PublishResult, UnpublishInput
 from tests.integration.uploads import upload
@@ -235,3 +243,16 @@ async def test_unpublish_keeps_the_copy_a_live_public_file_holds(
     assert s3.head_object(Bucket=stack.public_bucket, Key=file["sha256"])["ContentLength"] == len(
         content
     )
+
+
+def test_publish_copies_only_the_object_verify_saw(stack: Settings, s3: S3Client) -> None:
+    """Bytes that changed at the key after verify (its ETag differs) are never published."""
+    data = f"verified {uuid.uuid4()}\n".encode()
+    verified = put_blob(s3, stack, data, "text/plain")
+    etag = s3.head_object(Bucket=verified.bucket, Key=verified.key)["ETag"]
+    s3.put_object(Bucket=verified.bucket, Key=verified.key, Body=b"<script>swapped</script>")
+    with pytest.raises(ApplicationError) as raised:
+        publish(s3, stack, dataclasses.replace(verified, etag=etag))
+    assert raised.value.type == SOURCE_CHANGED_ERROR and raised.value.non_retryable
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=stack.public_bucket, Key=verified.sha256)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from typing import Any
 
@@ -10,11 +11,20 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 from sqlalchemy import select
+from temporalio.client import Client
 
 from conveyor_core.db.models import Blob, Upload
 from conveyor_core.settings import Settings
 from tests.helpers import assert_eventually
-from tests.integration.uploads import auth, put, wait_for_status
+from tests.integration import samples
+from tests.integration.uploads import (
+    auth,
+    put,
+    put_multipart,
+    upload,
+    wait_for_status,
+    wait_until_terminal,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -102,3 +112,48 @@ async def test_put_after_cancel_is_removed(
     await assert_eventually(stray_removed, timeout=30)
     after = await api.get(f"/v1/files/{created['file_id']}", headers=auth(key_a))
     assert after.json()["status"] == "cancelled"
+
+
+async def test_parts_are_not_signed_once_the_bytes_landed(
+    api: httpx.AsyncClient, key_a: str, stack: Settings
+) -> None:
+    content = os.urandom(stack.multipart_threshold + 1)
+    response = await api.post(
+        "/v1/uploads",
+        json={"filename": "big.bin", "size": len(content), "content_type": "text/plain"},
+        headers=auth(key_a),
+    )
+    created = response.json()
+    assert created["method"] == "MULTIPART", created
+    await put_multipart(api, key_a, created, content)
+    await wait_until_terminal(api, key_a, created["file_id"])
+    # The attack: fresh part URLs for the same upload, to write other bytes.
+    again = await api.post(
+        f"/v1/uploads/{created['upload_id']}/parts",
+        json={"part_numbers": [1]},
+        headers=auth(key_a),
+    )
+    assert again.status_code == 409, again.text
+    assert again.json()["error"]["code"] == "upload_not_active"
+
+
+async def test_a_delete_racing_a_new_upload_of_the_same_bytes_takes_nothing_of_it(
+    api: httpx.AsyncClient, key_a: str, key_b: str, temporal: Client
+) -> None:
+    content = samples.text_image("DELETED THEN UPLOADED AGAIN")
+    first = await upload(api, key_a, content, content_type="image/png")
+    assert first["status"] == "ready" and first["thumbnails"]
+    deleted = await api.delete(f"/v1/files/{first['id']}", headers=auth(key_a))
+    assert deleted.status_code == 204, deleted.text
+    # At once, while the release of the bytes may still be under way.
+    second = await upload(api, key_b, content, content_type="image/png")
+    assert second["status"] == "ready" and second["thumbnails"], second
+    await temporal.get_workflow_handle(f"delete-{first['id']}").result()
+
+    # Whatever order they ran in, the new file keeps its bytes and derivatives.
+    now = (await api.get(f"/v1/files/{second['id']}", headers=auth(key_b))).json()
+    assert now["status"] == "ready" and now["thumbnails"]
+    assert await _content(api, key_b, second["id"]) == content
+    async with httpx.AsyncClient(timeout=30) as client:
+        for thumbnail in now["thumbnails"]:
+            assert (await client.get(thumbnail["url"])).status_code == 200, thumbnail
