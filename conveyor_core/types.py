@@ -589,3 +589,34 @@ class RecordStageInput:
     stage: str
     state: StageState
     thumbnails: list[Thumbnail] | None = None
+
+
+@dataclass(frozen=True)
+class SweepInput:
+    """One sweep. `grace_seconds` None: the workers' `stray_grace_seconds`."""
+
+    grace_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class SweepBatchInput:
+    grace_seconds: int | None = None
+    limit: int = 1000  # at most this many removals (or deletions taken up) per kind and run
+
+
+@dataclass(frozen=True)
+class SweepCount:
+    examined: int = 0
+    removed: int = 0
+
+
+@dataclass(frozen=True)
+class UnfinishedDeletions:
+    file_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    strays_removed: int = 0
+    multipart_aborted: int = 0
+    deletions_restarted: int = 0

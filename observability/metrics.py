@@ -47,6 +47,15 @@ STRAY_OBJECTS = Counter(
     "(tampering) or the sweeper.",
     ["found_by"],
 )
+MULTIPART_ABORTED = Counter(
+    "conveyor_sweeper_multipart_aborted",
+    "Multipart uploads under incoming/ keys that take no more bytes, aborted by the sweeper.",
+)
+DELETIONS_RESTARTED = Counter(
+    "conveyor_sweeper_deletions_restarted",
+    "Deletions that did not finish (a blob left releasing, or never released), started again "
+    "by the sweeper.",
+)
 RELAY_REDELIVERIES = Counter(
     "conveyor_relay_redeliveries", "Messages JetStream delivered more than once."
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -16,6 +17,7 @@ from conveyor_core.db.models import ApiKey, Tenant
 from conveyor_core.db.session import make_engine, make_session_factory, transaction
 from conveyor_core.keys import display_prefix, generate_api_key, hash_api_key
 from conveyor_core.settings import Settings, get_settings
+from conveyor_core.types import SweepResult
 
 app = typer.Typer(help="Conveyor: workflow-orchestrated file ingestion.", no_args_is_help=True)
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -113,7 +115,6 @@ def status(
     """Each component (API, Postgres, Temporal, store, NATS, clamd, edge): up or down, with
     its version. Exits 1 when any is down."""
     import asyncio
-    import dataclasses
 
     from workers.status import component_statuses
 
@@ -126,6 +127,51 @@ def status(
             typer.echo(f"{s.name:<13} {state:<5} {s.version or s.detail or ''}")
     if not all(s.up for s in statuses):
         raise typer.Exit(1)
+
+
+@app.command("sweep")
+def sweep(
+    grace: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Seconds an object or deletion must have been left alone first "
+            "(default: CONVEYOR_STRAY_GRACE_SECONDS).",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Sweep now, as the schedule does every CONVEYOR_SWEEP_INTERVAL_SECONDS: remove objects
+    under incoming/ that no upload waits for, abort their multipart uploads, and start again
+    the deletions that did not finish. Exits 5 when Temporal is not reachable."""
+    import asyncio
+
+    from temporalio.client import Client
+    from temporalio.service import RPCError
+
+    from workers.sweeper import sweep_now
+
+    settings = get_settings()
+
+    async def run() -> SweepResult:
+        client = await Client.connect(
+            settings.temporal_target, namespace=settings.temporal_namespace
+        )
+        return await sweep_now(client, settings, grace)
+
+    try:
+        result = asyncio.run(run())
+    except (RPCError, RuntimeError) as e:
+        typer.echo(f"Temporal is not reachable at {settings.temporal_target}: {e}", err=True)
+        raise typer.Exit(5) from e
+    if json_output:
+        typer.echo(json.dumps(dataclasses.asdict(result)))
+    else:
+        typer.echo(
+            f"strays removed: {result.strays_removed}, multipart uploads aborted: "
+            f"{result.multipart_aborted}, deletions started again: {result.deletions_restarted}"
+        )
 
 
 @app.command("reprocess")

@@ -19,6 +19,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.dedup import DedupActivities
@@ -29,6 +30,7 @@ from activities.reprocess import ReprocessActivities
 from activities.scan import ScanActivities
 from activities.seal import SealActivities
 from activities.store import StoreActivities
+from activities.sweep import SweepActivities
 from activities.thumbnails import ThumbnailActivities
 from activities.verify import VerifyActivities
 from activities.webhooks import WebhookActivities
@@ -39,14 +41,22 @@ from conveyor_core.settings import Settings, get_settings
 from observability.logging import configure_logging
 from observability.metrics import ActivityMetricsInterceptor, serve_metrics
 from observability.tracing import configure_tracing
+from workers.sweeper import ensure_sweep_schedule
 from workflows.delete import DeleteFileWorkflow
 from workflows.ingest import IngestWorkflow
 from workflows.reprocess import ReprocessWorkflow
+from workflows.sweep import SweepWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow
 
 log = logging.getLogger(__name__)
 
-INGEST_WORKFLOWS = [IngestWorkflow, DeleteFileWorkflow, WebhookDeliveryWorkflow, ReprocessWorkflow]
+INGEST_WORKFLOWS = [
+    IngestWorkflow,
+    DeleteFileWorkflow,
+    WebhookDeliveryWorkflow,
+    ReprocessWorkflow,
+    SweepWorkflow,
+]
 
 
 def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any]]]:
@@ -65,6 +75,7 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
     ocr = OcrActivities(s3, sessions, settings)
     webhooks = WebhookActivities(sessions, settings)
     reprocess = ReprocessActivities(sessions)
+    sweep = SweepActivities(s3, sessions, settings)
     return {
         settings.ingest_task_queue: [
             seal.seal_upload,
@@ -86,6 +97,9 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
             publish.publish_blob,
             publish.unpublish_blob,
             webhooks.enqueue_webhooks,
+            sweep.sweep_strays,
+            sweep.sweep_multipart_uploads,
+            sweep.list_unfinished_deletions,
         ],
         settings.webhooks_task_queue: [webhooks.deliver_webhook, webhooks.fail_webhook_delivery],
         settings.scan_task_queue: [ScanActivities(s3, settings).scan_blob],
@@ -143,6 +157,12 @@ async def main(settings: Settings) -> None:
             for worker in build_workers(client, settings, executor):
                 await workers.enter_async_context(worker)
             log.info("worker polling %s", ", ".join(settings.worker_queues))
+            if "ingest" in settings.worker_queues:
+                try:
+                    await ensure_sweep_schedule(client, settings)
+                except RPCError:
+                    # The workers are what matters; the next start makes the schedule.
+                    log.exception("could not create or update the sweeper's schedule")
             await stop.wait()
 
 
