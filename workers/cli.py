@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from sqlalchemy import select
@@ -164,7 +164,7 @@ def sweep(
         result = asyncio.run(run())
     except (RPCError, RuntimeError) as e:
         typer.echo(f"Temporal is not reachable at {settings.temporal_target}: {e}", err=True)
-        raise typer.Exit(5) from e
+        _leave_temporal_command(5)
     if json_output:
         typer.echo(json.dumps(dataclasses.asdict(result)))
     else:
@@ -172,6 +172,7 @@ def sweep(
             f"strays removed: {result.strays_removed}, multipart uploads aborted: "
             f"{result.multipart_aborted}, deletions started again: {result.deletions_restarted}"
         )
+    _leave_temporal_command(0)
 
 
 @app.command("reprocess")
@@ -266,9 +267,14 @@ def reprocess(
             err=True,
         )
         code = 130
-    # The Temporal client's native threads can abort a short-lived process while the
-    # interpreter finalizes (temporalio/sdk-python#300): the exit code would be lost to a
-    # SIGABRT. Everything is written and nothing is left to clean up, so leave at once.
+    _leave_temporal_command(code)
+
+
+def _leave_temporal_command(code: int) -> NoReturn:
+    """Ends a command that used a Temporal client. Its native threads can abort a
+    short-lived process while the interpreter finalizes (temporalio/sdk-python#300): the exit
+    code would be lost to a SIGABRT. Everything is written and nothing is left to clean up,
+    so leave at once."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
