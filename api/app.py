@@ -21,7 +21,7 @@ from api.key_cache import KeyCache, listen_for_key_changes
 from api.limits import RateLimiter, StreamSlots
 from api.middleware import Gatekeeper
 from api.probe_cache import SharedProbe
-from api.routes import file_events, files, health, uploads, webhooks
+from api.routes import file_events, files, health, upload_tokens, uploads, webhooks
 from conveyor_core.db.session import ping_when_idle
 from conveyor_core.multipart_calls import MultipartCalls
 from conveyor_core.objectstore import PartSigner, make_s3_client
@@ -80,7 +80,14 @@ def create_app(settings: Settings) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     # Inside CORS: a preflight is answered before it, and its refusals carry CORS headers.
-    routers = [health.router, uploads.router, files.router, file_events.router, webhooks.router]
+    routers = [
+        health.router,
+        uploads.router,
+        upload_tokens.router,
+        files.router,
+        file_events.router,
+        webhooks.router,
+    ]
     app.add_middleware(Gatekeeper, settings=settings, routers=routers)
     app.add_middleware(
         CORSMiddleware,

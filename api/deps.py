@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Header, Request
@@ -12,18 +13,28 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from api.errors import ErrorCode, Unauthorized
+from api.errors import ErrorCode, Forbidden, Unauthorized
 from api.key_cache import KeyCache
 from api.limits import RateLimiter, StreamSlots
 from api.probe_cache import SharedProbe
-from conveyor_core.db.models import ApiKey, Tenant
-from conveyor_core.keys import hash_api_key
+from conveyor_core.db.models import ApiKey, Tenant, UploadToken
+from conveyor_core.keys import TOKEN_PREFIX, hash_api_key
 from conveyor_core.multipart_calls import MultipartCalls
 from conveyor_core.objectstore import PartSigner
 from conveyor_core.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+@dataclass(frozen=True)
+class TokenScope:
+    """What an upload token may do, besides uploading: read back the files it created."""
+
+    id: uuid.UUID
+    max_file_size: int | None
+    max_files: int | None
+    content_types: list[str] | None
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,8 @@ class Tenancy:
     rate_limit: str
     max_bytes: int | None
     max_files: int | None
+    # Set when the request came with an upload token rather than an API key.
+    token: TokenScope | None = None
 
 
 @dataclass
@@ -108,6 +121,10 @@ async def authenticate(state: AppState, authorization: str | None) -> Tenancy:
             "Send an API key as 'Authorization: Bearer <key>'.", code=ErrorCode.MISSING_API_KEY
         )
     key_hash = hash_api_key(key.strip())
+    if key.strip().startswith(TOKEN_PREFIX):
+        scoped = await _token_tenancy(state, key_hash)
+        state.rate_limiter.hit(key_hash, scoped.rate_limit)
+        return scoped
     tenancy = state.known_keys.get(key_hash)
     if tenancy is None:
         generation = state.known_keys.generation
@@ -131,17 +148,66 @@ async def authenticate(state: AppState, authorization: str | None) -> Tenancy:
     return tenancy
 
 
+TOKEN_TENANCY = (
+    select(
+        Tenant.id,
+        Tenant.name,
+        Tenant.rate_limit,
+        Tenant.max_bytes,
+        Tenant.max_files,
+        UploadToken.id.label("token_id"),
+        UploadToken.expires_at,
+        UploadToken.revoked_at,
+        UploadToken.max_file_size,
+        UploadToken.max_files.label("token_max_files"),
+        UploadToken.content_types,
+    )
+    .join(UploadToken, UploadToken.tenant_id == Tenant.id)
+    .where(UploadToken.token_hash == bindparam("token_hash"))
+)
+
+
+async def _token_tenancy(state: AppState, token_hash: str) -> Tenancy:
+    """An upload token's tenancy, looked up every time (never cached): a revoked or expired
+    token stops working at once."""
+    async with state.autocommit_sessions() as session:
+        row = (await session.execute(TOKEN_TENANCY, {"token_hash": token_hash})).first()
+    if row is None:
+        raise Unauthorized("The upload token is not valid.")
+    if row.revoked_at is not None or row.expires_at <= datetime.now(UTC):
+        raise Unauthorized(
+            "The upload token has expired or was revoked; ask the app for a new one.",
+            code=ErrorCode.UPLOAD_TOKEN_EXPIRED,
+        )
+    settings = state.settings
+    return Tenancy(
+        tenant_id=row.id,
+        tenant_name=row.name,
+        key_hash=token_hash,
+        rate_limit=row.rate_limit or settings.rate_limit,
+        max_bytes=row.max_bytes if row.max_bytes is not None else settings.tenant_max_bytes,
+        max_files=row.max_files if row.max_files is not None else settings.tenant_max_files,
+        token=TokenScope(
+            id=row.token_id,
+            max_file_size=row.max_file_size,
+            max_files=row.token_max_files,
+            content_types=row.content_types,
+        ),
+    )
+
+
 # Where api.middleware.Gatekeeper leaves the tenancy it checked (in `scope["state"]`), so a
 # request's key is looked up and counted once.
 TENANCY_STATE_KEY = "conveyor_tenancy"
 
 
-async def get_tenancy(
+async def get_uploader(
     request: Request,
     state: StateDep,
     # Documented here (OpenAPI); read by the Gatekeeper before the route runs.
     authorization: Annotated[str | None, Header()] = None,
 ) -> Tenancy:
+    """An API key's tenancy, or an upload token's (scoped: `tenancy.token`)."""
     checked = getattr(request.state, TENANCY_STATE_KEY, None)
     if isinstance(checked, Tenancy):
         return checked
@@ -149,4 +215,22 @@ async def get_tenancy(
     return await authenticate(state, authorization)
 
 
+async def get_tenancy(
+    request: Request,
+    state: StateDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Tenancy:
+    """An API key's tenancy; an upload token is refused (403), whatever the route."""
+    tenancy = await get_uploader(request, state, authorization)
+    if tenancy.token is not None:
+        raise Forbidden(
+            "An upload token may only upload and read the files it uploaded; this needs an "
+            "API key.",
+            code=ErrorCode.UPLOAD_TOKEN_NOT_ALLOWED,
+        )
+    return tenancy
+
+
 TenancyDep = Annotated[Tenancy, Depends(get_tenancy)]
+# Routes an upload token may use too; each keeps the token to what it created.
+UploaderDep = Annotated[Tenancy, Depends(get_uploader)]

@@ -3,10 +3,11 @@
 Every code is an `ErrorCode`, with one status (`STATUS`):
 
 ConveyorError(message, code=...)
-├── Unauthorized             401 missing_api_key | invalid_api_key
-├── Forbidden                403 file_quarantined
+├── Unauthorized             401 missing_api_key | invalid_api_key | upload_token_expired
+├── Forbidden                403 file_quarantined | upload_token_not_allowed |
+│                                upload_token_used_up | content_type_not_allowed
 ├── NotFound                 404 upload_not_found | file_not_found | text_not_available |
-│                                webhook_not_found
+│                                webhook_not_found | upload_token_not_found
 ├── BadRequest               400 invalid_parts | missing_parts | etag_mismatch | checksum_mismatch |
 │                                invalid_cursor | invalid_url | invalid_events |
 │                                invalid_last_event_id
@@ -55,12 +56,17 @@ class ErrorCode(StrEnum):
 
     MISSING_API_KEY = "missing_api_key"
     INVALID_API_KEY = "invalid_api_key"
+    UPLOAD_TOKEN_EXPIRED = "upload_token_expired"
     FILE_QUARANTINED = "file_quarantined"
+    UPLOAD_TOKEN_NOT_ALLOWED = "upload_token_not_allowed"
+    UPLOAD_TOKEN_USED_UP = "upload_token_used_up"
+    CONTENT_TYPE_NOT_ALLOWED = "content_type_not_allowed"
     NOT_FOUND = "not_found"
     UPLOAD_NOT_FOUND = "upload_not_found"
     FILE_NOT_FOUND = "file_not_found"
     TEXT_NOT_AVAILABLE = "text_not_available"
     WEBHOOK_NOT_FOUND = "webhook_not_found"
+    UPLOAD_TOKEN_NOT_FOUND = "upload_token_not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     INVALID_PARTS = "invalid_parts"
     MISSING_PARTS = "missing_parts"
@@ -94,12 +100,17 @@ class ErrorCode(StrEnum):
 STATUS: dict[ErrorCode, int] = {
     ErrorCode.MISSING_API_KEY: 401,
     ErrorCode.INVALID_API_KEY: 401,
+    ErrorCode.UPLOAD_TOKEN_EXPIRED: 401,
     ErrorCode.FILE_QUARANTINED: 403,
+    ErrorCode.UPLOAD_TOKEN_NOT_ALLOWED: 403,
+    ErrorCode.UPLOAD_TOKEN_USED_UP: 403,
+    ErrorCode.CONTENT_TYPE_NOT_ALLOWED: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.UPLOAD_NOT_FOUND: 404,
     ErrorCode.FILE_NOT_FOUND: 404,
     ErrorCode.TEXT_NOT_AVAILABLE: 404,
     ErrorCode.WEBHOOK_NOT_FOUND: 404,
+    ErrorCode.UPLOAD_TOKEN_NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.INVALID_PARTS: 400,
     ErrorCode.MISSING_PARTS: 400,
@@ -229,10 +240,12 @@ def responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
     }
 
 
-# What every route behind an API key may answer, whatever it does.
+# What every route behind an API key (or an upload token) may answer, whatever it does.
 AUTHENTICATED = responses(
     ErrorCode.MISSING_API_KEY,
     ErrorCode.INVALID_API_KEY,
+    ErrorCode.UPLOAD_TOKEN_EXPIRED,
+    ErrorCode.UPLOAD_TOKEN_NOT_ALLOWED,
     ErrorCode.RATE_LIMITED,
     ErrorCode.DEPENDENCY_UNAVAILABLE,
 )

@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import TENANCY_STATE_KEY, AppState, authenticate, get_tenancy
+from api.deps import TENANCY_STATE_KEY, AppState, authenticate, get_tenancy, get_uploader
 from api.errors import ErrorCode, answer_for, error_response
 from conveyor_core.settings import Settings
 
@@ -46,7 +46,9 @@ class BodyTooLarge(StarletteHTTPException):
 
 
 def _needs_key(dependant: Dependant) -> bool:
-    return dependant.call is get_tenancy or any(_needs_key(d) for d in dependant.dependencies)
+    return dependant.call in (get_tenancy, get_uploader) or any(
+        _needs_key(d) for d in dependant.dependencies
+    )
 
 
 class Gatekeeper:

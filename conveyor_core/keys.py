@@ -1,4 +1,4 @@
-"""API keys: random secrets shown once; only their SHA-256 is stored."""
+"""API keys and upload tokens: random secrets shown once; only their SHA-256 is stored."""
 
 from __future__ import annotations
 
@@ -6,10 +6,16 @@ import hashlib
 import secrets
 
 KEY_PREFIX = "cvk_"
+# Upload tokens: short-lived, for browsers (upload, and read back what they uploaded).
+TOKEN_PREFIX = "cvu_"
 
 
 def generate_api_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def generate_upload_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def hash_api_key(key: str) -> str:

@@ -167,6 +167,8 @@ class Settings(BaseSettings):
     upload_expiry_seconds: int = 24 * 3600
     reconcile_after_seconds: int = 30
     max_file_size: int = 5 * 1024**4
+    # The longest an upload token (POST /v1/upload-tokens, for browsers) may live.
+    upload_token_max_ttl_seconds: int = 24 * 3600
     max_filename_length: int = 255
 
     # Outgoing webhooks: each delivery is retried with exponential backoff from the initial

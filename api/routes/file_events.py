@@ -24,7 +24,7 @@ from sqlalchemy import select
 from temporalio.client import WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
-from api.deps import AppState, AutocommitSessionDep, StateDep, TenancyDep
+from api.deps import AppState, AutocommitSessionDep, StateDep, UploaderDep
 from api.errors import AUTHENTICATED, BadRequest, ErrorCode, responses
 from api.routes.files import owned_file
 from api.schemas import FileEventPublic
@@ -68,7 +68,7 @@ async def _watched_file(
     file_id: uuid.UUID,
     state: StateDep,
     session: AutocommitSessionDep,
-    tenancy: TenancyDep,
+    tenancy: UploaderDep,
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[
         int | None,
@@ -83,7 +83,7 @@ async def _watched_file(
     resume = _event_id(after) or 0
     if last_event_id is not None:
         resume = _event_id(last_event_id) or 0
-    file = await owned_file(session, file_id, tenancy.tenant_id)
+    file = await owned_file(session, file_id, tenancy)
     # The stream may last minutes: it must not hold a database connection all along (each
     # polling round takes one for its queries and gives it back).
     await session.close()

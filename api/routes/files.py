@@ -29,7 +29,8 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from api.deps import AppState, SessionDep, StateDep, TenancyDep
+from api import tokens
+from api.deps import AppState, SessionDep, StateDep, Tenancy, TenancyDep, UploaderDep
 from api.errors import (
     AUTHENTICATED,
     BadRequest,
@@ -74,9 +75,10 @@ NO_NUL = r"^[^\x00]*$"
 OPTIONAL_STAGES = ("thumbnails", "ocr")
 
 
-async def owned_file(session: AsyncSession, file_id: uuid.UUID, tenant_id: uuid.UUID) -> File:
+async def owned_file(session: AsyncSession, file_id: uuid.UUID, tenancy: Tenancy) -> File:
+    """The tenant's file; with an upload token, only one that token created."""
     file = await session.get(File, file_id)
-    if file is None or file.tenant_id != tenant_id:
+    if file is None or file.tenant_id != tenancy.tenant_id or not tokens.may_read(tenancy, file):
         raise NotFound("No such file.", code=ErrorCode.FILE_NOT_FOUND)
     if file.status == FileStatus.DELETED.value:
         raise Gone("This file was deleted.", code=ErrorCode.FILE_DELETED)
@@ -89,9 +91,9 @@ async def owned_file(session: AsyncSession, file_id: uuid.UUID, tenant_id: uuid.
     responses=responses(ErrorCode.FILE_NOT_FOUND, ErrorCode.FILE_DELETED),
 )
 async def get_file(
-    file_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
+    file_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: UploaderDep
 ) -> FilePublic:
-    file = await owned_file(session, file_id, tenancy.tenant_id)
+    file = await owned_file(session, file_id, tenancy)
     return await file_public(state, session, file)
 
 
@@ -107,11 +109,11 @@ async def get_file(
     ),
 )
 async def get_content(
-    file_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
+    file_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: UploaderDep
 ) -> RedirectResponse:
     """Redirects to the bytes: the CDN URL for public files, a short-lived pre-signed GET
     for private ones."""
-    file = await owned_file(session, file_id, tenancy.tenant_id)
+    file = await owned_file(session, file_id, tenancy)
     if file.status == FileStatus.QUARANTINED.value:
         raise Forbidden(
             "This file is quarantined: its bytes are never served.", code=ErrorCode.FILE_QUARANTINED
@@ -144,9 +146,9 @@ async def get_content(
     },
 )
 async def get_text(
-    file_id: uuid.UUID, session: SessionDep, tenancy: TenancyDep
+    file_id: uuid.UUID, session: SessionDep, tenancy: UploaderDep
 ) -> PlainTextResponse:
-    file = await owned_file(session, file_id, tenancy.tenant_id)
+    file = await owned_file(session, file_id, tenancy)
     text = await session.get(BlobText, file.sha256) if file.sha256 else None
     if text is None or file.status != FileStatus.READY.value:
         ocr = file.stages.get("ocr") or {}
@@ -159,7 +161,7 @@ async def get_text(
 async def list_files(
     state: StateDep,
     session: SessionDep,
-    tenancy: TenancyDep,
+    tenancy: UploaderDep,
     q: Annotated[
         str | None, Query(max_length=500, pattern=NO_NUL, description="full-text search")
     ] = None,
@@ -168,10 +170,13 @@ async def list_files(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
 ) -> FileList:
-    """The tenant's files, newest first: full-text search over names and OCR text."""
+    """The tenant's files (an upload token's: those it created), newest first: full-text
+    search over names and OCR text."""
     query = select(File).where(
         File.tenant_id == tenancy.tenant_id, File.status != FileStatus.DELETED.value
     )
+    if tenancy.token is not None:
+        query = query.where(File.upload_token_id == tenancy.token.id)
     if q and q.strip():
         names = File.search_vector.op("@@")(func.websearch_to_tsquery("simple", q))
         in_text = exists().where(
@@ -219,7 +224,7 @@ async def delete_file(
     file_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: TenancyDep
 ) -> Response:
     """Deletes the file; its blob and derivatives go with the last reference to them."""
-    file = await owned_file(session, file_id, tenancy.tenant_id)
+    file = await owned_file(session, file_id, tenancy)
     if not FileStatus(file.status).is_terminal:
         raise Conflict(
             f"This file is {file.status}; delete it once processing has finished.",
@@ -289,7 +294,7 @@ async def retry_file(
     """Re-runs a finished file's failed stages, as a new run of its workflow: a failed file
     whose bytes are still held is processed again (`processing`, then ready, quarantined or
     failed); a ready file re-runs its failed thumbnails or OCR and stays ready."""
-    file = await owned_file(session, file_id, tenancy.tenant_id)
+    file = await owned_file(session, file_id, tenancy)
     previous = FileStatus(file.status)
     stages = _stages_to_retry(file)
     blob = await _held_blob(state, session, file)

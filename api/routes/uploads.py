@@ -25,7 +25,8 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError
 
-from api.deps import AppState, AutocommitSessionDep, StateDep, Tenancy, TenancyDep
+from api import tokens
+from api.deps import AppState, AutocommitSessionDep, StateDep, Tenancy, UploaderDep
 from api.errors import (
     AUTHENTICATED,
     BadRequest,
@@ -96,6 +97,7 @@ FILE_COLUMNS = (
     "workflow_id",
     "idempotency_key",
     "request_digest",
+    "upload_token_id",
 )
 UPLOAD_COLUMNS = (
     "id",
@@ -143,13 +145,15 @@ def _prefixed(prefix: str, row: dict[str, object]) -> dict[str, object]:
         ErrorCode.FILE_QUOTA_EXCEEDED,
         ErrorCode.STORAGE_QUOTA_EXCEEDED,
         ErrorCode.IDEMPOTENCY_KEY_REUSED,
+        ErrorCode.CONTENT_TYPE_NOT_ALLOWED,
+        ErrorCode.UPLOAD_TOKEN_USED_UP,
     ),
 )
 async def create_upload(
     body: UploadCreate,
     state: StateDep,
     session: AutocommitSessionDep,
-    tenancy: TenancyDep,
+    tenancy: UploaderDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> UploadCreated:
@@ -160,6 +164,8 @@ async def create_upload(
         raise PayloadTooLarge(
             f"Files may be at most {settings.max_file_size} bytes; this one declares {body.size}."
         )
+    if tenancy.token is not None:
+        tokens.check_declaration(tenancy.token, body.size, body.content_type)
     if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
         raise Unprocessable(
             "Idempotency-Key must be 1 to 255 printable ASCII characters, without spaces.",
@@ -167,7 +173,7 @@ async def create_upload(
         )
     request = _KeyedRequest(idempotency_key, body) if idempotency_key else None
     try:
-        if tenancy.max_bytes is None and tenancy.max_files is None:
+        if tenancy.max_bytes is None and tenancy.max_files is None and tenancy.token is None:
             # A repeat is found by the key's unique index when the rows go in: nothing is
             # looked up on the way of a first request.
             return await _declare(body, state, session, tenancy, request)
@@ -180,6 +186,8 @@ async def create_upload(
             await check_quota(
                 transaction, tenancy.tenant_id, body.size, tenancy.max_bytes, tenancy.max_files
             )
+            if tenancy.token is not None:  # counted in the same transaction as the file
+                await tokens.reserve_file(transaction, tenancy.token)
             return await _declare(body, state, transaction, tenancy, request, in_transaction=True)
     except PayloadTooLarge:
         # Over quota, perhaps only because a concurrent request with the same key got in
@@ -265,6 +273,7 @@ async def _declare(
         "workflow_id": workflow_id,
         "idempotency_key": request.key if request else None,
         "request_digest": request.digest if request else None,
+        "upload_token_id": tenancy.token.id if tenancy.token else None,
     }
     upload_row = {
         "id": upload_id,
@@ -410,7 +419,15 @@ async def _keyed_file(
         row = (
             await session.execute(KEYED_FILE, {"tenant_id": tenancy.tenant_id, "key": request.key})
         ).first()
-    return (row[0], row[1]) if row is not None else None
+    if row is None:
+        return None
+    if not tokens.may_read(tenancy, row[0]):
+        # Another client of the tenant made it: an upload token learns nothing of it.
+        raise Unprocessable(
+            "This Idempotency-Key came with another request; use a new key for a new upload.",
+            code=ErrorCode.IDEMPOTENCY_KEY_REUSED,
+        )
+    return row[0], row[1]
 
 
 async def _replay(
@@ -541,9 +558,9 @@ async def _abort_multipart(state: AppState, ingest: IngestInput) -> None:
     responses=responses(ErrorCode.UPLOAD_NOT_FOUND),
 )
 async def get_upload(
-    upload_id: uuid.UUID, state: StateDep, session: AutocommitSessionDep, tenancy: TenancyDep
+    upload_id: uuid.UUID, state: StateDep, session: AutocommitSessionDep, tenancy: UploaderDep
 ) -> UploadPublic:
-    upload, file = await _owned_upload(session, upload_id, tenancy.tenant_id)
+    upload, file = await _owned_upload(session, upload_id, tenancy)
     current = await file_public(state, session, file)
     held: list[StoredPart] = []
     if upload.multipart_upload_id is not None and current.status == FileStatus.AWAITING_UPLOAD:
@@ -576,10 +593,10 @@ async def sign_parts(
     body: PartsRequest,
     state: StateDep,
     session: AutocommitSessionDep,
-    tenancy: TenancyDep,
+    tenancy: UploaderDep,
 ) -> PartsPresigned:
     """Pre-signs parts on demand, each bound to its part number and length."""
-    upload, file = await _active_multipart(session, upload_id, tenancy.tenant_id)
+    upload, file = await _active_multipart(session, upload_id, tenancy)
     assert upload.part_count is not None and upload.part_size is not None
     wanted = body.checksums()
     _check_checksums(upload, wanted.values())
@@ -665,13 +682,13 @@ async def complete_upload(
     body: CompleteRequest,
     state: StateDep,
     session: AutocommitSessionDep,
-    tenancy: TenancyDep,
+    tenancy: UploaderDep,
 ) -> UploadState:
     """Completes the multipart upload in the store once every part is there and matches.
 
     It can be repeated, as S3's own completion can: asked again once the bytes landed, it
     answers the file as it stands, so a client whose answer was lost simply asks again."""
-    upload, file = await _owned_multipart(session, upload_id, tenancy.tenant_id)
+    upload, file = await _owned_multipart(session, upload_id, tenancy)
     if file.status in _LANDED:
         return await _completed(state, session, upload, file)
     _check_active(upload, file)
@@ -735,10 +752,10 @@ async def complete_upload(
     responses=responses(ErrorCode.UPLOAD_NOT_FOUND, ErrorCode.UPLOAD_NOT_ACTIVE),
 )
 async def cancel_upload(
-    upload_id: uuid.UUID, state: StateDep, session: AutocommitSessionDep, tenancy: TenancyDep
+    upload_id: uuid.UUID, state: StateDep, session: AutocommitSessionDep, tenancy: UploaderDep
 ) -> UploadState:
     """Aborts an upload: its workflow drops the parts or the object and ends `cancelled`."""
-    upload, file = await _owned_upload(session, upload_id, tenancy.tenant_id)
+    upload, file = await _owned_upload(session, upload_id, tenancy)
     if file.status != FileStatus.AWAITING_UPLOAD.value:
         raise Conflict(
             f"This upload's file is {file.status}; only an upload still waiting for its bytes "
@@ -801,20 +818,23 @@ OWNED_UPLOAD = (
 
 
 async def _owned_upload(
-    session: AsyncSession, upload_id: uuid.UUID, tenant_id: uuid.UUID
+    session: AsyncSession, upload_id: uuid.UUID, tenancy: Tenancy
 ) -> tuple[Upload, File]:
+    """The tenant's upload; with an upload token, only one that token created."""
     row = (
-        await session.execute(OWNED_UPLOAD, {"upload_id": upload_id, "tenant_id": tenant_id})
+        await session.execute(
+            OWNED_UPLOAD, {"upload_id": upload_id, "tenant_id": tenancy.tenant_id}
+        )
     ).first()
-    if row is None:
+    if row is None or not tokens.may_read(tenancy, row[1]):
         raise NotFound("No such upload.", code=ErrorCode.UPLOAD_NOT_FOUND)
     return row[0], row[1]
 
 
 async def _owned_multipart(
-    session: AsyncSession, upload_id: uuid.UUID, tenant_id: uuid.UUID
+    session: AsyncSession, upload_id: uuid.UUID, tenancy: Tenancy
 ) -> tuple[Upload, File]:
-    upload, file = await _owned_upload(session, upload_id, tenant_id)
+    upload, file = await _owned_upload(session, upload_id, tenancy)
     if upload.multipart_upload_id is None:
         raise Conflict(
             "This upload is a single PUT, not a multipart upload.", code=ErrorCode.NOT_MULTIPART
@@ -841,9 +861,9 @@ def _check_active(upload: Upload, file: File) -> None:
 
 
 async def _active_multipart(
-    session: AsyncSession, upload_id: uuid.UUID, tenant_id: uuid.UUID
+    session: AsyncSession, upload_id: uuid.UUID, tenancy: Tenancy
 ) -> tuple[Upload, File]:
-    upload, file = await _owned_multipart(session, upload_id, tenant_id)
+    upload, file = await _owned_multipart(session, upload_id, tenancy)
     _check_active(upload, file)
     return upload, file
 

@@ -62,6 +62,26 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class UploadToken(Base):
+    """A short-lived credential an app's backend mints (with its API key) for a browser: it
+    may create uploads within its limits and read the files it created, nothing else."""
+
+    __tablename__ = "upload_token"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenant.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[datetime]
+    max_file_size: Mapped[int | None] = mapped_column(BigInteger)
+    max_files: Mapped[int | None] = mapped_column(Integer)
+    # Content types it may declare ("image/png", or "image/*"); null: any.
+    content_types: Mapped[list[str] | None] = mapped_column(JSONB)
+    files_created: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    revoked_at: Mapped[datetime | None]
+
+
 class Blob(Base):
     """Content addressing: sha256 -> the object key where the bytes landed (never copied)."""
 
@@ -126,6 +146,10 @@ class File(Base):
     sha256: Mapped[str | None] = mapped_column(ForeignKey("blob.sha256"), index=True)
     stages: Mapped[dict[str, Any]] = mapped_column(default=dict)
     workflow_id: Mapped[str] = mapped_column(String(128))
+    # The upload token that created it (null: an API key): that token may read it back.
+    upload_token_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("upload_token.id"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     ready_at: Mapped[datetime | None]

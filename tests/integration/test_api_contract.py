@@ -28,6 +28,7 @@ NOT_YOURS = {
     "upload_id": "upload_not_found",
     "file_id": "file_not_found",
     "webhook_id": "webhook_not_found",
+    "token_id": "upload_token_not_found",
 }
 # A valid body for the routes that need one, so the id (not the body) is what is refused.
 BODIES: dict[tuple[str, str], Any] = {
@@ -103,10 +104,13 @@ async def test_every_route_with_an_id_hides_other_tenants_ids(
         "/v1/webhooks", json=BODIES[("POST", "/v1/webhooks")], headers=auth(key_a)
     )
     assert hook.status_code == 201, hook.text
+    token = await api.post("/v1/upload-tokens", json={}, headers=auth(key_a))
+    assert token.status_code == 201, token.text
     ids = {
         "upload_id": multipart.json()["upload_id"],
         "file_id": ready["file_id"],
         "webhook_id": hook.json()["id"],
+        "token_id": token.json()["id"],
     }
     for route in ID_ROUTES:
         method, path = route
@@ -130,6 +134,8 @@ async def test_every_route_with_an_id_hides_other_tenants_ids(
     assert waiting.status_code == 200 and waiting.json()["status"] == "awaiting_upload"
     hooks = (await api.get("/v1/webhooks", headers=auth(key_a))).json()["webhooks"]
     assert ids["webhook_id"] in [h["id"] for h in hooks]
+    still = await api.get("/v1/files", headers=auth(token.json()["token"]))
+    assert still.status_code == 200  # B's revoke of A's token did nothing
     assert (
         await api.delete(f"/v1/uploads/{ids['upload_id']}", headers=auth(key_a))
     ).status_code == 202

@@ -97,6 +97,42 @@ async def invalid_api_key(c: Ctx) -> httpx.Response:
     return await c.api.get("/v1/files", headers=auth(c.key + "x"))
 
 
+async def _token(c: Ctx, **limits: Any) -> dict[str, Any]:
+    minted = await c.api.post("/v1/upload-tokens", json=limits, headers=auth(c.key))
+    assert minted.status_code == 201, minted.text
+    token: dict[str, Any] = minted.json()
+    return token
+
+
+async def upload_token_not_found(c: Ctx) -> httpx.Response:
+    return await c.api.delete(f"/v1/upload-tokens/{uuid.uuid4()}", headers=auth(c.key))
+
+
+async def upload_token_expired(c: Ctx) -> httpx.Response:
+    token = await _token(c)
+    revoked = await c.api.delete(f"/v1/upload-tokens/{token['id']}", headers=auth(c.key))
+    assert revoked.status_code == 204, revoked.text
+    return await c.api.get("/v1/files", headers=auth(token["token"]))
+
+
+async def upload_token_not_allowed(c: Ctx) -> httpx.Response:
+    token = await _token(c)
+    return await c.api.post("/v1/upload-tokens", json={}, headers=auth(token["token"]))
+
+
+async def upload_token_used_up(c: Ctx) -> httpx.Response:
+    token = await _token(c, max_files=1)
+    await declare(c.api, token["token"], sample_bytes(10))
+    body = {"filename": "two.txt", "size": 10, "content_type": "application/octet-stream"}
+    return await c.api.post("/v1/uploads", json=body, headers=auth(token["token"]))
+
+
+async def content_type_not_allowed(c: Ctx) -> httpx.Response:
+    token = await _token(c, content_types=["image/*"])
+    body = {"filename": "page.html", "size": 10, "content_type": "text/html"}
+    return await c.api.post("/v1/uploads", json=body, headers=auth(token["token"]))
+
+
 async def file_quarantined(c: Ctx) -> httpx.Response:
     file = await upload(c.api, c.key, eicar() + sample_bytes(16), filename="eicar.com")
     assert file["status"] == "quarantined", file
@@ -380,6 +416,11 @@ async def dependency_unavailable(c: Ctx) -> httpx.Response:
 SCENARIOS: dict[ErrorCode, Scenario] = {
     ErrorCode.MISSING_API_KEY: missing_api_key,
     ErrorCode.INVALID_API_KEY: invalid_api_key,
+    ErrorCode.UPLOAD_TOKEN_EXPIRED: upload_token_expired,
+    ErrorCode.UPLOAD_TOKEN_NOT_FOUND: upload_token_not_found,
+    ErrorCode.UPLOAD_TOKEN_NOT_ALLOWED: upload_token_not_allowed,
+    ErrorCode.UPLOAD_TOKEN_USED_UP: upload_token_used_up,
+    ErrorCode.CONTENT_TYPE_NOT_ALLOWED: content_type_not_allowed,
     ErrorCode.FILE_QUARANTINED: file_quarantined,
     ErrorCode.NOT_FOUND: not_found,
     ErrorCode.UPLOAD_NOT_FOUND: upload_not_found,
