@@ -85,19 +85,23 @@ def _attach_file(session: Session, file_id: uuid.UUID, blob: Blob) -> None:
 
 
 def _tenant_holds(session: Session, file_id: uuid.UUID, sha256: str) -> bool:
-    """Does another file of this file's tenant hold these bytes (so it knows of them)?"""
-    tenant = select(File.tenant_id).where(File.id == file_id).scalar_subquery()
-    found = session.execute(
-        select(File.id)
-        .where(
-            File.sha256 == sha256,
-            File.tenant_id == tenant,
-            File.id != file_id,
-            File.status != FileStatus.DELETED.value,
-        )
-        .limit(1)
-    ).first()
-    return found is not None
+    """Does another file its uploader can read hold these bytes (so it knows of them)? For
+    an API key's file, any file of the tenant; for an upload token's, only that token's: a
+    browser must not learn what the app's other users uploaded."""
+    this = session.execute(
+        select(File.tenant_id, File.upload_token_id).where(File.id == file_id)
+    ).one_or_none()
+    if this is None:
+        return False
+    query = select(File.id).where(
+        File.sha256 == sha256,
+        File.tenant_id == this.tenant_id,
+        File.id != file_id,
+        File.status != FileStatus.DELETED.value,
+    )
+    if this.upload_token_id is not None:
+        query = query.where(File.upload_token_id == this.upload_token_id)
+    return session.execute(query.limit(1)).first() is not None
 
 
 def _retry_committed(file: File, inp: RetryClaimInput) -> bool:

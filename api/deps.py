@@ -35,6 +35,7 @@ class TokenScope:
     max_file_size: int | None
     max_files: int | None
     content_types: list[str] | None
+    allow_public: bool
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ TOKEN_TENANCY = (
         UploadToken.max_file_size,
         UploadToken.max_files.label("token_max_files"),
         UploadToken.content_types,
+        UploadToken.allow_public,
     )
     .join(UploadToken, UploadToken.tenant_id == Tenant.id)
     .where(UploadToken.token_hash == bindparam("token_hash"))
@@ -192,6 +194,7 @@ async def _token_tenancy(state: AppState, token_hash: str) -> Tenancy:
             max_file_size=row.max_file_size,
             max_files=row.token_max_files,
             content_types=row.content_types,
+            allow_public=row.allow_public,
         ),
     )
 

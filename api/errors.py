@@ -5,7 +5,8 @@ Every code is an `ErrorCode`, with one status (`STATUS`):
 ConveyorError(message, code=...)
 ├── Unauthorized             401 missing_api_key | invalid_api_key | upload_token_expired
 ├── Forbidden                403 file_quarantined | upload_token_not_allowed |
-│                                upload_token_used_up | content_type_not_allowed
+│                                upload_token_used_up | content_type_not_allowed |
+│                                visibility_not_allowed
 ├── NotFound                 404 upload_not_found | file_not_found | text_not_available |
 │                                webhook_not_found | upload_token_not_found
 ├── BadRequest               400 invalid_parts | missing_parts | etag_mismatch | checksum_mismatch |
@@ -61,6 +62,7 @@ class ErrorCode(StrEnum):
     UPLOAD_TOKEN_NOT_ALLOWED = "upload_token_not_allowed"
     UPLOAD_TOKEN_USED_UP = "upload_token_used_up"
     CONTENT_TYPE_NOT_ALLOWED = "content_type_not_allowed"
+    VISIBILITY_NOT_ALLOWED = "visibility_not_allowed"
     NOT_FOUND = "not_found"
     UPLOAD_NOT_FOUND = "upload_not_found"
     FILE_NOT_FOUND = "file_not_found"
@@ -105,6 +107,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.UPLOAD_TOKEN_NOT_ALLOWED: 403,
     ErrorCode.UPLOAD_TOKEN_USED_UP: 403,
     ErrorCode.CONTENT_TYPE_NOT_ALLOWED: 403,
+    ErrorCode.VISIBILITY_NOT_ALLOWED: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.UPLOAD_NOT_FOUND: 404,
     ErrorCode.FILE_NOT_FOUND: 404,

@@ -23,6 +23,8 @@ class UploadTokenCreate(BaseModel):
     max_file_size: Annotated[int | None, Field(ge=1)] = None
     max_files: Annotated[int | None, Field(ge=1, le=100_000)] = None
     content_types: Annotated[list[str] | None, Field(min_length=1, max_length=32)] = None
+    # Its uploads may be public (served by the edge to anyone); off: private only.
+    allow_public: bool = False
 
     @field_validator("content_types")
     @classmethod
@@ -44,3 +46,4 @@ class UploadTokenCreated(BaseModel):
     max_file_size: int | None
     max_files: int | None
     content_types: list[str] | None
+    allow_public: bool

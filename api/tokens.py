@@ -17,6 +17,7 @@ from api.deps import Tenancy, TokenScope
 from api.errors import ErrorCode, Forbidden, PayloadTooLarge
 from conveyor_core.db.models import File, UploadToken
 from conveyor_core.keys import display_prefix, generate_upload_token, hash_api_key
+from conveyor_core.types import Visibility
 
 
 def may_read(tenancy: Tenancy, file: File) -> bool:
@@ -35,11 +36,18 @@ def type_allowed(patterns: list[str], content_type: str) -> bool:
     return False
 
 
-def check_declaration(token: TokenScope, size: int, content_type: str) -> None:
+def check_declaration(
+    token: TokenScope, size: int, content_type: str, visibility: Visibility
+) -> None:
     if token.max_file_size is not None and size > token.max_file_size:
         raise PayloadTooLarge(
             f"This upload token takes files of at most {token.max_file_size} bytes; "
             f"this one declares {size}."
+        )
+    if visibility is Visibility.PUBLIC and not token.allow_public:
+        raise Forbidden(
+            "This upload token makes only private files; the app must allow public ones.",
+            code=ErrorCode.VISIBILITY_NOT_ALLOWED,
         )
     if token.content_types is not None and not type_allowed(token.content_types, content_type):
         raise Forbidden(
@@ -74,6 +82,7 @@ async def mint(
     max_file_size: int | None,
     max_files: int | None,
     content_types: list[str] | None,
+    allow_public: bool,
 ) -> tuple[uuid.UUID, str, datetime]:
     """A new token: (id, the token itself, shown only now, expiry)."""
     token = generate_upload_token()
@@ -89,6 +98,7 @@ async def mint(
             max_file_size=max_file_size,
             max_files=max_files,
             content_types=content_types,
+            allow_public=allow_public,
         )
     )
     return token_id, token, expires_at

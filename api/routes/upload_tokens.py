@@ -43,6 +43,7 @@ async def create_upload_token(
         max_file_size=max_file_size,
         max_files=body.max_files,
         content_types=body.content_types,
+        allow_public=body.allow_public,
     )
     await session.commit()
     return UploadTokenCreated(
@@ -52,6 +53,7 @@ async def create_upload_token(
         max_file_size=max_file_size,
         max_files=body.max_files,
         content_types=body.content_types,
+        allow_public=body.allow_public,
     )
 
 

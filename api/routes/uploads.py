@@ -146,6 +146,7 @@ def _prefixed(prefix: str, row: dict[str, object]) -> dict[str, object]:
         ErrorCode.STORAGE_QUOTA_EXCEEDED,
         ErrorCode.IDEMPOTENCY_KEY_REUSED,
         ErrorCode.CONTENT_TYPE_NOT_ALLOWED,
+        ErrorCode.VISIBILITY_NOT_ALLOWED,
         ErrorCode.UPLOAD_TOKEN_USED_UP,
     ),
 )
@@ -165,7 +166,7 @@ async def create_upload(
             f"Files may be at most {settings.max_file_size} bytes; this one declares {body.size}."
         )
     if tenancy.token is not None:
-        tokens.check_declaration(tenancy.token, body.size, body.content_type)
+        tokens.check_declaration(tenancy.token, body.size, body.content_type, body.visibility)
     if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
         raise Unprocessable(
             "Idempotency-Key must be 1 to 255 printable ASCII characters, without spaces.",
@@ -216,8 +217,12 @@ async def _declare(
 ) -> UploadCreated:
     """Makes the upload: multipart upload in the store, workflow, then the rows."""
     settings = state.settings
-    deduplicated = body.sha256 is not None and await _tenant_holds(
-        session, tenancy.tenant_id, body.sha256, body.size
+    # Instant dedup hands over bytes on the word of a hash: an API key's tenant holds them
+    # already, but an upload token (a browser, one of the app's users) must send them.
+    deduplicated = (
+        body.sha256 is not None
+        and tenancy.token is None
+        and await _tenant_holds(session, tenancy.tenant_id, body.sha256, body.size)
     )
     file_id, upload_id = uuid.uuid4(), uuid.uuid4()
     tag_current_span(file_id=str(file_id), tenant_id=str(tenancy.tenant_id))

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Computed,
     DateTime,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -77,6 +79,8 @@ class UploadToken(Base):
     max_files: Mapped[int | None] = mapped_column(Integer)
     # Content types it may declare ("image/png", or "image/*"); null: any.
     content_types: Mapped[list[str] | None] = mapped_column(JSONB)
+    # Whether its uploads may be public (served by the edge to anyone): off unless asked.
+    allow_public: Mapped[bool] = mapped_column(Boolean, server_default=false())
     files_created: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     revoked_at: Mapped[datetime | None]

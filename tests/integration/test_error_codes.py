@@ -133,6 +133,12 @@ async def content_type_not_allowed(c: Ctx) -> httpx.Response:
     return await c.api.post("/v1/uploads", json=body, headers=auth(token["token"]))
 
 
+async def visibility_not_allowed(c: Ctx) -> httpx.Response:
+    token = await _token(c)
+    body = {"filename": "a.txt", "size": 10, "content_type": "text/plain", "visibility": "public"}
+    return await c.api.post("/v1/uploads", json=body, headers=auth(token["token"]))
+
+
 async def file_quarantined(c: Ctx) -> httpx.Response:
     file = await upload(c.api, c.key, eicar() + sample_bytes(16), filename="eicar.com")
     assert file["status"] == "quarantined", file
@@ -421,6 +427,7 @@ SCENARIOS: dict[ErrorCode, Scenario] = {
     ErrorCode.UPLOAD_TOKEN_NOT_ALLOWED: upload_token_not_allowed,
     ErrorCode.UPLOAD_TOKEN_USED_UP: upload_token_used_up,
     ErrorCode.CONTENT_TYPE_NOT_ALLOWED: content_type_not_allowed,
+    ErrorCode.VISIBILITY_NOT_ALLOWED: visibility_not_allowed,
     ErrorCode.FILE_QUARANTINED: file_quarantined,
     ErrorCode.NOT_FOUND: not_found,
     ErrorCode.UPLOAD_NOT_FOUND: upload_not_found,

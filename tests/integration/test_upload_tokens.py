@@ -12,8 +12,9 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from conveyor_core.db.models import UploadToken
+from tests.integration import samples
 from tests.integration.test_file_events import read_events
-from tests.integration.uploads import auth, declare, sample_bytes, upload
+from tests.integration.uploads import auth, declare, put, sample_bytes, upload
 
 
 async def mint(api: httpx.AsyncClient, key: str, **limits: Any) -> dict[str, Any]:
@@ -153,3 +154,38 @@ async def test_a_token_lives_no_longer_than_the_deployment_allows(
     assert _code(bad_type) == (422, "invalid_request")
     unauthenticated = await api.post("/v1/upload-tokens", json={})
     assert unauthenticated.status_code == 401
+
+
+async def test_a_token_must_send_the_bytes_it_names(api: httpx.AsyncClient, key_a: str) -> None:
+    """Naming the SHA-256 of bytes another of the app's users uploaded gets a token nothing:
+    no instant dedup, and its own upload of them looks like a first upload."""
+    content = samples.text_image("SOMEONE ELSE'S SCAN")
+    theirs = await upload(api, key_a, content, content_type="image/png")
+    assert theirs["status"] == "ready"
+    token = (await mint(api, key_a))["token"]
+    body = {
+        "filename": "guess.png",
+        "size": len(content),
+        "content_type": "image/png",
+        "sha256": theirs["sha256"],
+    }
+    created = await api.post("/v1/uploads", json=body, headers=auth(token))
+    assert created.status_code == 201 and created.json()["method"] == "PUT", created.text
+    # Sent, its bytes are its own file, run at the pace of a first upload.
+    assert (await put(created.json(), content)).status_code == 200
+    events = await read_events(api, token, created.json()["file_id"])
+    seen = [(e.data.get("stage"), e.data["status"]) for e in events if e.name == "stage"]
+    assert ("scan", "running") in seen and ("thumbnails", "running") in seen, seen
+
+
+async def test_a_token_makes_public_files_only_if_allowed(
+    api: httpx.AsyncClient, key_a: str
+) -> None:
+    body = {"filename": "a.txt", "size": 10, "content_type": "text/plain", "visibility": "public"}
+    private_only = (await mint(api, key_a))["token"]
+    refused = await api.post("/v1/uploads", json=body, headers=auth(private_only))
+    assert _code(refused) == (403, "visibility_not_allowed")
+    public = await mint(api, key_a, allow_public=True)
+    assert public["allow_public"] is True
+    allowed = await api.post("/v1/uploads", json=body, headers=auth(public["token"]))
+    assert allowed.status_code == 201, allowed.text

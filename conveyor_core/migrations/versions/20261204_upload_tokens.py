@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("max_file_size", sa.BigInteger(), nullable=True),
         sa.Column("max_files", sa.Integer(), nullable=True),
         sa.Column("content_types", postgresql.JSONB(), nullable=True),
+        sa.Column("allow_public", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("files_created", sa.Integer(), server_default="0", nullable=False),
         sa.Column(
             "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
