@@ -111,32 +111,46 @@ async def check_quota(
 
 class StreamSlots:
     """Open event streams per tenant in this process: each holds an HTTP connection and polls
-    Postgres and Temporal, so one tenant's few hundred streams must not crowd out the rest."""
+    Postgres and Temporal, so one tenant's few hundred streams must not crowd out the rest.
+    An upload token (one browser) holds a few of its tenant's at most, so one user of an
+    app cannot take the streams of all the others."""
 
-    def __init__(self, per_tenant: int) -> None:
+    def __init__(self, per_tenant: int, per_token: int = 8) -> None:
         self.per_tenant = per_tenant
+        self.per_token = per_token
         self._open: dict[uuid.UUID, int] = {}
 
     def open_streams(self, tenant_id: uuid.UUID) -> int:
         return self._open.get(tenant_id, 0)
 
     @contextmanager
-    def hold(self, tenant_id: uuid.UUID) -> Iterator[None]:
-        """One slot while the block runs; raises 429 too_many_streams when none is free."""
-        held = self._open.get(tenant_id, 0)
-        if held >= self.per_tenant:
+    def hold(self, tenant_id: uuid.UUID, token_id: uuid.UUID | None = None) -> Iterator[None]:
+        """One slot while the block runs (a token's and its tenant's); raises 429
+        too_many_streams when none is free."""
+        if token_id is None:
+            with self._slot(tenant_id, self.per_tenant, "This tenant"):
+                yield
+            return
+        with self._slot(token_id, self.per_token, "This upload token"):
+            with self._slot(tenant_id, self.per_tenant, "This tenant"):
+                yield
+
+    @contextmanager
+    def _slot(self, owner: uuid.UUID, limit: int, who: str) -> Iterator[None]:
+        held = self._open.get(owner, 0)
+        if held >= limit:
             raise TooManyRequests(
-                f"This tenant already has {held} event streams open here, its limit; "
+                f"{who} already has {held} event streams open here, its limit; "
                 "close one or try again shortly.",
                 code=ErrorCode.TOO_MANY_STREAMS,
                 headers={"Retry-After": str(STREAM_RETRY_AFTER_SECONDS)},
             )
-        self._open[tenant_id] = held + 1
+        self._open[owner] = held + 1
         try:
             yield
         finally:
-            left = self._open[tenant_id] - 1
+            left = self._open[owner] - 1
             if left:
-                self._open[tenant_id] = left
+                self._open[owner] = left
             else:
-                del self._open[tenant_id]
+                del self._open[owner]

@@ -87,7 +87,7 @@ async def _watched_file(
     # The stream may last minutes: it must not hold a database connection all along (each
     # polling round takes one for its queries and gives it back).
     await session.close()
-    with state.stream_slots.hold(tenancy.tenant_id):
+    with state.stream_slots.hold(tenancy.tenant_id, tenancy.token.id if tenancy.token else None):
         yield file, resume
 
 

@@ -57,6 +57,20 @@ async def test_a_caller_going_away_does_not_cancel_the_shared_probe() -> None:
     assert await patient == "ok"
 
 
+def test_one_upload_token_holds_only_a_few_of_its_tenants_streams() -> None:
+    slots = StreamSlots(per_tenant=5, per_token=2)
+    tenant, browser, other_browser = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    with slots.hold(tenant, browser), slots.hold(tenant, browser):
+        with pytest.raises(ConveyorError) as refused:
+            with slots.hold(tenant, browser):
+                pass
+        assert refused.value.code == ErrorCode.TOO_MANY_STREAMS
+        assert slots.open_streams(tenant) == 2  # the refused one took no tenant slot
+        with slots.hold(tenant, other_browser):  # the app's other users still get theirs
+            assert slots.open_streams(tenant) == 3
+    assert slots.open_streams(tenant) == 0 and slots.open_streams(browser) == 0
+
+
 def test_stream_slots_refuse_past_the_cap_and_come_back() -> None:
     slots = StreamSlots(per_tenant=2)
     tenant, other = uuid.uuid4(), uuid.uuid4()
