@@ -93,7 +93,9 @@ def create_app(settings: Settings) -> FastAPI:
         CORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST", "DELETE"],
-        allow_headers=["Authorization", "Content-Type"],
+        # What a page sends: its upload token, JSON, a create's key, an event stream's resume.
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+        expose_headers=["Idempotent-Replayed", "Retry-After"],
     )
     install_error_handlers(app)
     document_errors_as_json(app)

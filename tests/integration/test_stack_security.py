@@ -69,8 +69,13 @@ def test_store_cors_allows_only_configured_origins(stack: Settings) -> None:
 
 def test_api_cors_allows_only_configured_origins(stack: Settings) -> None:
     url = f"{stack.api_url}/v1/uploads"
-    preflight = {"Access-Control-Request-Method": "POST"}
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        # What a page with an upload token sends on a create.
+        "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+    }
     allowed = httpx.options(url, headers={**preflight, "Origin": stack.cors_origins[0]})
+    assert allowed.status_code == 200, allowed.text
     assert allowed.headers.get("access-control-allow-origin") == stack.cors_origins[0]
     other = httpx.options(url, headers={**preflight, "Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
