@@ -77,7 +77,10 @@ class VerifyActivities:
 
 
 def _mismatch(inp: VerifyInput, size: int, sha256: str) -> str | None:
-    if size != inp.declared_size:
+    if inp.size_is_limit:
+        if size > inp.declared_size:
+            return f"too large: at most {inp.declared_size} bytes, the object has {size}"
+    elif size != inp.declared_size:
         return f"size mismatch: declared {inp.declared_size} bytes, the object has {size}"
     if inp.declared_sha256 is not None and sha256 != inp.declared_sha256:
         return f"sha256 mismatch: declared {inp.declared_sha256}, the object hashes to {sha256}"

@@ -21,7 +21,7 @@ from api.key_cache import KeyCache, listen_for_key_changes
 from api.limits import RateLimiter, StreamSlots
 from api.middleware import Gatekeeper
 from api.probe_cache import SharedProbe
-from api.routes import file_events, files, health, upload_tokens, uploads, webhooks
+from api.routes import file_events, files, health, upload_tokens, uploads, uppy, webhooks
 from conveyor_core.db.session import ping_when_idle
 from conveyor_core.multipart_calls import MultipartCalls
 from conveyor_core.objectstore import PartSigner, make_s3_client
@@ -87,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
         files.router,
         file_events.router,
         webhooks.router,
+        uppy.router,
     ]
     app.add_middleware(Gatekeeper, settings=settings, routers=routers)
     app.add_middleware(

@@ -34,7 +34,7 @@ from api.errors import ErrorCode, answer_for, error_response
 from conveyor_core.settings import Settings
 
 # The one route whose body may be large: a completion lists up to 10,000 parts.
-_COMPLETE = re.compile(r"/v1/uploads/[^/]+/complete")
+_COMPLETE = re.compile(r"/v1/uploads/[^/]+/complete|/v1/uppy/[^/]+/s3/multipart/[^/]+/complete")
 
 
 class BodyTooLarge(StarletteHTTPException):

@@ -151,7 +151,8 @@ class UploadCreated(BaseModel):
 
     upload_id: uuid.UUID | None
     file_id: uuid.UUID
-    method: Literal["PUT", "MULTIPART", "DEDUPLICATED"]
+    # POST: a browser widget's form upload (`/v1/uppy`), never a create's answer here.
+    method: Literal["PUT", "MULTIPART", "DEDUPLICATED", "POST"]
     url: str | None = None
     headers: dict[str, str] | None = None
     part_size: int | None = None

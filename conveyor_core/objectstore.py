@@ -71,6 +71,30 @@ class PresignedPut:
     headers: dict[str, str]
 
 
+@dataclass(frozen=True)
+class PresignedPost:
+    url: str
+    fields: dict[str, str]
+
+
+def presign_post(
+    client: S3Client, *, bucket: str, key: str, max_size: int, content_type: str, expires_in: int
+) -> PresignedPost:
+    """A browser form upload (S3 POST policy) bound to one key and type, of at most
+    `max_size` bytes: the store refuses anything else itself (400 EntityTooLarge)."""
+    post = client.generate_presigned_post(
+        Bucket=bucket,
+        Key=key,
+        Fields={"Content-Type": content_type},
+        Conditions=[
+            {"Content-Type": content_type},
+            ["content-length-range", 0, max_size],
+        ],
+        ExpiresIn=expires_in,
+    )
+    return PresignedPost(url=post["url"], fields={k: str(v) for k, v in post["fields"].items()})
+
+
 def presign_put(
     client: S3Client,
     *,

@@ -93,6 +93,8 @@ class IngestInput:
     # Where the bytes are moved once they land (None in inputs from before sealing existed:
     # the workflow derives it from the tenant and upload ids).
     sealed_key: str | None = None
+    # The client never said the size (a browser widget's upload): declared_size is a limit.
+    size_is_limit: bool = False
     # Progress events of this run are numbered after this (a later run of the same file
     # continues its numbering, so SSE clients resuming with Last-Event-ID miss nothing).
     event_seq_offset: int = 0
@@ -183,6 +185,7 @@ class VerifyInput:
     key: str
     declared_size: int
     declared_sha256: str | None
+    size_is_limit: bool = False  # declared_size is the most it may be, not its size
 
 
 @dataclass(frozen=True)

@@ -343,6 +343,7 @@ class IngestWorkflow:
                     key=held.key,
                     declared_size=inp.declared_size,
                     declared_sha256=inp.declared_sha256,
+                    size_is_limit=inp.size_is_limit,
                 ),
                 start_to_close_timeout=timedelta(hours=2),
                 heartbeat_timeout=STREAM_HEARTBEAT_TIMEOUT,

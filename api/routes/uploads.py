@@ -10,10 +10,11 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, cast
+from typing import Annotated, Literal, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, Header, Response, status
+from pydantic import ValidationError
 from sqlalchemy import Insert, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,7 +66,14 @@ from conveyor_core.objectstore import (
     part_layout,
     presign_put,
 )
-from conveyor_core.types import BlobStatus, FileStatus, IngestInput, incoming_key, new_sealed_key
+from conveyor_core.types import (
+    BlobStatus,
+    FileStatus,
+    IngestInput,
+    Visibility,
+    incoming_key,
+    new_sealed_key,
+)
 from observability.metrics import BYTES_DECLARED, UPLOADS_CREATED
 from observability.tracing import current_traceparent, tag_current_span
 from workflows import search_attributes
@@ -214,8 +222,12 @@ async def _declare(
     request: _KeyedRequest | None,
     *,
     in_transaction: bool = False,
+    browser: Literal["POST", "MULTIPART"] | None = None,
 ) -> UploadCreated:
-    """Makes the upload: multipart upload in the store, workflow, then the rows."""
+    """Makes the upload: multipart upload in the store, workflow, then the rows.
+
+    `browser`: for a widget that says no size (`/v1/uppy`): `body.size` is the most the
+    file may be, and the client signs its own parts' layout (POST: one form upload)."""
     settings = state.settings
     # Instant dedup hands over bytes on the word of a hash: an API key's tenant holds them
     # already, but an upload token (a browser, one of the app's users) must send them.
@@ -228,9 +240,11 @@ async def _declare(
     tag_current_span(file_id=str(file_id), tenant_id=str(tenancy.tenant_id))
     key = incoming_key(str(tenancy.tenant_id), str(upload_id))
     workflow_id = workflow_id_for(str(file_id))
-    multipart = not deduplicated and body.size >= settings.multipart_threshold
+    multipart = browser == "MULTIPART" or (
+        browser is None and not deduplicated and body.size >= settings.multipart_threshold
+    )
     layout = None
-    if multipart:
+    if multipart and browser is None:
         layout = (
             PartLayout(body.part_size, -(-body.size // body.part_size))
             if body.part_size is not None
@@ -263,6 +277,7 @@ async def _declare(
         quarantine_bucket=settings.quarantine_bucket,
         multipart_upload_id=multipart_upload_id,
         sealed_key=sealed,
+        size_is_limit=browser is not None,
     )
     await _start_ingest(state, ingest, workflow_id)
     file_row = {
@@ -286,7 +301,7 @@ async def _declare(
         "tenant_id": tenancy.tenant_id,
         "bucket": settings.bucket,
         "object_key": key,
-        "method": "MULTIPART" if multipart else "PUT",
+        "method": browser or ("MULTIPART" if multipart else "PUT"),
         "multipart_upload_id": multipart_upload_id,
         "part_size": layout.part_size if layout else None,
         "part_count": layout.part_count if layout else None,
@@ -312,11 +327,15 @@ async def _declare(
         if _is_key_taken(e):
             raise _KeyTaken from e
         raise
-    method = "DEDUPLICATED" if deduplicated else "MULTIPART" if multipart else "PUT"
+    method = browser or ("DEDUPLICATED" if deduplicated else "MULTIPART" if multipart else "PUT")
     UPLOADS_CREATED.labels(method).inc()
     BYTES_DECLARED.inc(body.size)
     if deduplicated:
         return UploadCreated(upload_id=None, file_id=file_id, method="DEDUPLICATED")
+    if browser is not None:  # its URLs are the widget's routes' to sign
+        return UploadCreated(
+            upload_id=upload_id, file_id=file_id, method=browser, expires_at=upload_expires_at
+        )
     return await _answer(
         state,
         body,
@@ -761,6 +780,12 @@ async def cancel_upload(
 ) -> UploadState:
     """Aborts an upload: its workflow drops the parts or the object and ends `cancelled`."""
     upload, file = await _owned_upload(session, upload_id, tenancy)
+    await request_cancel(state, file)
+    return UploadState(upload_id=upload.id, file_id=file.id, status="cancelling")
+
+
+async def request_cancel(state: AppState, file: File) -> None:
+    """Asks the upload's workflow to drop its parts or object and end `cancelled`."""
     if file.status != FileStatus.AWAITING_UPLOAD.value:
         raise Conflict(
             f"This upload's file is {file.status}; only an upload still waiting for its bytes "
@@ -772,7 +797,6 @@ async def cancel_upload(
         await handle.signal(IngestWorkflow.cancel)
     except RPCError as e:
         raise ServiceUnavailable("The workflow engine is not reachable; try again shortly.") from e
-    return UploadState(upload_id=upload.id, file_id=file.id, status="cancelling")
 
 
 def _missing_parts(missing: list[int]) -> BadRequest:
@@ -843,6 +867,12 @@ async def _owned_multipart(
     if upload.multipart_upload_id is None:
         raise Conflict(
             "This upload is a single PUT, not a multipart upload.", code=ErrorCode.NOT_MULTIPART
+        )
+    if upload.part_size is None:
+        raise Conflict(
+            "This upload's parts are laid out by the browser widget that made it: use its "
+            "/v1/uppy routes.",
+            code=ErrorCode.NOT_MULTIPART,
         )
     return upload, file
 
@@ -924,3 +954,67 @@ async def _create_multipart(
 def _numbers(numbers: list[int], shown: int = 10) -> str:
     listed = ", ".join(str(n) for n in numbers[:shown])
     return listed + (f" and {len(numbers) - shown} more" if len(numbers) > shown else "")
+
+
+# --- what the browser widget's routes (api/routes/uppy.py) share with these ---------------
+
+
+async def declare_for_browser(
+    state: AppState,
+    tenancy: Tenancy,
+    filename: str,
+    content_type: str,
+    method: Literal["POST", "MULTIPART"],
+) -> UploadCreated:
+    """An upload for a widget that says no size: up to the token's (else the deployment's)
+    largest file, that much reserved in the tenant's quota until the bytes are verified."""
+    assert tenancy.token is not None
+    limit = browser_limit(state, tenancy)
+    try:
+        body = UploadCreate(filename=filename, size=limit, content_type=content_type)
+    except ValidationError as e:
+        error = e.errors()[0]
+        code = {
+            "invalid_filename": ErrorCode.INVALID_FILENAME,
+            "invalid_content_type": ErrorCode.INVALID_CONTENT_TYPE,
+        }.get(error["type"], ErrorCode.INVALID_REQUEST)
+        field = ".".join(str(part) for part in error["loc"])
+        raise Unprocessable(f"The {field} {error['msg'].rstrip('.')}.", code=code) from e
+    tokens.check_declaration(tenancy.token, 0, content_type, Visibility.PRIVATE)
+    async with state.sessions() as transaction:
+        await check_quota(
+            transaction, tenancy.tenant_id, limit, tenancy.max_bytes, tenancy.max_files
+        )
+        await tokens.reserve_file(transaction, tenancy.token)
+        return await _declare(
+            body, state, transaction, tenancy, None, in_transaction=True, browser=method
+        )
+
+
+def browser_limit(state: AppState, tenancy: Tenancy) -> int:
+    """The most a widget's upload may be: the token's largest file, else the deployment's."""
+    largest = state.settings.max_file_size
+    token_max = tenancy.token.max_file_size if tenancy.token else None
+    return min(token_max or largest, largest)
+
+
+async def browser_multipart(
+    session: AsyncSession, upload_id: uuid.UUID, tenancy: Tenancy
+) -> tuple[Upload, File]:
+    """A widget's multipart upload of this token (its parts laid out by the widget)."""
+    upload, file = await _owned_upload(session, upload_id, tenancy)
+    if upload.multipart_upload_id is None or upload.part_size is not None:
+        raise NotFound("No such upload.", code=ErrorCode.UPLOAD_NOT_FOUND)
+    return upload, file
+
+
+def takes_bytes(upload: Upload, file: File) -> bool:
+    return _takes_bytes(upload, file)
+
+
+def check_active(upload: Upload, file: File) -> None:
+    _check_active(upload, file)
+
+
+async def held_parts(state: AppState, upload: Upload) -> list[StoredPart] | None:
+    return await _held_parts(state, upload)
