@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 from fastapi import Depends, Header, Request
 from sqlalchemy import bindparam, select
@@ -135,15 +135,7 @@ async def authenticate(state: AppState, authorization: str | None) -> Tenancy:
             row = (await session.execute(KEY_TENANCY, {"key_hash": key_hash})).first()
         if row is None:
             raise Unauthorized("The API key is not valid.")
-        settings = state.settings
-        tenancy = Tenancy(
-            tenant_id=row.id,
-            tenant_name=row.name,
-            key_hash=key_hash,
-            rate_limit=row.rate_limit or settings.rate_limit,
-            max_bytes=row.max_bytes if row.max_bytes is not None else settings.tenant_max_bytes,
-            max_files=row.max_files if row.max_files is not None else settings.tenant_max_files,
-        )
+        tenancy = _tenancy(state.settings, row, key_hash)
         state.known_keys.put(key_hash, tenancy, generation)
     state.rate_limiter.hit(key_hash, tenancy.rate_limit)
     return tenancy
@@ -181,21 +173,36 @@ async def _token_tenancy(state: AppState, token_hash: str) -> Tenancy:
             "The upload token has expired or was revoked; ask the app for a new one.",
             code=ErrorCode.UPLOAD_TOKEN_EXPIRED,
         )
-    settings = state.settings
+    scope = TokenScope(
+        id=row.token_id,
+        max_file_size=row.max_file_size,
+        max_files=row.token_max_files,
+        content_types=row.content_types,
+        allow_public=row.allow_public,
+    )
+    return _tenancy(state.settings, row, token_hash, scope)
+
+
+class _TenantRow(Protocol):
+    id: uuid.UUID
+    name: str
+    rate_limit: str | None
+    max_bytes: int | None
+    max_files: int | None
+
+
+def _tenancy(
+    settings: Settings, row: _TenantRow, key_hash: str, token: TokenScope | None = None
+) -> Tenancy:
+    """A tenant row's tenancy: its own limits, else the settings' defaults."""
     return Tenancy(
         tenant_id=row.id,
         tenant_name=row.name,
-        key_hash=token_hash,
+        key_hash=key_hash,
         rate_limit=row.rate_limit or settings.rate_limit,
         max_bytes=row.max_bytes if row.max_bytes is not None else settings.tenant_max_bytes,
         max_files=row.max_files if row.max_files is not None else settings.tenant_max_files,
-        token=TokenScope(
-            id=row.token_id,
-            max_file_size=row.max_file_size,
-            max_files=row.token_max_files,
-            content_types=row.content_types,
-            allow_public=row.allow_public,
-        ),
+        token=token,
     )
 
 

@@ -471,7 +471,7 @@ async def _replay(
     response.headers[REPLAYED] = "true"
     if upload is None:
         return UploadCreated(upload_id=None, file_id=file.id, method="DEDUPLICATED")
-    if not _takes_bytes(upload, file):
+    if not takes_bytes(upload, file):
         # Its bytes landed (or it ended): nothing is signed, it is answered as it stands.
         return UploadCreated(
             upload_id=upload.id,
@@ -588,7 +588,7 @@ async def get_upload(
     current = await file_public(state, session, file)
     held: list[StoredPart] = []
     if upload.multipart_upload_id is not None and current.status == FileStatus.AWAITING_UPLOAD:
-        held = await _held_parts(state, upload) or []
+        held = await held_parts(state, upload) or []
     return UploadPublic(
         upload_id=upload.id,
         file_id=file.id,
@@ -715,7 +715,7 @@ async def complete_upload(
     upload, file = await _owned_multipart(session, upload_id, tenancy)
     if file.status in _LANDED:
         return await _completed(state, session, upload, file)
-    _check_active(upload, file)
+    check_active(upload, file)
     assert upload.part_count is not None
     numbers = [p.part_number for p in body.parts]
     expected = set(range(1, upload.part_count + 1))
@@ -749,19 +749,7 @@ async def complete_upload(
             whole=Checksum("crc64nvme", body.crc64nvme) if body.crc64nvme else None,
         )
     except StoreCallError as e:
-        if e.code == "NoSuchUpload":
-            raise Conflict(
-                "This upload is no longer open in the store.", code=ErrorCode.UPLOAD_NOT_ACTIVE
-            ) from e
-        if e.code in (
-            "InvalidPart",
-            "InvalidPartOrder",
-            "EntityTooSmall",
-            "BadDigest",
-            "InvalidRequest",
-        ):
-            raise await _why_refused(state, upload, body.parts, e.code) from e
-        raise ServiceUnavailable("The object store did not complete the upload.") from e
+        raise completion_refused(e) or await _why_refused(state, upload, body.parts, e.code) from e
     public = file_from_row(state, file, None)
     public.status = FileStatus.PROCESSING  # the store holds the bytes; its event is under way
     return UploadState(
@@ -799,6 +787,23 @@ async def request_cancel(state: AppState, file: File) -> None:
         raise ServiceUnavailable("The workflow engine is not reachable; try again shortly.") from e
 
 
+_PARTS_REFUSED = frozenset(
+    ("InvalidPart", "InvalidPartOrder", "EntityTooSmall", "BadDigest", "InvalidRequest")
+)
+
+
+def completion_refused(e: StoreCallError) -> Conflict | ServiceUnavailable | None:
+    """What the client hears when the store refused a completion; None when it refused the
+    parts, which the caller explains in its own terms."""
+    if e.code == "NoSuchUpload":
+        return Conflict(
+            "This upload is no longer open in the store.", code=ErrorCode.UPLOAD_NOT_ACTIVE
+        )
+    if e.code in _PARTS_REFUSED:
+        return None
+    return ServiceUnavailable("The object store did not complete the upload.")
+
+
 def _missing_parts(missing: list[int]) -> BadRequest:
     return BadRequest(
         f"Part {_numbers(missing)} {'is' if len(missing) == 1 else 'are'} missing: "
@@ -808,10 +813,10 @@ def _missing_parts(missing: list[int]) -> BadRequest:
 
 
 async def _why_refused(
-    state: AppState, upload: Upload, parts: list[CompletedPart], store_code: str
+    state: AppState, upload: Upload, parts: list[CompletedPart], store_code: str | None
 ) -> ConveyorError:
     """The store refused to complete: its list of parts tells which are missing or differ."""
-    held = await _held_parts(state, upload)
+    held = await held_parts(state, upload)
     if held is None:
         return Conflict(
             "This upload is no longer open in the store.", code=ErrorCode.UPLOAD_NOT_ACTIVE
@@ -877,7 +882,7 @@ async def _owned_multipart(
     return upload, file
 
 
-def _takes_bytes(upload: Upload, file: File) -> bool:
+def takes_bytes(upload: Upload, file: File) -> bool:
     """Still waiting for its bytes: not landed (sealed), not ended, not past its expiry."""
     return (
         file.status == FileStatus.AWAITING_UPLOAD.value
@@ -886,8 +891,8 @@ def _takes_bytes(upload: Upload, file: File) -> bool:
     )
 
 
-def _check_active(upload: Upload, file: File) -> None:
-    if not _takes_bytes(upload, file):
+def check_active(upload: Upload, file: File) -> None:
+    if not takes_bytes(upload, file):
         status = FileStatus.PROCESSING.value if upload.sealed_at else file.status
         raise Conflict(
             f"This upload's file is {status}: it takes no more parts.",
@@ -899,7 +904,7 @@ async def _active_multipart(
     session: AsyncSession, upload_id: uuid.UUID, tenancy: Tenancy
 ) -> tuple[Upload, File]:
     upload, file = await _owned_multipart(session, upload_id, tenancy)
-    _check_active(upload, file)
+    check_active(upload, file)
     return upload, file
 
 
@@ -921,7 +926,7 @@ async def _completed(
     )
 
 
-async def _held_parts(state: AppState, upload: Upload) -> list[StoredPart] | None:
+async def held_parts(state: AppState, upload: Upload) -> list[StoredPart] | None:
     """The parts the store holds; None when the store no longer knows the upload."""
     try:
         return await asyncio.to_thread(
@@ -1006,15 +1011,3 @@ async def browser_multipart(
     if upload.multipart_upload_id is None or upload.part_size is not None:
         raise NotFound("No such upload.", code=ErrorCode.UPLOAD_NOT_FOUND)
     return upload, file
-
-
-def takes_bytes(upload: Upload, file: File) -> bool:
-    return _takes_bytes(upload, file)
-
-
-def check_active(upload: Upload, file: File) -> None:
-    _check_active(upload, file)
-
-
-async def held_parts(state: AppState, upload: Upload) -> list[StoredPart] | None:
-    return await _held_parts(state, upload)

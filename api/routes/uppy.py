@@ -24,7 +24,6 @@ from api.errors import (
     Conflict,
     ErrorCode,
     PayloadTooLarge,
-    ServiceUnavailable,
     Unauthorized,
     responses,
 )
@@ -61,6 +60,20 @@ router = APIRouter(
 )
 
 
+# What creating an upload may answer, and what driving one may.
+DECLARE_ERRORS = responses(
+    ErrorCode.INVALID_FILENAME,
+    ErrorCode.INVALID_CONTENT_TYPE,
+    ErrorCode.FILE_QUOTA_EXCEEDED,
+    ErrorCode.STORAGE_QUOTA_EXCEEDED,
+    ErrorCode.CONTENT_TYPE_NOT_ALLOWED,
+    ErrorCode.UPLOAD_TOKEN_USED_UP,
+)
+DRIVE_ERRORS = responses(
+    ErrorCode.UPLOAD_NOT_FOUND, ErrorCode.UPLOAD_NOT_ACTIVE, ErrorCode.INVALID_PARTS
+)
+
+
 class MultipartCreate(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -84,14 +97,7 @@ def _content_type(declared: str) -> str:
 
 @router.get(
     "/params",
-    responses=responses(
-        ErrorCode.INVALID_FILENAME,
-        ErrorCode.INVALID_CONTENT_TYPE,
-        ErrorCode.FILE_QUOTA_EXCEEDED,
-        ErrorCode.STORAGE_QUOTA_EXCEEDED,
-        ErrorCode.CONTENT_TYPE_NOT_ALLOWED,
-        ErrorCode.UPLOAD_TOKEN_USED_UP,
-    ),
+    responses=DECLARE_ERRORS,
 )
 async def form_upload(
     state: StateDep,
@@ -120,14 +126,7 @@ async def form_upload(
 
 @router.post(
     "/multipart",
-    responses=responses(
-        ErrorCode.INVALID_FILENAME,
-        ErrorCode.INVALID_CONTENT_TYPE,
-        ErrorCode.FILE_QUOTA_EXCEEDED,
-        ErrorCode.STORAGE_QUOTA_EXCEEDED,
-        ErrorCode.CONTENT_TYPE_NOT_ALLOWED,
-        ErrorCode.UPLOAD_TOKEN_USED_UP,
-    ),
+    responses=DECLARE_ERRORS,
 )
 async def create_multipart(
     body: MultipartCreate, state: StateDep, tenancy: UppyTenancy
@@ -154,9 +153,7 @@ def _check_key(upload: Upload, key: str | None) -> None:
 
 @router.get(
     "/multipart/{upload_id}/{part_number}",
-    responses=responses(
-        ErrorCode.UPLOAD_NOT_FOUND, ErrorCode.UPLOAD_NOT_ACTIVE, ErrorCode.INVALID_PARTS
-    ),
+    responses=DRIVE_ERRORS,
 )
 async def sign_part(
     upload_id: uuid.UUID,
@@ -186,9 +183,7 @@ async def sign_part(
 
 @router.get(
     "/multipart/{upload_id}",
-    responses=responses(
-        ErrorCode.UPLOAD_NOT_FOUND, ErrorCode.UPLOAD_NOT_ACTIVE, ErrorCode.INVALID_PARTS
-    ),
+    responses=DRIVE_ERRORS,
 )
 async def list_parts(
     upload_id: uuid.UUID,
@@ -271,17 +266,11 @@ async def complete_multipart(
             whole=None,
         )
     except StoreCallError as e:
-        if e.code == "NoSuchUpload":
-            raise Conflict(
-                "This upload is no longer open in the store.", code=ErrorCode.UPLOAD_NOT_ACTIVE
-            ) from e
-        if e.code in ("EntityTooSmall", "InvalidPart", "InvalidPartOrder"):
-            raise BadRequest(
-                f"The store refused these parts ({e.code}): every part but the last must be "
-                "at least 5 MiB.",
-                code=ErrorCode.INVALID_PARTS,
-            ) from e
-        raise ServiceUnavailable("The object store did not complete the upload.") from e
+        raise uploads.completion_refused(e) or BadRequest(
+            f"The store refused these parts ({e.code}): every part but the last must be "
+            "at least 5 MiB.",
+            code=ErrorCode.INVALID_PARTS,
+        ) from e
     return answer
 
 
@@ -289,9 +278,7 @@ async def complete_multipart(
     "/multipart/{upload_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=responses(
-        ErrorCode.UPLOAD_NOT_FOUND, ErrorCode.UPLOAD_NOT_ACTIVE, ErrorCode.INVALID_PARTS
-    ),
+    responses=DRIVE_ERRORS,
 )
 async def abort_multipart(
     upload_id: uuid.UUID,

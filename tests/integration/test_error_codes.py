@@ -33,6 +33,7 @@ from tests.integration.uploads import (
     auth,
     b64_crc64,
     declare,
+    mint,
     put,
     sample_bytes,
     upload,
@@ -97,44 +98,37 @@ async def invalid_api_key(c: Ctx) -> httpx.Response:
     return await c.api.get("/v1/files", headers=auth(c.key + "x"))
 
 
-async def _token(c: Ctx, **limits: Any) -> dict[str, Any]:
-    minted = await c.api.post("/v1/upload-tokens", json=limits, headers=auth(c.key))
-    assert minted.status_code == 201, minted.text
-    token: dict[str, Any] = minted.json()
-    return token
-
-
 async def upload_token_not_found(c: Ctx) -> httpx.Response:
     return await c.api.delete(f"/v1/upload-tokens/{uuid.uuid4()}", headers=auth(c.key))
 
 
 async def upload_token_expired(c: Ctx) -> httpx.Response:
-    token = await _token(c)
+    token = await mint(c.api, c.key)
     revoked = await c.api.delete(f"/v1/upload-tokens/{token['id']}", headers=auth(c.key))
     assert revoked.status_code == 204, revoked.text
     return await c.api.get("/v1/files", headers=auth(token["token"]))
 
 
 async def upload_token_not_allowed(c: Ctx) -> httpx.Response:
-    token = await _token(c)
+    token = await mint(c.api, c.key)
     return await c.api.post("/v1/upload-tokens", json={}, headers=auth(token["token"]))
 
 
 async def upload_token_used_up(c: Ctx) -> httpx.Response:
-    token = await _token(c, max_files=1)
+    token = await mint(c.api, c.key, max_files=1)
     await declare(c.api, token["token"], sample_bytes(10))
     body = {"filename": "two.txt", "size": 10, "content_type": "application/octet-stream"}
     return await c.api.post("/v1/uploads", json=body, headers=auth(token["token"]))
 
 
 async def content_type_not_allowed(c: Ctx) -> httpx.Response:
-    token = await _token(c, content_types=["image/*"])
+    token = await mint(c.api, c.key, content_types=["image/*"])
     body = {"filename": "page.html", "size": 10, "content_type": "text/html"}
     return await c.api.post("/v1/uploads", json=body, headers=auth(token["token"]))
 
 
 async def visibility_not_allowed(c: Ctx) -> httpx.Response:
-    token = await _token(c)
+    token = await mint(c.api, c.key)
     body = {"filename": "a.txt", "size": 10, "content_type": "text/plain", "visibility": "public"}
     return await c.api.post("/v1/uploads", json=body, headers=auth(token["token"]))
 

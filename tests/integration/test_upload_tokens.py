@@ -14,15 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from conveyor_core.db.models import UploadToken
 from tests.integration import samples
 from tests.integration.test_file_events import read_events
-from tests.integration.uploads import auth, declare, put, sample_bytes, upload
-
-
-async def mint(api: httpx.AsyncClient, key: str, **limits: Any) -> dict[str, Any]:
-    minted = await api.post("/v1/upload-tokens", json=limits, headers=auth(key))
-    assert minted.status_code == 201, minted.text
-    token: dict[str, Any] = minted.json()
-    assert token["token"].startswith("cvu_")
-    return token
+from tests.integration.uploads import auth, declare, mint, put, sample_bytes, upload
 
 
 def _code(response: httpx.Response) -> tuple[int, str]:

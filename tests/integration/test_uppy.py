@@ -14,8 +14,7 @@ import httpx
 import pytest
 
 from tests.integration import samples
-from tests.integration.test_upload_tokens import mint
-from tests.integration.uploads import auth, wait_until_terminal
+from tests.integration.uploads import auth, mint, wait_until_terminal
 
 MIB = 1024 * 1024
 

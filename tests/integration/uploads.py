@@ -151,3 +151,12 @@ async def put_multipart(
         headers=auth(key),
     )
     assert done.status_code == 200, done.text
+
+
+async def mint(api: httpx.AsyncClient, key: str, **limits: Any) -> dict[str, Any]:
+    """An upload token of the tenant whose key this is, with these limits."""
+    minted = await api.post("/v1/upload-tokens", json=limits, headers=auth(key))
+    assert minted.status_code == 201, minted.text
+    token: dict[str, Any] = minted.json()
+    assert token["token"].startswith("cvu_")
+    return token
