@@ -4,7 +4,10 @@ VENV := .venv/bin
 .PHONY: up down status test lint bench chaos install
 
 install:
-	@bash workers/stack/bootstrap.sh
+	@bash workers/stack/bootstrap.sh $(BOOTSTRAP_FLAGS)
+
+# The browser tests drive Debian's Chromium: `make test` (and its prerequisites) install it.
+test: BOOTSTRAP_FLAGS := --for-tests
 
 up: install
 	@$(VENV)/conveyor stack up

@@ -21,7 +21,7 @@ from api.key_cache import KeyCache, listen_for_key_changes
 from api.limits import RateLimiter, StreamSlots
 from api.middleware import Gatekeeper
 from api.probe_cache import SharedProbe
-from api.routes import file_events, files, health, upload_tokens, uploads, uppy, webhooks
+from api.routes import file_events, files, health, ui, upload_tokens, uploads, uppy, webhooks
 from conveyor_core.db.session import ping_when_idle
 from conveyor_core.multipart_calls import MultipartCalls
 from conveyor_core.objectstore import PartSigner, make_s3_client
@@ -92,7 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(Gatekeeper, settings=settings, routers=routers)
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=settings.cors_origins,
+        allow_origins=settings.browser_origins,
         allow_methods=["GET", "POST", "DELETE"],
         # What a page sends: its upload token, JSON, a create's key, an event stream's resume.
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
@@ -105,4 +105,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     for router in routers:
         app.include_router(router)
+    app.include_router(ui.ui_router(settings))
+    app.mount(ui.ASSETS_PATH, ui.assets(), name="ui-assets")
     return app

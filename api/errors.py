@@ -60,6 +60,7 @@ class ErrorCode(StrEnum):
     UPLOAD_TOKEN_EXPIRED = "upload_token_expired"
     FILE_QUARANTINED = "file_quarantined"
     UPLOAD_TOKEN_NOT_ALLOWED = "upload_token_not_allowed"
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"
     UPLOAD_TOKEN_USED_UP = "upload_token_used_up"
     CONTENT_TYPE_NOT_ALLOWED = "content_type_not_allowed"
     VISIBILITY_NOT_ALLOWED = "visibility_not_allowed"
@@ -105,6 +106,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.UPLOAD_TOKEN_EXPIRED: 401,
     ErrorCode.FILE_QUARANTINED: 403,
     ErrorCode.UPLOAD_TOKEN_NOT_ALLOWED: 403,
+    ErrorCode.ORIGIN_NOT_ALLOWED: 403,
     ErrorCode.UPLOAD_TOKEN_USED_UP: 403,
     ErrorCode.CONTENT_TYPE_NOT_ALLOWED: 403,
     ErrorCode.VISIBILITY_NOT_ALLOWED: 403,
@@ -249,6 +251,7 @@ AUTHENTICATED = responses(
     ErrorCode.INVALID_API_KEY,
     ErrorCode.UPLOAD_TOKEN_EXPIRED,
     ErrorCode.UPLOAD_TOKEN_NOT_ALLOWED,
+    ErrorCode.ORIGIN_NOT_ALLOWED,
     ErrorCode.RATE_LIMITED,
     ErrorCode.DEPENDENCY_UNAVAILABLE,
 )

@@ -4,12 +4,15 @@ parses or validates its body.
 `Gatekeeper` is plain ASGI (no BaseHTTPMiddleware, which would buffer and re-wrap every
 request). For each HTTP request it
 
-1. refuses a declared `Content-Length` over the cap with 413 `request_too_large`;
-2. on a route behind an API key (any route whose dependencies include `get_tenancy`; not
+1. refuses an API request (`/v1/...`) a browser sent from a page of an origin not in
+   `settings.browser_origins` (its `Origin` header) with 403 `origin_not_allowed`: CORS
+   only keeps such a page from reading the answer, not the route from running;
+2. refuses a declared `Content-Length` over the cap with 413 `request_too_large`;
+3. on a route behind an API key (any route whose dependencies include `get_tenancy`; not
    /healthz, /readyz, /docs, /openapi.json, nor an OPTIONS request such as a CORS
    preflight) checks the key (401) and its rate (429) and leaves the tenancy in
    `scope["state"]` for the route's dependency, so the key is looked up once;
-3. counts a body sent without a length (chunked) as the route reads it, and refuses it with
+4. counts a body sent without a length (chunked) as the route reads it, and refuses it with
    413 once it goes over the cap.
 
 A request refused while its body is still on the way is answered with `Connection: close`:
@@ -58,6 +61,7 @@ class Gatekeeper:
         self.app = app
         self.max_body = settings.api_max_body_bytes
         self.max_complete_body = settings.api_max_complete_body_bytes
+        self.origins = frozenset(settings.browser_origins)
         # The routers the app includes (without a prefix of their own: their routes' paths
         # are the paths served).
         self._routers = routers
@@ -83,6 +87,21 @@ class Gatekeeper:
             return
         headers = Headers(scope=scope)
         limit = self._limit(scope["path"])
+        origin = headers.get("origin")
+        if (
+            origin is not None
+            and origin not in self.origins
+            and scope["method"] != "OPTIONS"
+            and scope["path"].startswith("/v1/")
+        ):
+            refusal = error_response(
+                ErrorCode.ORIGIN_NOT_ALLOWED,
+                f"Pages of {origin[:100]} may not call this API; add the origin to "
+                "CONVEYOR_CORS_ORIGINS.",
+            )
+            refusal.headers["Connection"] = "close"
+            await refusal(scope, receive, send)
+            return
         body_coming = "chunked" in headers.get("transfer-encoding", "").lower()
         declared = headers.get("content-length", "")
         if declared.isdigit():  # the server itself refuses a malformed one

@@ -37,6 +37,7 @@ from conveyor_client._models import (
     Upload,
     UploadPart,
     UploadProgress,
+    UploadToken,
 )
 from conveyor_client._progress import ProgressCallback
 from conveyor_client._throttle import Throttle
@@ -68,6 +69,7 @@ __all__ = [
     "UploadPart",
     "UploadPaused",
     "UploadProgress",
+    "UploadToken",
     "ValidationError",
     "WaitTimeout",
     "WebhookSignatureError",

@@ -34,7 +34,7 @@ from conveyor_client._exceptions import (
     transport_error,
 )
 from conveyor_client._http import API, USER_AGENT, is_transient, retrying
-from conveyor_client._models import File, FileEvent, Upload, UploadProgress
+from conveyor_client._models import File, FileEvent, Upload, UploadProgress, UploadToken
 from conveyor_client._multipart import (
     MAX_PARTS_PER_CALL,
     MultipartSender,
@@ -686,6 +686,38 @@ class Client:
             if not cursor:
                 return
             params["cursor"] = cursor
+
+    def create_upload_token(
+        self,
+        *,
+        expires_in: int = 3600,
+        max_file_size: int | None = None,
+        max_files: int | None = None,
+        content_types: list[str] | None = None,
+        allow_public: bool = False,
+    ) -> UploadToken:
+        """A token a browser uploads with instead of this client's API key: it may upload
+        (within these limits) and read back only the files it uploaded, until it expires.
+
+        Args:
+            expires_in: Seconds it lasts (at most the deployment's maximum).
+            max_file_size: The largest file it may upload, in bytes.
+            max_files: How many files it may create.
+            content_types: The types it may declare, such as ``image/*``.
+            allow_public: Whether its files may be public.
+
+        Raises:
+            PermissionDeniedError: The client holds an upload token, not an API key.
+        """
+        body: dict[str, Any] = {"expires_in": expires_in, "allow_public": allow_public}
+        for name, value in (
+            ("max_file_size", max_file_size),
+            ("max_files", max_files),
+            ("content_types", content_types),
+        ):
+            if value is not None:
+                body[name] = value
+        return UploadToken.from_json(self._api.json("POST", "/v1/upload-tokens", json=body))
 
     def delete(self, file_id: str) -> None:
         """Deletes a file (its bytes go when no other file holds them).

@@ -205,6 +205,38 @@ class Upload:
 
 
 @dataclass(frozen=True)
+class UploadToken:
+    """A short-lived token for a browser to upload with, in place of the API key.
+
+    Attributes:
+        token: The token itself, shown only once: give it to the page (for Conveyor's own
+            page, ``<api>/ui#token=<token>``), or to Uppy as
+            ``companionEndpoint: <api>/v1/uppy/<token>``.
+    """
+
+    id: str
+    token: str
+    expires_at: datetime | None
+    max_file_size: int | None
+    max_files: int | None
+    content_types: list[str] | None
+    allow_public: bool
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> UploadToken:
+        """Builds a token from its JSON object."""
+        return cls(
+            id=str(data["id"]),
+            token=str(data["token"]),
+            expires_at=_time(data.get("expires_at")),
+            max_file_size=data.get("max_file_size"),
+            max_files=data.get("max_files"),
+            content_types=data.get("content_types"),
+            allow_public=bool(data.get("allow_public")),
+        )
+
+
+@dataclass(frozen=True)
 class UploadProgress:
     """Where an upload stands.
 

@@ -458,6 +458,47 @@ def ls(
     out.print(table)
 
 
+@app.command("token")
+def token(
+    ctx: typer.Context,
+    expires_in: Annotated[
+        int, typer.Option("--ttl", help="Seconds the token lasts.", min=10)
+    ] = 3600,
+    max_file_size: Annotated[
+        str | None, typer.Option(help="Largest file it may upload (e.g. 100M, 2GiB).")
+    ] = None,
+    max_files: Annotated[int | None, typer.Option(help="How many files it may create.")] = None,
+    content_types: Annotated[
+        list[str] | None, typer.Option("--type", help="A type it may upload (image/*); repeat.")
+    ] = None,
+    ui: Annotated[bool, typer.Option("--ui", help="Print the upload page's address.")] = False,
+    json_output: JsonOutput = False,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Mint an upload token for a browser (it never sees the API key); with --ui, print
+    the address of Conveyor's upload page holding it."""
+    try:
+        size = _BYTE_SIZE.validate_python(max_file_size) if max_file_size else None
+    except PydanticValidationError as e:
+        raise typer.BadParameter(f"{max_file_size!r} is not a size like 100M or 2GiB") from e
+    base, _ = _connection(ctx, api_url, api_key)
+    with _exit_codes(), _client(ctx, api_url, api_key) as client:
+        minted = client.create_upload_token(
+            expires_in=expires_in,
+            max_file_size=size,
+            max_files=max_files,
+            content_types=content_types or None,
+        )
+    if json_output:
+        _echo_json({"id": minted.id, "token": minted.token, "expires_at": str(minted.expires_at)})
+    elif ui:
+        # In the fragment: a browser never sends it to a server.
+        typer.echo(f"{base.rstrip('/')}/ui#token={minted.token}")
+    else:
+        typer.echo(minted.token)
+
+
 @app.command("info")
 def info(
     ctx: typer.Context,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import limits
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -297,6 +298,14 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         return self.api_public_url or f"http://{self.host}:{self.api_port}"
+
+    @property
+    def browser_origins(self) -> list[str]:
+        """Origins whose pages may upload to the store and call the API: the configured ones
+        and the API's own (its upload page, `/ui`)."""
+        split = urlsplit(self.api_url)
+        own = f"{split.scheme}://{split.netloc}"
+        return sorted({*self.cors_origins, own})
 
 
 @lru_cache

@@ -114,6 +114,13 @@ async def upload_token_not_allowed(c: Ctx) -> httpx.Response:
     return await c.api.post("/v1/upload-tokens", json={}, headers=auth(token["token"]))
 
 
+async def origin_not_allowed(c: Ctx) -> httpx.Response:
+    # What a page of another site sends: its origin, and a token it got hold of.
+    token = await mint(c.api, c.key)
+    headers = {**auth(token["token"]), "Origin": "https://elsewhere.example"}
+    return await c.api.get("/v1/files", headers=headers)
+
+
 async def upload_token_used_up(c: Ctx) -> httpx.Response:
     token = await mint(c.api, c.key, max_files=1)
     await declare(c.api, token["token"], sample_bytes(10))
@@ -420,6 +427,7 @@ SCENARIOS: dict[ErrorCode, Scenario] = {
     ErrorCode.UPLOAD_TOKEN_NOT_FOUND: upload_token_not_found,
     ErrorCode.UPLOAD_TOKEN_NOT_ALLOWED: upload_token_not_allowed,
     ErrorCode.UPLOAD_TOKEN_USED_UP: upload_token_used_up,
+    ErrorCode.ORIGIN_NOT_ALLOWED: origin_not_allowed,
     ErrorCode.CONTENT_TYPE_NOT_ALLOWED: content_type_not_allowed,
     ErrorCode.VISIBILITY_NOT_ALLOWED: visibility_not_allowed,
     ErrorCode.FILE_QUARANTINED: file_quarantined,

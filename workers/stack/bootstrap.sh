@@ -2,6 +2,8 @@
 # Installs what is missing for the local stack and the tests, and nothing else:
 # Debian packages (checked with dpkg first) and the project's venv (re-synced only when
 # pyproject.toml changes). Downloads are cached outside the work tree by pip and apt.
+# `--for-tests` adds what only the tests use: Debian's Chromium, which the browser tests
+# drive with Playwright (Playwright's own browser download needs the internet).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -12,6 +14,9 @@ debian_packages=(
   nginx postgresql libmagic1 fonts-dejavu-core
   libvips-tools
 )
+if [ "${1:-}" = "--for-tests" ]; then
+  debian_packages+=(chromium)
+fi
 
 missing=()
 for pkg in "${debian_packages[@]}"; do

@@ -115,7 +115,7 @@ def _seaweedfs(settings: Settings, layout: StackLayout) -> Program:
         "s3.port.iceberg": 0,
         "s3.port.lance": 0,
         "s3.config": s3_config_path(layout),
-        "s3.allowedOrigins": ",".join(settings.cors_origins),
+        "s3.allowedOrigins": ",".join(settings.browser_origins),
         "s3.port": settings.s3_port,
         "s3.port.grpc": ports.swfs_s3_grpc,
         "master.port": settings.swfs_master_port,

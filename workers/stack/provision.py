@@ -226,10 +226,11 @@ def _ensure_policy(s3: S3Client, bucket: str, wanted: dict[str, object] | None) 
 
 
 def _ensure_cors(s3: S3Client, settings: Settings) -> None:
-    """A CORS rule on the uploads bucket so browsers can PUT parts and read the ETag back."""
+    """A CORS rule on the uploads bucket so browsers can PUT parts, POST a policy form, and
+    read the ETag back."""
     rule: CORSRuleTypeDef = {
-        "AllowedOrigins": sorted(settings.cors_origins),
-        "AllowedMethods": ["GET", "HEAD", "PUT"],
+        "AllowedOrigins": sorted(settings.browser_origins),
+        "AllowedMethods": ["GET", "HEAD", "PUT", "POST"],
         "AllowedHeaders": ["*"],
         "ExposeHeaders": ["ETag"],
         "MaxAgeSeconds": 3600,
