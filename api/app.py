@@ -26,6 +26,7 @@ from conveyor_core.db.session import ping_when_idle
 from conveyor_core.multipart_calls import MultipartCalls
 from conveyor_core.objectstore import PartSigner, make_s3_client
 from conveyor_core.settings import Settings
+from observability.redaction import redact_server_span
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -101,7 +102,10 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     document_errors_as_json(app)
     FastAPIInstrumentor.instrument_app(
-        app, excluded_urls="healthz,readyz", exclude_spans=["receive", "send"]
+        app,
+        excluded_urls="healthz,readyz",
+        exclude_spans=["receive", "send"],
+        server_request_hook=redact_server_span,
     )
     for router in routers:
         app.include_router(router)

@@ -9,6 +9,8 @@ from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 from temporalio import activity, workflow
 
+from observability.redaction import RedactTokens
+
 INGEST_PREFIX = "ingest-"
 
 
@@ -51,4 +53,5 @@ def configure_logging(service: str, level: str = "info") -> None:
         )
     )
     handler.addFilter(CorrelationFilter(service))
+    handler.addFilter(RedactTokens())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conveyor_core.settings import Settings
 from tests.integration import samples
 from tests.integration.uploads import auth, mint, wait_until_terminal
 
@@ -205,3 +206,18 @@ async def test_a_bad_file_name_is_refused_with_a_reason(
     token = (await mint(api, key_a))["token"]
     refused = await Uppy(api, token).fetch("POST", "/multipart", json={"filename": name})
     assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_filename")
+
+
+async def test_the_token_in_the_address_stays_out_of_logs_and_traces(
+    api: httpx.AsyncClient, key_a: str, stack: Settings
+) -> None:
+    token = (await mint(api, key_a))["token"]
+    uppy = Uppy(api, token)
+    sent = await uppy.put_object("quiet.txt", "text/plain", b"not in the logs\n")
+    assert sent["status"] == 204, sent["text"]
+    await wait_until_terminal(api, token, await _file_of(api, token, sent["key"]))
+    logs = (stack.state_path / "logs" / "api.log").read_text()
+    traces = "".join(p.read_text() for p in (stack.state_path / "traces").glob("*"))
+    assert "/v1/uppy/[token]/s3/params" in logs  # the access line is there, without it
+    assert "/v1/uppy/[token]/s3/params" in traces
+    assert token not in logs and token not in traces
