@@ -7,7 +7,7 @@ install:
 	@bash workers/stack/bootstrap.sh $(BOOTSTRAP_FLAGS)
 
 # The browser tests drive Debian's Chromium: `make test` (and its prerequisites) install it.
-test: BOOTSTRAP_FLAGS := --for-tests
+test bench: BOOTSTRAP_FLAGS := --for-tests
 
 up: install
 	@$(VENV)/conveyor stack up
@@ -36,6 +36,7 @@ bench: install
 	$(VENV)/python -m bench.thumbnails
 	$(VENV)/python -m bench.ocr
 	$(VENV)/python -m bench.load
+	$(VENV)/python -m bench.browser_upload
 	$(VENV)/python -m bench.chaos
 
 # SIGKILL every process of a throwaway stack of its own in turn while 200 uploads are in
