@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import os
 import re
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,10 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, Request, Route, async_playwright
 from playwright.async_api import Error as PlaywrightError
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
 
+from conveyor_core.db.models import UploadToken
 from conveyor_core.settings import Settings
 from tests.helpers import assert_eventually
 from tests.integration import samples
@@ -212,13 +216,19 @@ async def test_a_large_file_goes_up_in_parts_pauses_and_resumes(
     assert file["size"] == len(content)
 
 
-async def test_a_reload_mid_upload_resumes_without_resending_held_parts(
-    page: Page, stack: Settings, api: httpx.AsyncClient, key_a: str, tmp_path: Path
+@pytest.mark.parametrize("interruption", ["reload", "closed tab"])
+async def test_an_interrupted_upload_resumes_without_resending_held_parts(
+    interruption: str,
+    page: Page,
+    stack: Settings,
+    api: httpx.AsyncClient,
+    key_a: str,
+    tmp_path: Path,
 ) -> None:
     token = (await mint(api, key_a))["token"]
     await open_page(page, stack, token)
     content = os.urandom(40 * MIB)
-    big = write(tmp_path, "reloaded.bin", content)
+    big = write(tmp_path, "interrupted.bin", content)
     gate = PartGate(passes=lambda n: n <= 3)
     await gate.install(page)
     upload_id = await drop_multipart(page, big)
@@ -228,18 +238,25 @@ async def test_a_reload_mid_upload_resumes_without_resending_held_parts(
 
     await assert_eventually(three_parts_held, timeout=30, interval=0.2)
     await asyncio.sleep(1.5)  # Golden Retriever writes its state at most every second or so
-    after_reload = PartGate(passes=lambda n: True)
-    await after_reload.install(page)  # the newest route handles the page's requests
-    await page.reload()
-    card = file_card(page, "reloaded.bin", "ready")
+    resumed = PartGate(passes=lambda n: True)
+    if interruption == "reload":
+        await resumed.install(page)  # the newest route handles the page's requests
+        await page.reload()
+        shown = page
+    else:  # the tab goes, then the user opens the page's address again
+        await page.close()
+        shown = await page.context.new_page()
+        await resumed.install(shown)
+        await open_page(shown, stack, token)
+    card = file_card(shown, "interrupted.bin", "ready")
     await card.wait_for(timeout=90_000)
-    assert after_reload.sent, "the upload did not go on after the reload"
-    assert not {1, 2, 3} & set(after_reload.sent), after_reload.sent
-    assert sorted({1, 2, 3, *after_reload.sent}) == list(range(1, 6))
+    assert resumed.sent, "the upload did not go on"
+    assert not {1, 2, 3} & set(resumed.sent), resumed.sent
+    assert sorted({1, 2, 3, *resumed.sent}) == list(range(1, 6))
     gate.release()
     [file] = await token_files(api, token)
     assert file["sha256"] == hashlib.sha256(content).hexdigest()
-    assert "Resuming 1 upload" in await page.locator("#notice").inner_text()
+    assert "Resuming 1 upload" in await shown.locator("#notice").inner_text()
 
 
 async def test_an_infected_file_shows_quarantined_with_the_reason(
@@ -301,18 +318,34 @@ async def test_a_page_of_another_origin_is_refused_with_a_clear_message(
     assert status == 403
 
 
-async def test_an_expired_token_is_refused_and_the_page_says_so(
-    page: Page, stack: Settings, api: httpx.AsyncClient, key_a: str, tmp_path: Path
+@pytest.mark.parametrize("ended", ["expired", "revoked"])
+async def test_a_token_that_ended_is_refused_and_the_page_says_so(
+    ended: str,
+    page: Page,
+    stack: Settings,
+    api: httpx.AsyncClient,
+    key_a: str,
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
 ) -> None:
     minted = await mint(api, key_a)
     await open_page(page, stack, minted["token"])
-    revoked = await api.delete(f"/v1/upload-tokens/{minted['id']}", headers=auth(key_a))
-    assert revoked.status_code == 204
-    await drop(page, write(tmp_path, "late.txt", b"too late\n"))
+    if ended == "expired":  # as if its hour had passed while the page stayed open
+        with sessions.begin() as session:
+            session.execute(
+                update(UploadToken)
+                .where(UploadToken.id == uuid.UUID(minted["id"]))
+                .values(expires_at=UploadToken.created_at)
+            )
+    else:
+        revoked = await api.delete(f"/v1/upload-tokens/{minted['id']}", headers=auth(key_a))
+        assert revoked.status_code == 204
+    name = f"late-{uuid.uuid4().hex}.txt"  # no other test's file has this name
+    await drop(page, write(tmp_path, name, b"too late\n"))
     notice = page.locator("#notice")
     await notice.wait_for()
     await page.wait_for_function(
         "() => document.querySelector('#notice').textContent.includes('expired')"
     )
     assert await page.locator("#sign-in").is_visible()
-    assert all(f["filename"] != "late.txt" for f in await token_files(api, key_a))
+    assert all(f["filename"] != name for f in await token_files(api, key_a))
