@@ -36,6 +36,7 @@ bench: install
 	$(VENV)/python -m bench.thumbnails
 	$(VENV)/python -m bench.ocr
 	$(VENV)/python -m bench.load
+	$(VENV)/python -m bench.orchestration
 	$(VENV)/python -m bench.browser_upload
 	$(VENV)/python -m bench.chaos
 

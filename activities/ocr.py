@@ -26,26 +26,12 @@ from temporalio.exceptions import ApplicationError
 from conveyor_core.db.models import BlobText
 from conveyor_core.db.session import transaction
 from conveyor_core.settings import Settings
+from conveyor_core.stage_rules import PDF, ocr_skip_reason
 from conveyor_core.types import INVALID_DOCUMENT_ERROR, BlobRef, OcrInput, OcrResult
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-PDF_TYPE = "application/pdf"
-IMAGE_TYPES = frozenset(
-    {
-        "image/jpeg",
-        "image/png",
-        "image/gif",
-        "image/webp",
-        "image/tiff",
-        "image/bmp",
-        "image/x-ms-bmp",  # libmagic's older name for BMP
-        "image/heic",
-        "image/heif",
-        "image/avif",
-    }
-)
 CHUNK_SIZE = 1024 * 1024
 # Subprocesses are polled this often, so a page that takes its whole timeout still
 # heartbeats (and can be cancelled): the heartbeat timeout never depends on the page timeout.
@@ -237,13 +223,14 @@ class OcrActivities:
     def ocr_blob(self, inp: OcrInput) -> OcrResult:
         """OCRs an image or the first `ocr_max_pages` pages of a PDF and stores the text."""
         blob = inp.blob
-        if blob.content_type != PDF_TYPE and blob.content_type not in IMAGE_TYPES:
-            return OcrResult(skipped_reason=f"no OCR for {blob.content_type}")
+        skipped = ocr_skip_reason(blob.content_type)
+        if skipped is not None:
+            return OcrResult(skipped_reason=skipped)
         with tempfile.TemporaryDirectory(prefix="conveyor-ocr-") as tmp:
             work = Path(tmp)
             source = work / "source"
             self._download(blob, source)
-            if blob.content_type == PDF_TYPE:
+            if blob.content_type == PDF:
                 texts, total = self._ocr_pdf(blob.sha256, source, work)
             else:
                 texts, total = self._ocr_image(source, work), 1

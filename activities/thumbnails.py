@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.ocr import Beat, CommandFailed, CommandTimedOut, run_command
 from conveyor_core.settings import Settings
+from conveyor_core.stage_rules import thumbnails_skip_reason
 from conveyor_core.types import (
     INVALID_IMAGE_ERROR,
     BlobRef,
@@ -201,8 +202,9 @@ class ThumbnailActivities:
     @activity.defn(name="make_thumbnails")
     def make_thumbnails(self, inp: ThumbnailsInput) -> ThumbnailsResult:
         blob = inp.blob
-        if blob.content_type not in IMAGE_FORMATS and blob.content_type != PDF_CONTENT_TYPE:
-            return ThumbnailsResult(skipped_reason=f"no thumbnails for {blob.content_type}")
+        skipped = thumbnails_skip_reason(blob.content_type)
+        if skipped is not None:
+            return ThumbnailsResult(skipped_reason=skipped)
         sizes = list(dict.fromkeys(inp.sizes))
         if not sizes or min(sizes) < 1:
             raise ApplicationError(

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
     from activities.verify import VerifyActivities
     from activities.webhooks import WebhookActivities
+    from conveyor_core.stage_rules import ocr_skip_reason, thumbnails_skip_reason
     from conveyor_core.types import (
         FILE_MISSING_ERROR,
         INVALID_DOCUMENT_ERROR,
@@ -130,6 +131,9 @@ SEAL_PATCH = "seal-before-verify"
 # A duplicate of bytes only another tenant held runs its stages at the owner's pace, as if
 # they ran for it: finishing at once would tell the tenant someone else holds these bytes.
 PACE_PATCH = "pace-other-tenants-duplicate"
+# Thumbnails and OCR are scheduled only for the types they apply to; the others are
+# recorded skipped with no activity (a text file had two that only answered "skipped").
+STAGE_RULES_PATCH = "schedule-only-stages-that-apply"
 # A worker that dies mid-activity is noticed when the heartbeats stop, and the activity
 # retried elsewhere: within these, not after the start-to-close timeout (minutes to hours).
 # Streaming stages beat on every chunk; CPU stages at least every 5 s (subprocesses polled),
@@ -500,6 +504,8 @@ class IngestWorkflow:
         return result
 
     async def _thumbnails(self, inp: IngestInput, blob: BlobRef) -> ThumbnailsResult | None:
+        if self._skipped_by_rule("thumbnails", thumbnails_skip_reason(blob.content_type)):
+            return None
         result = await self._stage(
             "thumbnails",
             make_thumbnails(
@@ -515,6 +521,8 @@ class IngestWorkflow:
         return result
 
     async def _ocr(self, inp: IngestInput, blob: BlobRef) -> OcrResult | None:
+        if self._skipped_by_rule("ocr", ocr_skip_reason(blob.content_type)):
+            return None
         result = await self._stage(
             "ocr",
             ocr_blob(
@@ -562,6 +570,16 @@ class IngestWorkflow:
             stage.duration_ms = int((workflow.now() - started).total_seconds() * 1000)
         stage.status = StageStatus.SUCCEEDED
         return result
+
+    def _skipped_by_rule(self, name: str, reason: str | None) -> bool:
+        """Records the stage skipped, with no activity, when it does not apply to the type
+        (not in a history from before the rule, which ran the activity to learn it)."""
+        if reason is None or not workflow.patched(STAGE_RULES_PATCH):
+            return False
+        stage = self._progress.stages[name]
+        stage.status, stage.detail, stage.duration_ms = StageStatus.SKIPPED, reason, 0
+        self._record_events()
+        return True
 
     def _record_optional_stage(self, name: str, skipped: str | None, detail: str | None) -> None:
         stage = self._progress.stages[name]

@@ -36,8 +36,10 @@ from workflows.ingest import IngestWorkflow
 
 pytestmark = pytest.mark.integration
 
-# The activities that process a file's bytes once they are verified: each runs once.
-ONCE = ("claim_blob", "scan_blob", "make_thumbnails", "ocr_blob", "commit_file")
+# The activities that process a file's bytes once they are verified: each runs once. (These
+# files are not images: thumbnails and OCR do not apply, and are not scheduled at all.)
+ONCE = ("claim_blob", "scan_blob", "commit_file")
+NEVER = ("make_thumbnails", "ocr_blob")
 
 
 # --- publishing as a store does ------------------------------------------------------------
@@ -164,6 +166,7 @@ async def assert_processed_once(
     signals, activities = await history(chain.temporal, workflow_id)
     assert activities["verify_object"] == verifies, activities
     assert {name: activities[name] for name in ONCE} == dict.fromkeys(ONCE, 1), activities
+    assert {name: activities[name] for name in NEVER} == dict.fromkeys(NEVER, 0), activities
 
     sha = hashlib.sha256(content).hexdigest()
     # The bytes were sent to the upload's incoming key and sealed under its sealed key.

@@ -100,13 +100,15 @@ async def test_a_stream_shows_every_transition_then_ends_with_the_terminal_statu
     assert (final.name, final.data["status"]) == ("status", "ready")
     assert all(e.data["status"] not in TERMINAL for e in rest[:-1])
     stages = [(e.data["stage"], e.data["status"]) for e in rest if e.name == "stage"]
-    for stage in ("verify", "scan", "thumbnails", "ocr"):
+    for stage in ("verify", "scan"):
         assert (stage, "running") in stages, stages
         assert stages.index((stage, "running")) < max(
             i for i, (name, _) in enumerate(stages) if name == stage
         )
     assert ("verify", "succeeded") in stages and ("scan", "succeeded") in stages
-    assert ("thumbnails", "skipped") in stages  # text has no thumbnail
+    # Text has no thumbnail and no OCR: skipped at once, never running.
+    for stage in ("thumbnails", "ocr"):
+        assert [s for s in stages if s[0] == stage] == [(stage, "skipped")], stages
 
     # The terminal event is sent only once it is committed: the file says the same.
     body = (await api.get(f"/v1/files/{file_id}", headers=auth(key_a))).json()

