@@ -134,6 +134,11 @@ PACE_PATCH = "pace-other-tenants-duplicate"
 # Thumbnails and OCR are scheduled only for the types they apply to; the others are
 # recorded skipped with no activity (a text file had two that only answered "skipped").
 STAGE_RULES_PATCH = "schedule-only-stages-that-apply"
+# The blob's claim, the outcome's commit and the webhooks' enqueue are short Postgres
+# transactions: run as local activities (in the workflow's own worker, one marker in the
+# history) instead of activity tasks the server schedules, dispatches and records in three
+# events each, with a workflow task after each.
+LOCAL_DB_PATCH = "database-steps-as-local-activities"
 # A worker that dies mid-activity is noticed when the heartbeats stop, and the activity
 # retried elsewhere: within these, not after the start-to-close timeout (minutes to hours).
 # Streaming stages beat on every chunk; CPU stages at least every 5 s (subprocesses polled),
@@ -189,8 +194,10 @@ def failure_reason(error: ActivityError) -> str:
     return str(cause or error)
 
 
-def _file_missing(error: ActivityError) -> bool:
-    return isinstance(error.cause, ApplicationError) and error.cause.type == FILE_MISSING_ERROR
+def _file_missing(error: ActivityError | ApplicationError) -> bool:
+    # A local activity's failure comes as its own error, not wrapped in an ActivityError.
+    cause = error.cause if isinstance(error, ActivityError) else error
+    return isinstance(cause, ApplicationError) and cause.type == FILE_MISSING_ERROR
 
 
 @workflow.defn
@@ -368,19 +375,29 @@ class IngestWorkflow:
     # --- dedup and the stages ------------------------------------------------------------
 
     async def _claim_and_process(self, inp: IngestInput, mine: BlobRef) -> IngestResult:
+        claiming = ClaimInput(file_id=inp.file_id, blob=mine, existing_only=inp.deduplicated)
+        # A DEDUPLICATED upload claims at once, retrying until the API's row is visible; a
+        # row that never comes (the API failed after starting this workflow) must not keep
+        # it retrying forever.
+        claim_deadline = timedelta(seconds=inp.expire_after_seconds) if inp.deduplicated else None
         try:
-            claim: ClaimResult = await workflow.execute_activity_method(
-                DedupActivities.claim_blob,
-                ClaimInput(file_id=inp.file_id, blob=mine, existing_only=inp.deduplicated),
-                start_to_close_timeout=timedelta(seconds=30),
-                # A DEDUPLICATED upload claims at once, retrying until the API's row is
-                # visible; a row that never comes (the API failed after starting this
-                # workflow) must not keep it retrying forever.
-                schedule_to_close_timeout=(
-                    timedelta(seconds=inp.expire_after_seconds) if inp.deduplicated else None
-                ),
-                retry_policy=DATABASE_RETRY,
-            )
+            # A DEDUPLICATED claim keeps its deadline as an activity task: a local activity's
+            # retries are not bounded by schedule_to_close.
+            if not inp.deduplicated and workflow.patched(LOCAL_DB_PATCH):
+                claim: ClaimResult = await workflow.execute_local_activity_method(
+                    DedupActivities.claim_blob,
+                    claiming,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=DATABASE_RETRY,
+                )
+            else:
+                claim = await workflow.execute_activity_method(
+                    DedupActivities.claim_blob,
+                    claiming,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    schedule_to_close_timeout=claim_deadline,
+                    retry_policy=DATABASE_RETRY,
+                )
         except ActivityError as e:
             # Out of time: a timeout, or (between retries) the last attempt's own error.
             timed_out = isinstance(e.cause, TimeoutError) or e.retry_state == RetryState.TIMEOUT
@@ -693,24 +710,33 @@ class IngestWorkflow:
         # The terminal event is recorded (and kept with the outcome) before the commit; the
         # status query turns terminal only once Postgres holds the outcome.
         self._record_events(status, detail)
-        await workflow.execute_activity_method(
-            MetadataActivities.commit_file,
-            CommitInput(
-                file_id=inp.file_id,
-                status=status,
-                detail=detail,
-                stages=self._progress.stages,
-                blob_sha256=blob.sha256 if blob else None,
-                blob_status=blob_status,
-                blob_stages={n: self._progress.stages[n] for n in PROCESSING_STAGES},
-                thumbnails=thumbnails or [],
-                public_key=public_key,
-                events=list(self._events),
-                retried_stages=self._retried_stages,
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=DATABASE_RETRY,
+        commit = CommitInput(
+            file_id=inp.file_id,
+            status=status,
+            detail=detail,
+            stages=self._progress.stages,
+            blob_sha256=blob.sha256 if blob else None,
+            blob_status=blob_status,
+            blob_stages={n: self._progress.stages[n] for n in PROCESSING_STAGES},
+            thumbnails=thumbnails or [],
+            public_key=public_key,
+            events=list(self._events),
+            retried_stages=self._retried_stages,
         )
+        if workflow.patched(LOCAL_DB_PATCH):
+            await workflow.execute_local_activity_method(
+                MetadataActivities.commit_file,
+                commit,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=DATABASE_RETRY,
+            )
+        else:
+            await workflow.execute_activity_method(
+                MetadataActivities.commit_file,
+                commit,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=DATABASE_RETRY,
+            )
         self._progress.detail = detail
         self._set_status(status)
         await self._notify_webhooks(inp, status)
@@ -725,7 +751,7 @@ class IngestWorkflow:
         nothing of it is left (its upload was discarded). Not a failed workflow."""
         try:
             return await self._finish(inp, status, detail)
-        except ActivityError as e:
+        except (ActivityError, ApplicationError) as e:
             if not _file_missing(e):
                 raise
             return IngestResult(status=status, detail="the upload was never committed")
@@ -736,12 +762,21 @@ class IngestWorkflow:
         hours delays nothing here."""
         if not workflow.patched("webhooks"):
             return  # a history from before webhooks: replay it as it ran
-        queued = await workflow.execute_activity_method(
-            WebhookActivities.enqueue_webhooks,
-            EnqueueWebhooksInput(file_id=inp.file_id, status=status),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=DATABASE_RETRY,
-        )
+        enqueue = EnqueueWebhooksInput(file_id=inp.file_id, status=status)
+        if workflow.patched(LOCAL_DB_PATCH):
+            queued = await workflow.execute_local_activity_method(
+                WebhookActivities.enqueue_webhooks,
+                enqueue,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=DATABASE_RETRY,
+            )
+        else:
+            queued = await workflow.execute_activity_method(
+                WebhookActivities.enqueue_webhooks,
+                enqueue,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=DATABASE_RETRY,
+            )
 
         async def start(delivery_id: str) -> None:
             try:

@@ -29,7 +29,7 @@ from conveyor_core.db.models import Blob, File, Upload
 from conveyor_core.events import ObjectCreated, to_s3_record
 from conveyor_core.settings import Settings
 from tests.helpers import assert_eventually
-from tests.integration.inspection import head_status
+from tests.integration.inspection import activity_types, head_status
 from tests.integration.uploads import auth, declare, put, sample_bytes, wait_for_status
 from workers.stack import manage
 from workflows.ingest import IngestWorkflow
@@ -98,15 +98,13 @@ def object_keys(sessions: sessionmaker[Session], upload_id: str) -> tuple[str, s
 
 
 async def history(temporal: Client, workflow_id: str) -> tuple[int, Counter[str]]:
-    """(signals received, activities scheduled by type) of the workflow's run."""
-    events = (await temporal.get_workflow_handle(workflow_id).fetch_history()).events
-    signals = sum(e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED for e in events)
-    activities = Counter(
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    """(signals received, activities run by type, local ones included) of the workflow's
+    run."""
+    history = await temporal.get_workflow_handle(workflow_id).fetch_history()
+    signals = sum(
+        e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED for e in history.events
     )
-    return signals, activities
+    return signals, Counter(activity_types(history))
 
 
 def outcome(file: dict[str, Any]) -> dict[str, Any]:
