@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from PIL import Image, ImageDraw
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 from api.routes.ui import MAX_PART_SIZE, PART_SIZE
 from bench.upload import random_file
@@ -58,13 +60,22 @@ def photo(path: Path, seed: int) -> Path:
     return path
 
 
-async def _page_upload(browser: Browser, settings: Settings, token: str, path: Path) -> float:
-    """Seconds from the drop to Uppy's upload-success, in a fresh browser profile."""
+@contextlib.asynccontextmanager
+async def _ui_page(browser: Browser, settings: Settings, token: str) -> AsyncIterator[Page]:
+    """The upload page holding the token, in a fresh browser profile (no cache, no state)."""
     context = await browser.new_context()
     try:
         page = await context.new_page()
         await page.goto(f"{settings.api_url}/ui#token={token}")
         await page.wait_for_selector("#workspace:not([hidden]) .uppy-Dashboard")
+        yield page
+    finally:
+        await context.close()
+
+
+async def _page_upload(browser: Browser, settings: Settings, token: str, path: Path) -> float:
+    """Seconds from the drop to Uppy's upload-success, in a fresh browser profile."""
+    async with _ui_page(browser, settings, token) as page:
         await page.evaluate(
             "() => { window.benchDone = new Promise((done, failed) => {"
             " window.conveyorUppy.once('upload-success', done);"
@@ -74,8 +85,6 @@ async def _page_upload(browser: Browser, settings: Settings, token: str, path: P
         await page.locator("input.uppy-Dashboard-input").first.set_input_files(path)
         await page.evaluate("() => window.benchDone.then(() => true)")
         return time.perf_counter() - started
-    finally:
-        await context.close()
 
 
 # Bytes only, from the same page: the parts signed first, then PUT 6 at a time (Chromium's
@@ -113,11 +122,7 @@ async def _page_bare_parts(
     browser: Browser, settings: Settings, token: str, path: Path, part_size: int
 ) -> float:
     """Seconds the page's browser takes to send the file's parts with nothing but fetch."""
-    context = await browser.new_context()
-    try:
-        page = await context.new_page()
-        await page.goto(f"{settings.api_url}/ui#token={token}")
-        await page.wait_for_selector("#workspace:not([hidden]) .uppy-Dashboard")
+    async with _ui_page(browser, settings, token) as page:
         await page.evaluate(
             "() => document.body.append(Object.assign(document.createElement('input'),"
             " {type: 'file', id: 'bench-file'}))"
@@ -125,17 +130,11 @@ async def _page_bare_parts(
         await page.locator("#bench-file").set_input_files(path)
         seconds: float = await page.evaluate(_BARE_PARTS, {"token": token, "partSize": part_size})
         return seconds
-    finally:
-        await context.close()
 
 
 async def _page_thumbnail(browser: Browser, settings: Settings, token: str, path: Path) -> float:
     """Seconds from the drop to the file's thumbnail loaded on the page."""
-    context = await browser.new_context()
-    try:
-        page = await context.new_page()
-        await page.goto(f"{settings.api_url}/ui#token={token}")
-        await page.wait_for_selector("#workspace:not([hidden]) .uppy-Dashboard")
+    async with _ui_page(browser, settings, token) as page:
         started = time.perf_counter()
         await page.locator("input.uppy-Dashboard-input").first.set_input_files(path)
         await page.wait_for_function(
@@ -144,8 +143,6 @@ async def _page_thumbnail(browser: Browser, settings: Settings, token: str, path
             timeout=120_000,
         )
         return time.perf_counter() - started
-    finally:
-        await context.close()
 
 
 def _settle(client: Client, timeout: float = 300) -> None:

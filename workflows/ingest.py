@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         DeliverWebhookInput,
         DiscardInput,
         EnqueueWebhooksInput,
+        EnqueueWebhooksResult,
         EventsPage,
         EventsQuery,
         FileStatus,
@@ -198,6 +199,18 @@ def _file_missing(error: ActivityError | ApplicationError) -> bool:
     # A local activity's failure comes as its own error, not wrapped in an ActivityError.
     cause = error.cause if isinstance(error, ActivityError) else error
     return isinstance(cause, ApplicationError) and cause.type == FILE_MISSING_ERROR
+
+
+def _database_step(method: Callable[[Any, Any], Any], arg: Any) -> Awaitable[Any]:
+    """A short Postgres step (claim, commit, enqueue): a local activity, but an activity task
+    in a history from before LOCAL_DB_PATCH, which replays as it ran."""
+    options: dict[str, Any] = {
+        "start_to_close_timeout": timedelta(seconds=30),
+        "retry_policy": DATABASE_RETRY,
+    }
+    if workflow.patched(LOCAL_DB_PATCH):
+        return workflow.execute_local_activity_method(method, arg, **options)
+    return workflow.execute_activity_method(method, arg, **options)
 
 
 @workflow.defn
@@ -383,13 +396,8 @@ class IngestWorkflow:
         try:
             # A DEDUPLICATED claim keeps its deadline as an activity task: a local activity's
             # retries are not bounded by schedule_to_close.
-            if not inp.deduplicated and workflow.patched(LOCAL_DB_PATCH):
-                claim: ClaimResult = await workflow.execute_local_activity_method(
-                    DedupActivities.claim_blob,
-                    claiming,
-                    start_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=DATABASE_RETRY,
-                )
+            if not inp.deduplicated:
+                claim: ClaimResult = await _database_step(DedupActivities.claim_blob, claiming)
             else:
                 claim = await workflow.execute_activity_method(
                     DedupActivities.claim_blob,
@@ -723,20 +731,7 @@ class IngestWorkflow:
             events=list(self._events),
             retried_stages=self._retried_stages,
         )
-        if workflow.patched(LOCAL_DB_PATCH):
-            await workflow.execute_local_activity_method(
-                MetadataActivities.commit_file,
-                commit,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=DATABASE_RETRY,
-            )
-        else:
-            await workflow.execute_activity_method(
-                MetadataActivities.commit_file,
-                commit,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=DATABASE_RETRY,
-            )
+        await _database_step(MetadataActivities.commit_file, commit)
         self._progress.detail = detail
         self._set_status(status)
         await self._notify_webhooks(inp, status)
@@ -763,20 +758,9 @@ class IngestWorkflow:
         if not workflow.patched("webhooks"):
             return  # a history from before webhooks: replay it as it ran
         enqueue = EnqueueWebhooksInput(file_id=inp.file_id, status=status)
-        if workflow.patched(LOCAL_DB_PATCH):
-            queued = await workflow.execute_local_activity_method(
-                WebhookActivities.enqueue_webhooks,
-                enqueue,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=DATABASE_RETRY,
-            )
-        else:
-            queued = await workflow.execute_activity_method(
-                WebhookActivities.enqueue_webhooks,
-                enqueue,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=DATABASE_RETRY,
-            )
+        queued: EnqueueWebhooksResult = await _database_step(
+            WebhookActivities.enqueue_webhooks, enqueue
+        )
 
         async def start(delivery_id: str) -> None:
             try:

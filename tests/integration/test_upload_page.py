@@ -34,7 +34,6 @@ from workers.stack.signatures import eicar
 CHROMIUM = os.environ.get("CONVEYOR_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = REPO / "test-results" / "screenshots"
 MIB = 1024 * 1024
-PART = 8 * MIB  # the page's part size (api/routes/ui.py)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -68,7 +67,11 @@ async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterato
 
 async def open_page(page: Page, stack: Settings, token: str, host: str | None = None) -> None:
     base = stack.api_url if host is None else f"http://{host}:{stack.api_port}"
-    await page.goto(f"{base}/ui#token={token}")
+    await open_address(page, f"{base}/ui#token={token}")
+
+
+async def open_address(page: Page, address: str) -> None:
+    await page.goto(address)
     await page.wait_for_selector("#workspace:not([hidden]) .uppy-Dashboard")
 
 
@@ -141,6 +144,22 @@ async def drop_multipart(page: Page, path: Path) -> str:
     return str(body["uploadId"])
 
 
+async def start_gated_upload(
+    page: Page, api: httpx.AsyncClient, token: str, path: Path, landed: int
+) -> tuple[PartGate, str]:
+    """Drops the file, lets the store take its first `landed` parts and holds the others;
+    returns once the store holds exactly those, with the gate and the upload's id."""
+    gate = PartGate(passes=lambda n: n <= landed)
+    await gate.install(page)
+    upload_id = await drop_multipart(page, path)
+
+    async def first_parts_held() -> None:
+        assert await held_parts(api, token, upload_id) == list(range(1, landed + 1))
+
+    await assert_eventually(first_parts_held, timeout=30, interval=0.2)
+    return gate, upload_id
+
+
 def pause_button(page: Page, title: str) -> Any:
     return page.locator(f'button[data-cy="togglePauseResume"][title="{title}"]')
 
@@ -159,8 +178,7 @@ async def test_a_photo_goes_up_by_form_post_and_its_thumbnail_shows(
     address = link.stdout.strip()
     assert address.startswith(f"{stack.api_url}/ui#token=cvu_"), address
     token = address.split("#token=")[1]
-    await page.goto(address)
-    await page.wait_for_selector("#workspace:not([hidden]) .uppy-Dashboard")
+    await open_address(page, address)
     assert "#token" not in page.url  # out of the address bar once read
     photo = write(tmp_path, "harbour.jpg", samples.text_image("harbour at dawn", fmt="JPEG"))
     posted: list[str] = []
@@ -188,14 +206,7 @@ async def test_a_large_file_goes_up_in_parts_pauses_and_resumes(
     await open_page(page, stack, token)
     content = os.urandom(40 * MIB)
     big = write(tmp_path, "forty.bin", content)
-    gate = PartGate(passes=lambda n: n <= 2)
-    await gate.install(page)
-    upload_id = await drop_multipart(page, big)
-
-    async def two_parts_held() -> None:
-        assert await held_parts(api, token, upload_id) == [1, 2]
-
-    await assert_eventually(two_parts_held, timeout=30, interval=0.2)
+    gate, upload_id = await start_gated_upload(page, api, token, big, landed=2)
     await pause_button(page, "Pause").click()
     await pause_button(page, "Resume").wait_for()
     # From here the store takes every part the page sends (the held requests were aborted
@@ -229,14 +240,7 @@ async def test_an_interrupted_upload_resumes_without_resending_held_parts(
     await open_page(page, stack, token)
     content = os.urandom(40 * MIB)
     big = write(tmp_path, "interrupted.bin", content)
-    gate = PartGate(passes=lambda n: n <= 3)
-    await gate.install(page)
-    upload_id = await drop_multipart(page, big)
-
-    async def three_parts_held() -> None:
-        assert await held_parts(api, token, upload_id) == [1, 2, 3]
-
-    await assert_eventually(three_parts_held, timeout=30, interval=0.2)
+    gate, _ = await start_gated_upload(page, api, token, big, landed=3)
     await asyncio.sleep(1.5)  # Golden Retriever writes its state at most every second or so
     resumed = PartGate(passes=lambda n: True)
     if interruption == "reload":
