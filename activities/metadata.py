@@ -66,6 +66,70 @@ def share_stages(session: Session, sha256: str, stages: dict[str, StageState]) -
     )
 
 
+def record_outcome(session: Session, inp: CommitInput) -> bool:
+    """Records a file's outcome (its row, events and blob); idempotent. True when this call
+    finished the file, False when a retry finds its own earlier commit (or a ready file's
+    retried stages were recorded)."""
+    if session.get(File, uuid.UUID(inp.file_id)) is None:
+        # Checked first: the events' foreign key would fail instead, as a transient
+        # error retried forever (DATABASE_RETRY) for a row that will never come.
+        raise ApplicationError(
+            f"file {inp.file_id} has no row", type=FILE_MISSING_ERROR, non_retryable=True
+        )
+    if inp.events:
+        session.execute(
+            insert(FileEvent)
+            .values(
+                [
+                    {
+                        "file_id": uuid.UUID(inp.file_id),
+                        "seq": e.seq,
+                        "kind": e.kind,
+                        "stage": e.stage,
+                        "status": e.status,
+                        "detail": (e.detail or "")[:1024] or None,
+                        "at": datetime.fromisoformat(e.at),
+                    }
+                    for e in inp.events
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["file_id", "seq"])
+        )
+    if inp.blob_status is not None and inp.blob_sha256 is not None:
+        session.execute(
+            update(Blob)
+            .where(Blob.sha256 == inp.blob_sha256)
+            .values(
+                status=inp.blob_status.value,
+                stages=stages_json(inp.blob_stages),
+                thumbnails=thumbnails_json(inp.thumbnails),
+            )
+        )
+    if inp.public_key is not None and inp.blob_sha256 is not None:
+        session.execute(
+            update(Blob).where(Blob.sha256 == inp.blob_sha256).values(public_key=inp.public_key)
+        )
+    values: dict[str, Any] = {
+        "status": inp.status.value,
+        "status_detail": inp.detail,
+        "stages": stages_json(inp.stages),
+        "updated_at": func.now(),
+    }
+    if inp.status is FileStatus.READY:
+        values["ready_at"] = func.now()
+    changed = session.execute(
+        update(File)
+        .where(File.id == uuid.UUID(inp.file_id), File.status.in_(NON_TERMINAL))
+        .values(**values)
+        .returning(File.id)
+    ).first()
+    if changed is None:
+        if not (inp.retried_stages and _commit_retried_ready_file(session, inp)):
+            _require_status(session, inp.file_id, inp.status)
+        return False
+    return True
+
+
 class MetadataActivities:
     def __init__(self, sessions: sessionmaker[Session], quarantine_bucket: str) -> None:
         self._sessions = sessions
@@ -74,67 +138,9 @@ class MetadataActivities:
     @activity.defn(name="commit_file")
     def commit_file(self, inp: CommitInput) -> None:
         with transaction(self._sessions) as session:
-            if session.get(File, uuid.UUID(inp.file_id)) is None:
-                # Checked first: the events' foreign key would fail instead, as a transient
-                # error retried forever (DATABASE_RETRY) for a row that will never come.
-                raise ApplicationError(
-                    f"file {inp.file_id} has no row", type=FILE_MISSING_ERROR, non_retryable=True
-                )
-            if inp.events:
-                session.execute(
-                    insert(FileEvent)
-                    .values(
-                        [
-                            {
-                                "file_id": uuid.UUID(inp.file_id),
-                                "seq": e.seq,
-                                "kind": e.kind,
-                                "stage": e.stage,
-                                "status": e.status,
-                                "detail": (e.detail or "")[:1024] or None,
-                                "at": datetime.fromisoformat(e.at),
-                            }
-                            for e in inp.events
-                        ]
-                    )
-                    .on_conflict_do_nothing(index_elements=["file_id", "seq"])
-                )
-            if inp.blob_status is not None and inp.blob_sha256 is not None:
-                session.execute(
-                    update(Blob)
-                    .where(Blob.sha256 == inp.blob_sha256)
-                    .values(
-                        status=inp.blob_status.value,
-                        stages=stages_json(inp.blob_stages),
-                        thumbnails=thumbnails_json(inp.thumbnails),
-                    )
-                )
-            if inp.public_key is not None and inp.blob_sha256 is not None:
-                session.execute(
-                    update(Blob)
-                    .where(Blob.sha256 == inp.blob_sha256)
-                    .values(public_key=inp.public_key)
-                )
-            values: dict[str, Any] = {
-                "status": inp.status.value,
-                "status_detail": inp.detail,
-                "stages": stages_json(inp.stages),
-                "updated_at": func.now(),
-            }
-            if inp.status is FileStatus.READY:
-                values["ready_at"] = func.now()
-            changed = session.execute(
-                update(File)
-                .where(File.id == uuid.UUID(inp.file_id), File.status.in_(NON_TERMINAL))
-                .values(**values)
-                .returning(File.id)
-            ).first()
-            if changed is None:
-                if inp.retried_stages and _commit_retried_ready_file(session, inp):
-                    return
-                _require_status(session, inp.file_id, inp.status)
-                return
-        FILES_FINISHED.labels(inp.status.value).inc()
+            finished = record_outcome(session, inp)
+        if finished:
+            FILES_FINISHED.labels(inp.status.value).inc()
 
     @activity.defn(name="record_blob_stage")
     def record_blob_stage(self, inp: RecordStageInput) -> bool:

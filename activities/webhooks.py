@@ -114,6 +114,79 @@ def webhook_body(
     return json.dumps(payload, separators=(",", ":"))
 
 
+def enqueue_deliveries(session: Session, file_id: str, status: FileStatus) -> list[str]:
+    """Inserts one pending delivery per endpoint of the file's tenant subscribed to the
+    event of `status` (a retry finds the rows it made); returns the pending ones' ids."""
+    event = event_for(status)
+    if event is None:
+        return []
+    file = session.get(File, uuid.UUID(file_id), populate_existing=True)
+    if file is None:
+        raise ApplicationError(
+            f"file {file_id} has no row", type=FILE_MISSING_ERROR, non_retryable=True
+        )
+    endpoints = (
+        session.execute(
+            select(WebhookEndpoint.id).where(
+                WebhookEndpoint.tenant_id == file.tenant_id,
+                WebhookEndpoint.deleted_at.is_(None),
+                WebhookEndpoint.disabled_at.is_(None),
+                WebhookEndpoint.events.contains([event]),
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not endpoints:
+        return []
+    created_at = datetime.now(UTC)
+    rows = []
+    for endpoint_id in endpoints:
+        delivery_id = uuid.uuid4()
+        rows.append(
+            {
+                "id": delivery_id,
+                "endpoint_id": endpoint_id,
+                "file_id": file.id,
+                "event": event,
+                "body": webhook_body(delivery_id, event, created_at, file, status),
+                "status": DeliveryStatus.PENDING.value,
+                "created_at": created_at,
+            }
+        )
+    session.execute(
+        insert(WebhookDelivery)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["endpoint_id", "file_id", "event"])
+    )
+    pending = (
+        session.execute(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.file_id == file.id,
+                WebhookDelivery.event == event,
+                WebhookDelivery.endpoint_id.in_(endpoints),
+                WebhookDelivery.status == DeliveryStatus.PENDING.value,
+            )
+            .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
+        )
+        .scalars()
+        .all()
+    )
+    return [str(d) for d in pending]
+
+
+def enqueued(settings: Settings, delivery_ids: list[str]) -> EnqueueWebhooksResult:
+    """The deliveries to start, with the retry policy from the worker's settings."""
+    return EnqueueWebhooksResult(
+        delivery_ids=delivery_ids,
+        task_queue=settings.webhooks_task_queue,
+        retry_initial_seconds=settings.webhook_retry_initial_seconds,
+        retry_max_interval_seconds=settings.webhook_retry_max_interval_seconds,
+        deadline_seconds=settings.webhook_delivery_deadline_hours * 3600,
+    )
+
+
 class WebhookActivities:
     def __init__(
         self,
@@ -131,75 +204,9 @@ class WebhookActivities:
     def enqueue_webhooks(self, inp: EnqueueWebhooksInput) -> EnqueueWebhooksResult:
         """Inserts one pending delivery per endpoint of the file's tenant subscribed to its
         event (a retry finds the rows it made) and names the pending ones to start."""
-        event = event_for(inp.status)
-        if event is None:
-            return self._enqueued([])
-        file_id = uuid.UUID(inp.file_id)
         with transaction(self._sessions) as session:
-            file = session.get(File, file_id)
-            if file is None:
-                raise ApplicationError(
-                    f"file {inp.file_id} has no row", type=FILE_MISSING_ERROR, non_retryable=True
-                )
-            endpoints = (
-                session.execute(
-                    select(WebhookEndpoint.id).where(
-                        WebhookEndpoint.tenant_id == file.tenant_id,
-                        WebhookEndpoint.deleted_at.is_(None),
-                        WebhookEndpoint.disabled_at.is_(None),
-                        WebhookEndpoint.events.contains([event]),
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            if not endpoints:
-                return self._enqueued([])
-            created_at = datetime.now(UTC)
-            rows = []
-            for endpoint_id in endpoints:
-                delivery_id = uuid.uuid4()
-                rows.append(
-                    {
-                        "id": delivery_id,
-                        "endpoint_id": endpoint_id,
-                        "file_id": file_id,
-                        "event": event,
-                        "body": webhook_body(delivery_id, event, created_at, file, inp.status),
-                        "status": DeliveryStatus.PENDING.value,
-                        "created_at": created_at,
-                    }
-                )
-            session.execute(
-                insert(WebhookDelivery)
-                .values(rows)
-                .on_conflict_do_nothing(index_elements=["endpoint_id", "file_id", "event"])
-            )
-            pending = (
-                session.execute(
-                    select(WebhookDelivery.id)
-                    .where(
-                        WebhookDelivery.file_id == file_id,
-                        WebhookDelivery.event == event,
-                        WebhookDelivery.endpoint_id.in_(endpoints),
-                        WebhookDelivery.status == DeliveryStatus.PENDING.value,
-                    )
-                    .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
-                )
-                .scalars()
-                .all()
-            )
-        return self._enqueued([str(d) for d in pending])
-
-    def _enqueued(self, delivery_ids: list[str]) -> EnqueueWebhooksResult:
-        s = self._settings
-        return EnqueueWebhooksResult(
-            delivery_ids=delivery_ids,
-            task_queue=s.webhooks_task_queue,
-            retry_initial_seconds=s.webhook_retry_initial_seconds,
-            retry_max_interval_seconds=s.webhook_retry_max_interval_seconds,
-            deadline_seconds=s.webhook_delivery_deadline_hours * 3600,
-        )
+            pending = enqueue_deliveries(session, inp.file_id, inp.status)
+        return enqueued(self._settings, pending)
 
     @activity.defn(name="deliver_webhook")
     def deliver_webhook(self, inp: DeliverWebhookInput) -> DeliverWebhookResult:

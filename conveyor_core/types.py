@@ -422,6 +422,14 @@ class SealInput:
 
 
 @dataclass(frozen=True)
+class SealAndVerifyInput:
+    """A landed upload sealed, then its sealed object verified, in one activity task."""
+
+    seal: SealInput
+    verify: VerifyInput
+
+
+@dataclass(frozen=True)
 class SealResult:
     landed: bool  # False: nothing under either key yet (an event came before its object)
 

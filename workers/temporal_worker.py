@@ -23,8 +23,10 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.dedup import DedupActivities
+from activities.intake import IntakeActivities
 from activities.metadata import MetadataActivities
 from activities.ocr import OcrActivities
+from activities.outcome import OutcomeActivities
 from activities.publish import PublishActivities
 from activities.reprocess import ReprocessActivities
 from activities.scan import ScanActivities
@@ -58,7 +60,6 @@ INGEST_WORKFLOWS = [
     SweepWorkflow,
 ]
 
-
 def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any]]]:
     """Each task queue's activities, built once with the clients they share."""
     s3 = make_s3_client(settings)
@@ -68,16 +69,19 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
     verify = VerifyActivities(s3)
     store = StoreActivities(s3)
     seal = SealActivities(s3, make_object_mover(settings, s3), sessions)
+    intake = IntakeActivities(seal, verify)
     dedup = DedupActivities(sessions)
     metadata = MetadataActivities(sessions, settings.quarantine_bucket)
     publish = PublishActivities(s3, settings, sessions)
     thumbnails = ThumbnailActivities(s3, settings)
     ocr = OcrActivities(s3, sessions, settings)
     webhooks = WebhookActivities(sessions, settings)
+    outcome = OutcomeActivities(sessions, settings)
     reprocess = ReprocessActivities(sessions)
     sweep = SweepActivities(s3, sessions, settings)
     return {
         settings.ingest_task_queue: [
+            intake.seal_and_verify,
             seal.seal_upload,
             verify.verify_object,
             store.probe_object,
@@ -88,6 +92,7 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
             dedup.claim_blob,
             dedup.await_blob,
             dedup.claim_retry,
+            outcome.commit_outcome,
             metadata.commit_file,
             metadata.release_blob,
             metadata.finish_release,

@@ -26,7 +26,9 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from activities.dedup import DedupActivities
+    from activities.intake import IntakeActivities
     from activities.metadata import MetadataActivities
+    from activities.outcome import OutcomeActivities
     from activities.seal import SealActivities
     from activities.store import StoreActivities
     from activities.verify import VerifyActivities
@@ -68,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
         RetryRequest,
         ScanInput,
         ScanResult,
+        SealAndVerifyInput,
         SealInput,
         SealResult,
         StageState,
@@ -140,6 +143,11 @@ STAGE_RULES_PATCH = "schedule-only-stages-that-apply"
 # history) instead of activity tasks the server schedules, dispatches and records in three
 # events each, with a workflow task after each.
 LOCAL_DB_PATCH = "database-steps-as-local-activities"
+# Every patch records a marker and upserts TemporalChangeVersion (a visibility write) in each
+# new run: a run started now records this one alone, and does all the patches above say.
+# Histories from before it replay through them, as they ran. It also seals and verifies in
+# one activity, and commits the outcome and enqueues its webhooks in one local activity.
+CURRENT_PATCH = "ingest-2026-12"
 # A worker that dies mid-activity is noticed when the heartbeats stop, and the activity
 # retried elsewhere: within these, not after the start-to-close timeout (minutes to hours).
 # Streaming stages beat on every chunk; CPU stages at least every 5 s (subprocesses polled),
@@ -201,14 +209,14 @@ def _file_missing(error: ActivityError | ApplicationError) -> bool:
     return isinstance(cause, ApplicationError) and cause.type == FILE_MISSING_ERROR
 
 
-def _database_step(method: Callable[[Any, Any], Any], arg: Any) -> Awaitable[Any]:
+def _database_step(method: Callable[[Any, Any], Any], arg: Any, *, local: bool) -> Awaitable[Any]:
     """A short Postgres step (claim, commit, enqueue): a local activity, but an activity task
     in a history from before LOCAL_DB_PATCH, which replays as it ran."""
     options: dict[str, Any] = {
         "start_to_close_timeout": timedelta(seconds=30),
         "retry_policy": DATABASE_RETRY,
     }
-    if workflow.patched(LOCAL_DB_PATCH):
+    if local:
         return workflow.execute_local_activity_method(method, arg, **options)
     return workflow.execute_activity_method(method, arg, **options)
 
@@ -227,6 +235,7 @@ class IngestWorkflow:
         self._event_seq_offset = 0
         self._last_seen: dict[str, tuple[str, str | None]] = {}  # "" is the file status
         self._retried_stages: list[str] = []  # a ready file's retry: the stages it re-runs
+        self._current = False  # CURRENT_PATCH: this run does what every patch says
 
     @workflow.signal
     def object_uploaded(self, event: ObjectUploaded) -> None:
@@ -248,6 +257,7 @@ class IngestWorkflow:
 
     @workflow.run
     async def run(self, inp: IngestInput) -> IngestResult:
+        self._current = workflow.patched(CURRENT_PATCH)
         self._progress.file_id = inp.file_id
         self._event_seq_offset = inp.event_seq_offset
         if inp.retry is not None:
@@ -286,11 +296,11 @@ class IngestWorkflow:
                 return await self._finish_unless_uncommitted(inp, status, detail)
 
             self._set_status(FileStatus.PROCESSING)
-            if workflow.patched(SEAL_PATCH):
-                held = ObjectRef(
-                    bucket=inp.bucket,
-                    key=inp.sealed_key or tenant_sealed_key(inp.tenant_id, inp.upload_id),
-                )
+            if self._current:
+                held = self._sealed_ref(inp)
+                verified = await self._verify(inp, held, sealing=self._seal_input(inp, held))
+            elif workflow.patched(SEAL_PATCH):
+                held = self._sealed_ref(inp)
                 if (await self._seal(inp, held)).landed:
                     verified = await self._verify(inp, held)
                 else:
@@ -298,7 +308,7 @@ class IngestWorkflow:
             else:
                 held = own
                 verified = await self._verify(inp, held)
-            if not (verified.missing and workflow.patched(EARLY_EVENT_PATCH)):
+            if not (verified.missing and self._patched(EARLY_EVENT_PATCH)):
                 break
             # The event came before its object (or named an object that never came): the
             # upload still waits for its bytes, until the same deadline.
@@ -342,42 +352,69 @@ class IngestWorkflow:
                 interval = min(interval * 2, RECONCILE_MAX_INTERVAL)
         return self._uploaded is not None and not self._cancel_requested
 
+    def _patched(self, patch_id: str) -> bool:
+        """workflow.patched(patch_id), without its marker in a run that CURRENT_PATCH covers."""
+        return self._current or workflow.patched(patch_id)
+
+    @staticmethod
+    def _sealed_ref(inp: IngestInput) -> ObjectRef:
+        key = inp.sealed_key or tenant_sealed_key(inp.tenant_id, inp.upload_id)
+        return ObjectRef(bucket=inp.bucket, key=key)
+
+    @staticmethod
+    def _seal_input(inp: IngestInput, sealed: ObjectRef) -> SealInput:
+        return SealInput(
+            file_id=inp.file_id,
+            upload_id=inp.upload_id,
+            bucket=inp.bucket,
+            incoming_key=inp.object_key,
+            sealed_key=sealed.key,
+        )
+
     async def _seal(self, inp: IngestInput, sealed: ObjectRef) -> SealResult:
         return await workflow.execute_activity_method(
             SealActivities.seal_upload,
-            SealInput(
-                file_id=inp.file_id,
-                upload_id=inp.upload_id,
-                bucket=inp.bucket,
-                incoming_key=inp.object_key,
-                sealed_key=sealed.key,
-            ),
+            self._seal_input(inp, sealed),
             start_to_close_timeout=timedelta(minutes=30),  # a copy where the store has no rename
             heartbeat_timeout=STREAM_HEARTBEAT_TIMEOUT,
             retry_policy=STORE_RETRY,
         )
 
-    async def _verify(self, inp: IngestInput, held: ObjectRef) -> VerifyResult:
-        result = await self._stage(
-            "verify",
-            workflow.execute_activity_method(
-                VerifyActivities.verify_object,
-                VerifyInput(
-                    bucket=held.bucket,
-                    key=held.key,
-                    declared_size=inp.declared_size,
-                    declared_sha256=inp.declared_sha256,
-                    size_is_limit=inp.size_is_limit,
-                ),
-                start_to_close_timeout=timedelta(hours=2),
-                heartbeat_timeout=STREAM_HEARTBEAT_TIMEOUT,
-                retry_policy=STORE_RETRY,
-            ),
+    async def _verify(
+        self, inp: IngestInput, held: ObjectRef, *, sealing: SealInput | None = None
+    ) -> VerifyResult:
+        """Verifies the held object; with `sealing`, seals it first in the same activity."""
+        check = VerifyInput(
+            bucket=held.bucket,
+            key=held.key,
+            declared_size=inp.declared_size,
+            declared_sha256=inp.declared_sha256,
+            size_is_limit=inp.size_is_limit,
         )
+        options: dict[str, Any] = {
+            "heartbeat_timeout": STREAM_HEARTBEAT_TIMEOUT,
+            "retry_policy": STORE_RETRY,
+        }
+        run: Awaitable[VerifyResult]
+        if sealing is not None:
+            run = workflow.execute_activity_method(
+                IntakeActivities.seal_and_verify,
+                SealAndVerifyInput(seal=sealing, verify=check),
+                start_to_close_timeout=timedelta(hours=2, minutes=30),
+                **options,
+            )
+        else:
+            run = workflow.execute_activity_method(
+                VerifyActivities.verify_object,
+                check,
+                start_to_close_timeout=timedelta(hours=2),
+                **options,
+            )
+        result = await self._stage("verify", run)
         if result is None:
             self._record_events()
             return VerifyResult(ok=False, detail=self._progress.stages["verify"].detail)
-        if result.missing and workflow.patched(EARLY_EVENT_PATCH):
+        if result.missing and self._patched(EARLY_EVENT_PATCH):
             return result  # not a verdict on the bytes: the caller waits for them again
         stage = self._progress.stages["verify"]
         stage.status = StageStatus.SUCCEEDED if result.ok else StageStatus.FAILED
@@ -397,7 +434,9 @@ class IngestWorkflow:
             # A DEDUPLICATED claim keeps its deadline as an activity task: a local activity's
             # retries are not bounded by schedule_to_close.
             if not inp.deduplicated:
-                claim: ClaimResult = await _database_step(DedupActivities.claim_blob, claiming)
+                claim: ClaimResult = await _database_step(
+                    DedupActivities.claim_blob, claiming, local=self._patched(LOCAL_DB_PATCH)
+                )
             else:
                 claim = await workflow.execute_activity_method(
                     DedupActivities.claim_blob,
@@ -418,7 +457,7 @@ class IngestWorkflow:
             # These bytes are already held elsewhere: never copied, this object just goes.
             await self._delete(ObjectRef(bucket=mine.bucket, key=mine.key))
         if claim.role is BlobRole.DUPLICATE:
-            paced = claim.other_tenant and workflow.patched(PACE_PATCH)
+            paced = claim.other_tenant and self._patched(PACE_PATCH)
             started = workflow.now()
             if paced:
                 self._mark_stages_running()
@@ -599,7 +638,7 @@ class IngestWorkflow:
     def _skipped_by_rule(self, name: str, reason: str | None) -> bool:
         """Records the stage skipped, with no activity, when it does not apply to the type
         (not in a history from before the rule, which ran the activity to learn it)."""
-        if reason is None or not workflow.patched(STAGE_RULES_PATCH):
+        if reason is None or not self._patched(STAGE_RULES_PATCH):
             return False
         stage = self._progress.stages[name]
         stage.status, stage.detail, stage.duration_ms = StageStatus.SKIPPED, reason, 0
@@ -731,7 +770,17 @@ class IngestWorkflow:
             events=list(self._events),
             retried_stages=self._retried_stages,
         )
-        await _database_step(MetadataActivities.commit_file, commit)
+        if self._current:
+            queued: EnqueueWebhooksResult = await _database_step(
+                OutcomeActivities.commit_outcome, commit, local=True
+            )
+            self._progress.detail = detail
+            self._set_status(status)
+            await self._start_deliveries(queued)
+            return IngestResult(status=status, detail=detail)
+        await _database_step(
+            MetadataActivities.commit_file, commit, local=workflow.patched(LOCAL_DB_PATCH)
+        )
         self._progress.detail = detail
         self._set_status(status)
         await self._notify_webhooks(inp, status)
@@ -759,9 +808,11 @@ class IngestWorkflow:
             return  # a history from before webhooks: replay it as it ran
         enqueue = EnqueueWebhooksInput(file_id=inp.file_id, status=status)
         queued: EnqueueWebhooksResult = await _database_step(
-            WebhookActivities.enqueue_webhooks, enqueue
+            WebhookActivities.enqueue_webhooks, enqueue, local=workflow.patched(LOCAL_DB_PATCH)
         )
+        await self._start_deliveries(queued)
 
+    async def _start_deliveries(self, queued: EnqueueWebhooksResult) -> None:
         async def start(delivery_id: str) -> None:
             try:
                 await workflow.start_child_workflow(

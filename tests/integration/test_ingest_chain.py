@@ -127,7 +127,7 @@ async def _history_counts(temporal: Client, workflow_id: str) -> tuple[int, int,
             signals += 1
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             name = event.activity_task_scheduled_event_attributes.activity_type.name
-            verifies += name == "verify_object"
+            verifies += name == "seal_and_verify"
             probes += name == "probe_object"
     return signals, verifies, probes
 

@@ -102,7 +102,7 @@ async def test_retry_after_the_scanner_was_down_reaches_ready_for_each_holder(
     assert (await handle.describe()).run_id != first_run
     activities = await scheduled_activities(temporal, a["workflow_id"])
     assert activities[0] == "claim_retry" and "scan_blob" in activities
-    assert "verify_object" not in activities and "claim_blob" not in activities
+    assert "seal_and_verify" not in activities and "claim_blob" not in activities
     replayed = await Replayer(workflows=[IngestWorkflow]).replay_workflow(
         await handle.fetch_history()
     )

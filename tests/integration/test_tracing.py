@@ -16,7 +16,15 @@ from tests.integration.conftest import REPO
 from tests.integration.uploads import declare, put, wait_for_status
 from workers.stack.environment import settings_env
 
-STAGES = ("verify_object", "claim_blob", "scan_blob", "make_thumbnails", "ocr_blob", "commit_file")
+# The seal and verify run as one activity; the claim and the outcome as local activities.
+STAGES = (
+    "seal_and_verify",
+    "claim_blob",
+    "scan_blob",
+    "make_thumbnails",
+    "ocr_blob",
+    "commit_outcome",
+)
 
 
 async def test_one_trace_covers_the_request_the_workflow_and_every_activity(

@@ -49,6 +49,7 @@ from conveyor_core.types import (
     QuarantineInput,
     ScanInput,
     ScanResult,
+    SealAndVerifyInput,
     SealInput,
     SealResult,
     StageState,
@@ -61,8 +62,9 @@ from conveyor_core.types import (
     Visibility,
 )
 from tests.helpers import assert_eventually
+from tests.integration.inspection import activity_types
 from workflows import search_attributes
-from workflows.ingest import IngestWorkflow
+from workflows.ingest import CURRENT_PATCH, IngestWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -146,6 +148,12 @@ class Stubs:
             self.calls["verify_object"] += 1
             return self.verify_result
 
+        @activity.defn(name="seal_and_verify")
+        def seal_and_verify(inp: SealAndVerifyInput) -> VerifyResult:
+            self.calls["seal_and_verify"] += 1
+            seal_upload(inp.seal)
+            return verify_object(inp.verify)
+
         @activity.defn(name="claim_blob")
         def claim_blob(inp: ClaimInput) -> ClaimResult:
             self.calls["claim_blob"] += 1
@@ -207,6 +215,12 @@ class Stubs:
                 deadline_seconds=5,
             )
 
+        @activity.defn(name="commit_outcome")
+        def commit_outcome(inp: CommitInput) -> EnqueueWebhooksResult:
+            self.calls["commit_outcome"] += 1
+            commit_file(inp)
+            return enqueue_webhooks(EnqueueWebhooksInput(file_id=inp.file_id, status=inp.status))
+
         return [
             probe_object,
             delete_object,
@@ -214,6 +228,7 @@ class Stubs:
             delete_objects,
             seal_upload,
             verify_object,
+            seal_and_verify,
             claim_blob,
             await_blob,
             scan_blob,
@@ -223,6 +238,7 @@ class Stubs:
             publish_blob,
             commit_file,
             enqueue_webhooks,
+            commit_outcome,
         ]
 
 
@@ -529,10 +545,52 @@ async def test_ingest_schedules_only_the_stages_that_apply(env: WorkflowEnvironm
     assert "make_thumbnails" not in scheduled and "ocr_blob" not in scheduled
 
 
+async def test_a_new_run_records_one_patch_and_seals_verifies_and_commits_in_one_step_each(
+    env: WorkflowEnvironment,
+) -> None:
+    # Each patch a run meets costs a marker and a TemporalChangeVersion upsert: a new run
+    # meets only CURRENT_PATCH, and still does what every older patch says.
+    stubs = Stubs(
+        verify_result=VerifyResult(
+            ok=True, detail=None, sha256=SHA, size=3, content_type="text/plain"
+        )
+    )
+    result, handle = await _run(env.client, stubs)
+    assert result.status == FileStatus.READY
+    history = await handle.fetch_history()
+    patches = [
+        e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    assert len(patches) == 1 and CURRENT_PATCH.encode() in patches[0], patches
+    # Sealed and verified by one activity; the claim, and the outcome with its webhooks,
+    # as local activities; thumbnails and OCR skipped by rule.
+    assert activity_types(history) == [
+        "seal_and_verify",
+        "claim_blob",
+        "scan_blob",
+        "commit_outcome",
+    ]
+    assert stubs.commits[-1].stages["verify"] == StageState(
+        StageStatus.SUCCEEDED, "text/plain", stubs.commits[-1].stages["verify"].duration_ms
+    )
+
+
 @pytest.mark.parametrize("kind", ["text", "image"])
 async def test_ingest_histories_from_before_the_stage_rules_still_replay(kind: str) -> None:
     # Recorded on the real stack before the workflow decided which stages apply: a text
     # file's history has the thumbnails and OCR activities that answered "skipped".
     path = HISTORIES / f"ingest_{kind}_before_stage_rules.json"
+    history = WorkflowHistory.from_json(f"ingest-{kind}", path.read_text())
+    await Replayer(workflows=[IngestWorkflow]).replay_workflow(history)
+
+
+@pytest.mark.parametrize("kind", ["text", "image"])
+async def test_ingest_histories_from_before_the_one_patch_still_replay(kind: str) -> None:
+    # Recorded on the real stack before CURRENT_PATCH: one marker per patch, separate seal
+    # and verify activities, and separate commit and enqueue local activities.
+    path = HISTORIES / f"ingest_{kind}_before_one_patch.json"
     history = WorkflowHistory.from_json(f"ingest-{kind}", path.read_text())
     await Replayer(workflows=[IngestWorkflow]).replay_workflow(history)
