@@ -55,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
             known_keys=KeyCache(max_age=settings.api_key_cache_seconds),
             rate_limiter=RateLimiter(),
             stream_slots=StreamSlots(settings.api_max_streams_per_tenant),
+            wait_slots=StreamSlots(settings.api_max_waits_per_tenant),
         )
         app.state.conveyor.readiness = SharedProbe(
             functools.partial(health.probe_dependencies, app.state.conveyor),

@@ -69,6 +69,7 @@ class AppState:
     known_keys: KeyCache[Tenancy]
     rate_limiter: RateLimiter
     stream_slots: StreamSlots
+    wait_slots: StreamSlots  # held answers (?wait=), counted as streams are
     # /readyz's probe of every dependency, shared (set by the lifespan once this exists).
     readiness: SharedProbe[dict[str, str]] = field(init=False)
 

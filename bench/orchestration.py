@@ -1,6 +1,6 @@
 """What a small file costs the machine, per process, against a running stack (`make up`).
 
-Uploads N small text files (declare, PUT, poll until ready; `--in-flight` at a time) and
+Uploads N small text files (declare, PUT, GET held until ready; `--in-flight` at a time) and
 reads, before and after, the CPU time of every program of the stack with all its child
 processes (Postgres backends, nginx workers): utime + stime of each live process, plus
 cutime + cstime (children that ended and were reaped). The same programs are read over an
@@ -29,7 +29,7 @@ from workers.cli import create_key
 from workers.stack import manage
 
 TICK = os.sysconf("SC_CLK_TCK")
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.0  # follow each file with ?wait= (one held GET), not by polling
 
 
 def program_pids(settings: Settings) -> dict[str, int]:
@@ -97,11 +97,14 @@ async def _one(
     sent = await store.put(upload["url"], content=content, headers=upload["headers"])
     sent.raise_for_status()
     landed = time.perf_counter()
+    # poll 0: each GET is held until the file ends (?wait=); else a plain GET every `poll` s.
+    params = {"wait": 30} if poll <= 0 else None
     while True:
-        state = (await api.get(f"/v1/files/{upload['file_id']}")).json()
+        state = (await api.get(f"/v1/files/{upload['file_id']}", params=params)).json()
         if state["status"] not in ("awaiting_upload", "processing"):
             break
-        await asyncio.sleep(poll)
+        if poll > 0:
+            await asyncio.sleep(poll)
     assert state["status"] == "ready", state
     put_to_ready.append((time.perf_counter() - landed) * 1000)
 
@@ -166,7 +169,10 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=8)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument(
-        "--poll", type=float, default=POLL_SECONDS, help="seconds between a file's GETs"
+        "--poll",
+        type=float,
+        default=POLL_SECONDS,
+        help="seconds between a file's GETs; 0 holds one GET until it ends (?wait=)",
     )
     args = parser.parse_args()
     print(json.dumps(run(args.files, args.in_flight, args.size, args.poll), indent=2))

@@ -52,6 +52,10 @@ from conveyor_client._state import StateStore, UploadState, default_state_dir, s
 from conveyor_client._throttle import Throttle
 
 DEFAULT_TIMEOUT = 60.0
+# How long one request of wait_until_ready asks the server to hold its answer, and the time
+# on top of that before the request itself times out.
+LONG_POLL_SECONDS = 20.0
+LONG_POLL_SLACK_SECONDS = 15.0
 RESUMABLE_STATUSES = frozenset({"awaiting_upload"})
 COMPLETED_STATUSES = frozenset({"processing", "ready", "quarantined"})
 _RETRY_COMPLETE_CODES = frozenset({"missing_parts", "etag_mismatch"})
@@ -559,27 +563,43 @@ class Client:
     def wait_until_ready(
         self, file_id: str, timeout: float = 600.0, *, interval: float = 0.25
     ) -> File:
-        """Polls until the file reaches a terminal status and returns it, whatever that is.
+        """Waits until the file reaches a terminal status and returns it, whatever that is.
+
+        Each request is held by the server until the file ends (``GET ...?wait=``, up to
+        20 s at a time), so the answer comes as soon as it does, without polling.
 
         Args:
             file_id: The file.
             timeout: Seconds before giving up.
-            interval: The first pause between polls; it grows to 2 s.
+            interval: The first pause between requests a server answered early without the
+                file having ended; it grows to 2 s.
 
         Raises:
             WaitTimeout: The file was still not in a terminal status after ``timeout``.
         """
         deadline = time.monotonic() + timeout
         while True:
-            file = self.get_file(file_id)
+            hold = max(0.0, min(LONG_POLL_SECONDS, deadline - time.monotonic()))
+            asked = time.monotonic()
+            file = File.from_json(
+                self._api.json(
+                    "GET",
+                    f"/v1/files/{file_id}",
+                    params={"wait": round(hold, 3)},
+                    timeout=hold + LONG_POLL_SLACK_SECONDS,
+                )
+            )
             if file.is_terminal:
                 return file
             if time.monotonic() >= deadline:
                 raise WaitTimeout(
                     "wait_timeout", f"File {file_id} is still {file.status} after {timeout:g} s."
                 )
-            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-            interval = min(interval * 1.5, 2.0)
+            if time.monotonic() - asked < hold / 2:
+                # Answered well before the wait was up without the file ending: a new run
+                # (a retry) took over, or a server that does not hold answers.
+                time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+                interval = min(interval * 1.5, 2.0)
 
     def download(
         self,

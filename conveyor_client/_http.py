@@ -79,13 +79,16 @@ class API:
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         idempotent: bool | None = None,
+        timeout: float | None = None,
     ) -> httpx.Response:
         """Sends one request; GET-like (idempotent) ones are retried on transient failures."""
         if idempotent is None:
             idempotent = method in ("GET", "DELETE")
         for attempt in retrying(self.retries if idempotent else 1):
             with attempt:
-                return self._send(method, path, json=json, params=params, headers=headers)
+                return self._send(
+                    method, path, json=json, params=params, headers=headers, timeout=timeout
+                )
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(
@@ -96,9 +99,13 @@ class API:
         json: Any,
         params: dict[str, Any] | None,
         headers: dict[str, str] | None,
+        timeout: float | None = None,
     ) -> httpx.Response:
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         try:
-            response = self.http.request(method, path, json=json, params=params, headers=headers)
+            response = self.http.request(
+                method, path, json=json, params=params, headers=headers, **extra
+            )
         except httpx.TransportError as e:
             raise transport_error(e, f"{method} {path}") from e
         if response.status_code >= 400:

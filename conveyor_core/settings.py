@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     readyz_cache_seconds: float = 1.5
     # Open event streams (SSE) per tenant and API process; over: 429 too_many_streams.
     api_max_streams_per_tenant: int = 50
+    # GET /v1/files/{id}?wait= requests held at once per tenant and API process (8 per upload
+    # token); one more is answered at once, as if it had not asked to wait.
+    api_max_waits_per_tenant: int = 100
     # Traces go over OTLP/HTTP when set (e.g. http://collector:4318/v1/traces); otherwise to
     # the local span store under the state dir, read by `conveyor trace FILE_ID`.
     otlp_traces_endpoint: str | None = None

@@ -60,6 +60,7 @@ INGEST_WORKFLOWS = [
     SweepWorkflow,
 ]
 
+
 def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any]]]:
     """Each task queue's activities, built once with the clients they share."""
     s3 = make_s3_client(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import uuid
@@ -19,7 +20,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import exists, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import WorkflowQueryRejectedError
+from temporalio.client import WorkflowFailureError, WorkflowQueryRejectedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -40,6 +41,7 @@ from api.errors import (
     Gone,
     NotFound,
     ServiceUnavailable,
+    TooManyRequests,
     responses,
 )
 from api.limits import check_quota
@@ -85,15 +87,41 @@ async def owned_file(session: AsyncSession, file_id: uuid.UUID, tenancy: Tenancy
     return file
 
 
+# The most a GET may hold its answer for a file to finish (?wait=).
+MAX_WAIT_SECONDS = 60
+
+
 @router.get(
     "/{file_id}",
     response_model=FilePublic,
     responses=responses(ErrorCode.FILE_NOT_FOUND, ErrorCode.FILE_DELETED),
 )
 async def get_file(
-    file_id: uuid.UUID, state: StateDep, session: SessionDep, tenancy: UploaderDep
+    file_id: uuid.UUID,
+    state: StateDep,
+    session: SessionDep,
+    tenancy: UploaderDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description="Seconds to hold the answer while the file is not finished: it comes "
+            "as soon as the file ends (ready, failed, ...) or when they are up, whichever is "
+            "first. 0 answers at once.",
+        ),
+    ] = 0,
 ) -> FilePublic:
     file = await owned_file(session, file_id, tenancy)
+    if wait > 0 and not FileStatus(file.status).is_terminal:
+        workflow_id = file.workflow_id
+        await session.rollback()  # no database connection is held while waiting
+        token_id = tenancy.token.id if tenancy.token else None
+        # A tenant holding its most waiting answers gets this one at once.
+        with contextlib.suppress(TooManyRequests):
+            with state.wait_slots.hold(tenancy.tenant_id, token_id):
+                await _wait_for_outcome(state, workflow_id, wait)
+        await session.refresh(file)
     return await file_public(state, session, file)
 
 
@@ -495,6 +523,15 @@ async def file_public(state: AppState, session: AsyncSession, file: File) -> Fil
 # The SDK's converter re-resolves the dataclass's type hints on every typed query (about
 # 1 ms of CPU); the query is fetched as plain JSON and validated by one prepared adapter.
 _PROGRESS = TypeAdapter(IngestProgress)
+
+
+async def _wait_for_outcome(state: AppState, workflow_id: str, seconds: float) -> None:
+    """Returns once the file's workflow has closed (its outcome committed first), or after
+    `seconds`. One long poll the server answers when the run closes: no worker is asked,
+    unlike a client polling the status (a workflow query each time)."""
+    handle = state.temporal.get_workflow_handle(workflow_id)
+    with contextlib.suppress(TimeoutError, WorkflowFailureError, RPCError):
+        await asyncio.wait_for(handle.result(), timeout=seconds)
 
 
 async def _query_progress(state: AppState, workflow_id: str) -> IngestProgress | None:

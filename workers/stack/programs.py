@@ -101,6 +101,8 @@ def _temporal(settings: Settings, layout: StackLayout) -> Program:
         # that scheduled it, when it has a free slot, instead of through matching.
         "--dynamic-config-value",
         "system.enableActivityEagerExecution=true",
+        "--dynamic-config-value",
+        "history.transferProcessorMaxPollRPS=1000",
     ]
     if settings.temporal_namespace != "default":
         command += ["--namespace", settings.temporal_namespace]
