@@ -64,9 +64,7 @@ async def test_a_wait_out_of_range_is_refused(
     assert error["code"] == "invalid_request" and "wait" in error["message"], error
 
 
-async def test_held_answers_hold_no_database_connection(
-    api: httpx.AsyncClient, key_a: str
-) -> None:
+async def test_held_answers_hold_no_database_connection(api: httpx.AsyncClient, key_a: str) -> None:
     # More held answers than the API has database connections (10): were each holding one,
     # the request after them would wait for a connection until they all ended.
     files = [

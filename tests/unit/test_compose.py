@@ -12,6 +12,8 @@ import yaml
 from sqlalchemy import make_url
 
 from conveyor_core.settings import Settings
+from workers.stack.layout import StackLayout
+from workers.stack.programs import stack_programs
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -185,3 +187,23 @@ def test_the_edge_sends_the_same_security_headers_as_the_local_one() -> None:
     assert inline == sorted(re.findall(r'"~\*\^([a-z/.+-]+)\\s\*\(;\|\$\)"', compose_edge))
     assert "text/html" not in inline and "image/svg+xml" not in inline
     assert {"image/png", "application/pdf", "text/plain"} <= set(inline)
+
+
+def test_temporal_runs_with_the_local_stacks_dynamic_config() -> None:
+    # The dev server's defaults add ~40 ms to each dispatch: the Docker stack must not lose
+    # what the local one sets.
+    settings = Settings()
+    [temporal] = [
+        p for p in stack_programs(settings, StackLayout.of(settings), {}) if p.name == "temporal"
+    ]
+    local = {
+        value
+        for flag, value in zip(temporal.command, temporal.command[1:], strict=False)
+        if flag == "--dynamic-config-value"
+    }
+    compose = {
+        arg.removeprefix("--dynamic-config-value=")
+        for arg in _compose()["services"]["temporal"]["command"]
+        if arg.startswith("--dynamic-config-value=")
+    }
+    assert local and local == compose
