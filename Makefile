@@ -38,6 +38,7 @@ bench: install
 	$(VENV)/python -m bench.load
 	$(VENV)/python -m bench.orchestration
 	$(VENV)/python -m bench.orchestration_floor
+	$(VENV)/python -m bench.batch_ratio
 	$(VENV)/python -m bench.browser_upload
 	$(VENV)/python -m bench.chaos
 
