@@ -29,6 +29,13 @@ from conveyor_core.settings import Settings
 from observability.redaction import redact_server_span
 
 
+def begin_draining(app: FastAPI) -> None:
+    """The process is stopping: held answers and event streams end now (see AppState)."""
+    state: AppState | None = getattr(app.state, "conveyor", None)
+    if state is not None:
+        state.draining.set()
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

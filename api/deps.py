@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -72,6 +73,9 @@ class AppState:
     wait_slots: StreamSlots  # held answers (?wait=), counted as streams are
     # /readyz's probe of every dependency, shared (set by the lifespan once this exists).
     readiness: SharedProbe[dict[str, str]] = field(init=False)
+    # Set when the process is asked to stop: held answers are given now and event streams
+    # end (clients reconnect), so a restart does not wait for them.
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.

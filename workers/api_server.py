@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 from types import FrameType
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.app import create_app
+from api.app import begin_draining, create_app
 from conveyor_core.settings import get_settings
 from observability.logging import configure_logging
 from observability.metrics import serve_metrics
@@ -56,10 +57,11 @@ class Server(uvicorn.Server):
     that was most of what the idle API burns, and it counted against every upload. Here the
     Date header comes from `DateHeader`, and the loop sleeps until a signal asks it to stop."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None] = lambda: None) -> None:
         super().__init__(config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._exit_requested: asyncio.Event | None = None
+        self._on_exit = on_exit
 
     async def main_loop(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -76,6 +78,7 @@ class Server(uvicorn.Server):
         if loop is not None and event is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(event.set)
+                loop.call_soon_threadsafe(self._on_exit)
 
 
 if __name__ == "__main__":
@@ -84,8 +87,9 @@ if __name__ == "__main__":
     configure_tracing(settings, "api")
     # Metrics on a port of their own: the API's port, which tenants reach, serves none.
     serve_metrics(settings.api_metrics_port, settings.host)
+    app = create_app(settings)
     config = uvicorn.Config(
-        DateHeader(create_app(settings)),
+        DateHeader(app),
         host=settings.host,
         port=settings.api_port,
         log_level=settings.log_level,
@@ -96,4 +100,4 @@ if __name__ == "__main__":
         # without calling the app: clients retry a 503 as they do a dependency_unavailable.
         limit_concurrency=settings.api_limit_concurrency,
     )
-    Server(config).run()
+    Server(config, on_exit=lambda: begin_draining(app)).run()

@@ -110,7 +110,7 @@ async def file_events(
     `?after=`) resumes with the next one."""
     file, last = watched
     deadline = time.monotonic() + state.settings.events_stream_seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not state.draining.is_set():
         # Kept events first: those of earlier runs (a retried file) and, once committed, all.
         status, kept = await _kept(state, file.id, after=last)
         for event in kept:

@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import uuid
+from asyncio import FIRST_COMPLETED
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -526,12 +527,20 @@ _PROGRESS = TypeAdapter(IngestProgress)
 
 
 async def _wait_for_outcome(state: AppState, workflow_id: str, seconds: float) -> None:
-    """Returns once the file's workflow has closed (its outcome committed first), or after
-    `seconds`. One long poll the server answers when the run closes: no worker is asked,
-    unlike a client polling the status (a workflow query each time)."""
-    handle = state.temporal.get_workflow_handle(workflow_id)
-    with contextlib.suppress(TimeoutError, WorkflowFailureError, RPCError):
-        await asyncio.wait_for(handle.result(), timeout=seconds)
+    """Returns once the file's workflow has closed (its outcome committed first), after
+    `seconds`, or when the process starts to stop. One long poll the server answers when
+    the run closes: no worker is asked, unlike a client polling the status (a workflow
+    query each time)."""
+    closed = asyncio.ensure_future(state.temporal.get_workflow_handle(workflow_id).result())
+    stopping = asyncio.ensure_future(state.draining.wait())
+    try:
+        await asyncio.wait({closed, stopping}, timeout=seconds, return_when=FIRST_COMPLETED)
+    finally:
+        for task in (closed, stopping):
+            task.cancel()
+        # A failed or unreachable run, or one cut short: the row answers either way.
+        with contextlib.suppress(asyncio.CancelledError, WorkflowFailureError, RPCError):
+            await closed
 
 
 async def _query_progress(state: AppState, workflow_id: str) -> IngestProgress | None:

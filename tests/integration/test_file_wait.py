@@ -1,4 +1,5 @@
-"""`GET /v1/files/{id}?wait=S`: the answer is held until the file ends, or S seconds.
+"""`GET /v1/files/{id}?wait=S`: the answer is held until the file ends, or S seconds (or
+until the API process starts to stop).
 
 A client learns the outcome the moment the run closes, with one request the Temporal
 server answers (a long poll), instead of polling the status (a workflow query each time).
@@ -13,7 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
+from conveyor_core.settings import Settings
+from tests.helpers import assert_eventually
 from tests.integration.uploads import auth, declare, mint, put, sample_bytes
+from workers.stack import manage
 
 pytestmark = pytest.mark.integration
 
@@ -103,3 +107,25 @@ async def test_an_upload_token_holds_at_most_eight_answers(
     took = sorted(await asyncio.gather(*(timed(f) for f in files)))
     assert took[0] < 1.5, took
     assert all(t >= 2.9 for t in took[1:]), took
+
+
+async def test_a_stopping_api_gives_its_held_answers_at_once(
+    api: httpx.AsyncClient, key_a: str, stack: Settings
+) -> None:
+    # A restart must not wait out (or cut off) answers held for up to a minute: each is
+    # given as the file stands, and the process stops in seconds.
+    created = await declare(api, key_a, sample_bytes(100), filename="held-restart.txt")
+    held = asyncio.create_task(_get(api, key_a, created["file_id"], 60))
+    await asyncio.sleep(1.0)
+    started = time.monotonic()
+    await asyncio.to_thread(manage.supervisorctl, stack, "restart", "api")
+    restarted_in = time.monotonic() - started
+    answer = await asyncio.wait_for(held, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "awaiting_upload"
+    assert restarted_in < 10, restarted_in
+
+    async def serving() -> None:
+        assert (await api.get("/healthz")).status_code == 200
+
+    await assert_eventually(serving, timeout=30)
