@@ -124,6 +124,11 @@ def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecut
     workers = []
     for queue in (names[q] for q in settings.worker_queues):
         is_ingest = queue == settings.ingest_task_queue
+        concurrency = (
+            settings.media_concurrency
+            if queue == settings.media_task_queue
+            else settings.worker_max_concurrent_activities
+        )
         workers.append(
             Worker(
                 client,
@@ -131,7 +136,7 @@ def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecut
                 workflows=INGEST_WORKFLOWS if is_ingest else [],
                 activities=activities[queue],
                 activity_executor=executor,
-                max_concurrent_activities=settings.worker_max_concurrent_activities,
+                max_concurrent_activities=concurrency,
                 interceptors=[ActivityMetricsInterceptor()],
             )
         )
