@@ -4,7 +4,6 @@ refers to real code and real settings."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -208,8 +207,3 @@ def test_temporal_runs_with_the_local_stacks_dynamic_config() -> None:
         if arg.startswith("--dynamic-config-value=")
     }
     assert local and local == compose
-
-
-def test_media_jobs_run_one_per_core_unless_set() -> None:
-    assert Settings().media_concurrency == (os.cpu_count() or 1)
-    assert Settings(worker_media_concurrent_activities=3).media_concurrency == 3

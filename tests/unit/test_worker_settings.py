@@ -1,0 +1,13 @@
+"""How many activities a worker runs at once per queue."""
+
+from __future__ import annotations
+
+import os
+
+from conveyor_core.settings import Settings
+
+
+def test_media_jobs_run_one_per_core_unless_set() -> None:
+    # Thumbnails and OCR keep a core busy each: more at once than cores only thrash.
+    assert Settings().media_concurrency == (os.cpu_count() or 1)
+    assert Settings(worker_media_concurrent_activities=3).media_concurrency == 3
