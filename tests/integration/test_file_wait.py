@@ -126,6 +126,11 @@ async def test_a_stopping_api_gives_its_held_answers_at_once(
     assert restarted_in < 10, restarted_in
 
     async def serving() -> None:
-        assert (await api.get("/healthz")).status_code == 200
+        # supervisord calls it running after 1 s; it listens once its imports are done.
+        try:
+            answer = await api.get("/healthz")
+        except httpx.TransportError as e:
+            raise AssertionError(f"the API is not listening yet: {e}") from e
+        assert answer.status_code == 200
 
     await assert_eventually(serving, timeout=30)
