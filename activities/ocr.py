@@ -101,10 +101,17 @@ class PdfInfo:
     sizes_pts: dict[int, tuple[float, float]]  # page -> (width, height), first pages only
 
 
+def needs_password(error: CommandFailed) -> bool:
+    """poppler's tools refuse an encrypted PDF without its password this way."""
+    return "Incorrect password" in str(error)
+
+
 def pdf_info(path: Path, last_page: int, timeout: float, beat: Beat) -> PdfInfo:
     try:
         out = run_command(["pdfinfo", "-f", "1", "-l", str(last_page), str(path)], timeout, beat)
     except CommandFailed as e:
+        if needs_password(e):
+            raise invalid("Encrypted PDF: its text needs the password.") from e
         raise invalid(f"The PDF could not be read (pdfinfo: {e}).") from e
     except CommandTimedOut as e:
         raise invalid(f"Reading the PDF's page count timed out after {timeout:g} s.") from e

@@ -23,7 +23,7 @@ from pillow_heif import register_heif_opener
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.ocr import Beat, CommandFailed, CommandTimedOut, run_command
+from activities.ocr import Beat, CommandFailed, CommandTimedOut, needs_password, run_command
 from conveyor_core.settings import Settings
 from conveyor_core.stage_rules import thumbnails_skip_reason
 from conveyor_core.types import (
@@ -134,6 +134,8 @@ def render_pdf_first_page(
     except CommandTimedOut as e:
         raise InvalidImageData(f"rendering the PDF's first page took over {timeout:g} s") from e
     except CommandFailed as e:
+        if needs_password(e):
+            raise InvalidImageData("encrypted PDF: its pages need the password") from e
         raise InvalidImageData(f"the PDF could not be rendered: {e}") from e
     page = prefix.with_name(f"{prefix.name}.png")
     if not page.exists():

@@ -7,6 +7,7 @@ import os
 import zipfile
 
 from PIL import Image, ImageDraw, ImageFont
+from pypdf import PdfReader, PdfWriter
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
@@ -31,6 +32,16 @@ def pdf_with_text_on_page_two(words: str) -> bytes:
     ImageDraw.Draw(second).text((100, 300), words, fill="black", font=ImageFont.truetype(FONT, 64))
     out = io.BytesIO()
     first.save(out, "PDF", save_all=True, append_images=[second], resolution=150)
+    return out.getvalue()
+
+
+def encrypted_pdf(words: str, password: str = "secret") -> bytes:
+    """A PDF whose pages open only with `password` (as a bank statement often is)."""
+    plain = PdfReader(io.BytesIO(pdf_with_text_on_page_two(words)))
+    writer = PdfWriter(clone_from=plain)
+    writer.encrypt(password)
+    out = io.BytesIO()
+    writer.write(out)
     return out.getvalue()
 
 

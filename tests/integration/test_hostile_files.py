@@ -85,6 +85,7 @@ async def test_hostile_images_and_documents_end_with_reasons(
         "3000-page pdf": (pdf_of_pages(3000), "application/pdf", "long.pdf"),
         "pdf+zip polyglot": (polyglot_pdf_zip(), "application/pdf", "poly.pdf"),
         "pdf declared as png": (pdf_of_pages(2), "image/png", "liar.png"),
+        "encrypted pdf": (samples.encrypted_pdf("STATEMENT"), "application/pdf", "locked.pdf"),
         "empty file": (b"", "text/plain", "empty.txt"),
     }
     outcomes = {}
@@ -108,6 +109,15 @@ async def test_hostile_images_and_documents_end_with_reasons(
     assert outcomes["pdf declared as png"]["content_type"] == "application/pdf"
     assert outcomes["pdf+zip polyglot"]["content_type"] == "application/pdf"
     assert outcomes["empty file"]["size"] == 0
+    # A reason a person understands, not the tool's "Command Line Error: Incorrect password".
+    locked = outcomes["encrypted pdf"]["stages"]
+    assert locked["ocr"] == {
+        "status": "failed",
+        "detail": "Encrypted PDF: its text needs the password.",
+        "duration_ms": locked["ocr"]["duration_ms"],
+    }, locked
+    assert locked["thumbnails"]["status"] == "failed", locked
+    assert locked["thumbnails"]["detail"] == "encrypted PDF: its pages need the password", locked
 
 
 async def test_a_huge_declaration_with_one_byte_sent_ends_cancelled_and_nothing_lands(
