@@ -120,7 +120,7 @@ def enqueue_deliveries(session: Session, file_id: str, status: FileStatus) -> li
     event = event_for(status)
     if event is None:
         return []
-    file = session.get(File, uuid.UUID(file_id), populate_existing=True)
+    file = session.get(File, uuid.UUID(file_id))  # its tenant; the row is re-read below
     if file is None:
         raise ApplicationError(
             f"file {file_id} has no row", type=FILE_MISSING_ERROR, non_retryable=True
@@ -139,6 +139,8 @@ def enqueue_deliveries(session: Session, file_id: str, status: FileStatus) -> li
     )
     if not endpoints:
         return []
+    # The body tells the file as this transaction left it (commit_outcome updated it).
+    session.refresh(file)
     created_at = datetime.now(UTC)
     rows = []
     for endpoint_id in endpoints:

@@ -20,7 +20,9 @@ import os
 import re
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -28,6 +30,7 @@ from conveyor_core.settings import Settings, get_settings
 from workers.cli import create_key
 from workers.stack import manage
 
+T = TypeVar("T")
 TICK = os.sysconf("SC_CLK_TCK")
 POLL_SECONDS = 0.0  # follow each file with ?wait= (one held GET), not by polling
 
@@ -68,6 +71,29 @@ def tree_cpu(roots: dict[str, int]) -> dict[str, float]:
                 stack.extend(children.get(pid, []))
         totals[name] = total
     return totals
+
+
+def cpu_ms_per_item(
+    roots: dict[str, int], items: int, work: Callable[[], T], idle_cap: float = 30.0
+) -> tuple[T, float, dict[str, float]]:
+    """Runs `work` (`items` of them) and returns its result, its wall seconds and each
+    program's CPU ms per item: its process tree's CPU over the run, less what the same tree
+    burns idle over as long (read right after, for at most `idle_cap` s, scaled up)."""
+    before = tree_cpu(roots)
+    started = time.perf_counter()
+    result = work()
+    wall = time.perf_counter() - started
+    after = tree_cpu(roots)
+    idle_before = tree_cpu(roots)
+    time.sleep(min(wall, idle_cap))
+    idle_after = tree_cpu(roots)
+    idle_share = wall / min(wall, idle_cap)
+    per_item: dict[str, float] = {}
+    for name in sorted(roots):
+        busy = after[name] - before[name]
+        idle = (idle_after[name] - idle_before[name]) * idle_share
+        per_item[name] = round(max(0.0, busy - idle) / items * 1000, 1)
+    return result, wall, per_item
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -134,22 +160,9 @@ def run(files: int, in_flight: int, size: int, poll: float = POLL_SECONDS) -> di
     roots = program_pids(settings)
     asyncio.run(_batch(settings, key, 20, in_flight, size, poll))  # warm: connections, caches
 
-    before = tree_cpu(roots)
-    started = time.perf_counter()
-    put_to_ready = asyncio.run(_batch(settings, key, files, in_flight, size, poll))
-    wall = time.perf_counter() - started
-    after = tree_cpu(roots)
-
-    idle_before = tree_cpu(roots)
-    time.sleep(min(wall, 30.0))
-    idle_after = tree_cpu(roots)
-    idle_share = wall / min(wall, 30.0)
-
-    per_file: dict[str, float] = {}
-    for name in sorted(roots):
-        busy = after[name] - before[name]
-        idle = (idle_after[name] - idle_before[name]) * idle_share
-        per_file[name] = round(max(0.0, busy - idle) / files * 1000, 1)
+    put_to_ready, wall, per_file = cpu_ms_per_item(
+        roots, files, lambda: asyncio.run(_batch(settings, key, files, in_flight, size, poll))
+    )
     return {
         "files": files,
         "in_flight": in_flight,

@@ -19,7 +19,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,7 +27,7 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 
 with workflow.unsafe.imports_passed_through():
-    from bench.orchestration import program_pids, tree_cpu
+    from bench.orchestration import cpu_ms_per_item, program_pids
     from conveyor_core.settings import get_settings
     from workflows import search_attributes
 
@@ -120,24 +119,12 @@ def _measure(
 ) -> dict[str, float]:
     loop = asyncio.get_event_loop()
     loop.run_until_complete(_batch(client, shape, 20, in_flight))  # warm
-    before = tree_cpu(roots)
-    started = time.perf_counter()
-    loop.run_until_complete(_batch(client, shape, workflows, in_flight))
-    wall = time.perf_counter() - started
-    after = tree_cpu(roots)
-    idle_before = tree_cpu(roots)
-    time.sleep(min(wall, 20.0))
-    idle_after = tree_cpu(roots)
-    share = wall / min(wall, 20.0)
-    per = {
-        name: round(
-            max(0.0, (after[name] - before[name]) - (idle_after[name] - idle_before[name]) * share)
-            / workflows
-            * 1000,
-            1,
-        )
-        for name in roots
-    }
+    _, wall, per = cpu_ms_per_item(
+        roots,
+        workflows,
+        lambda: loop.run_until_complete(_batch(client, shape, workflows, in_flight)),
+        idle_cap=20.0,
+    )
     return {**per, "total": round(sum(per.values()), 1), "per_second": round(workflows / wall, 1)}
 
 

@@ -770,20 +770,19 @@ class IngestWorkflow:
             events=list(self._events),
             retried_stages=self._retried_stages,
         )
-        if self._current:
-            queued: EnqueueWebhooksResult = await _database_step(
-                OutcomeActivities.commit_outcome, commit, local=True
+        queued: EnqueueWebhooksResult | None = None
+        if self._current:  # the webhooks are enqueued in the commit's own transaction
+            queued = await _database_step(OutcomeActivities.commit_outcome, commit, local=True)
+        else:
+            await _database_step(
+                MetadataActivities.commit_file, commit, local=workflow.patched(LOCAL_DB_PATCH)
             )
-            self._progress.detail = detail
-            self._set_status(status)
-            await self._start_deliveries(queued)
-            return IngestResult(status=status, detail=detail)
-        await _database_step(
-            MetadataActivities.commit_file, commit, local=workflow.patched(LOCAL_DB_PATCH)
-        )
         self._progress.detail = detail
         self._set_status(status)
-        await self._notify_webhooks(inp, status)
+        if queued is not None:
+            await self._start_deliveries(queued)
+        else:
+            await self._notify_webhooks(inp, status)
         return IngestResult(status=status, detail=detail)
 
     async def _finish_unless_uncommitted(
