@@ -103,6 +103,7 @@ def record_outcome(session: Session, inp: CommitInput) -> bool:
                 status=inp.blob_status.value,
                 stages=stages_json(inp.blob_stages),
                 thumbnails=thumbnails_json(inp.thumbnails),
+                **({} if inp.metadata is None else {"properties": inp.metadata}),
             )
         )
     if inp.public_key is not None and inp.blob_sha256 is not None:
@@ -157,6 +158,8 @@ class MetadataActivities:
             blob.stages = {**blob.stages, **stages_json({inp.stage: inp.state})}
             if inp.thumbnails is not None:
                 blob.thumbnails = merged_thumbnails(blob.thumbnails, inp.thumbnails)
+            if inp.metadata:
+                blob.properties = {**blob.properties, **inp.metadata}
             share_stages(session, inp.sha256, {inp.stage: inp.state})
             return True
 
@@ -227,6 +230,7 @@ class MetadataActivities:
             session.execute(delete(BlobText).where(BlobText.sha256 == blob.sha256))
             blob.status = BlobStatus.RELEASED.value
             blob.stages, blob.thumbnails, blob.public_key = {}, [], None
+            blob.properties = {}
             blob.owner_file_id = None
             blob.releasing_at = None
 
@@ -250,8 +254,10 @@ def _commit_retried_ready_file(session: Session, inp: CommitInput) -> bool:
     ).scalar_one_or_none()
     if blob is not None:
         blob.stages = {**blob.stages, **stages_json(retried)}
-        if "thumbnails" in retried:
+        if inp.thumbnails:
             blob.thumbnails = merged_thumbnails(blob.thumbnails, inp.thumbnails)
+        if inp.metadata:
+            blob.properties = {**blob.properties, **inp.metadata}
     file.stages = {**file.stages, **stages_json(inp.stages)}
     share_stages(session, inp.blob_sha256, retried)
     return True

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.extract import ExtractionFailed, TextLimits
+from activities.extract.commands import CommandFailed, CommandTimedOut, run_command
+from activities.extract.pdf import extract_pdf
 from conveyor_core.db.models import BlobText
 from conveyor_core.db.session import transaction
 from conveyor_core.settings import Settings
@@ -42,51 +44,13 @@ RESUME_TEXT_LIMIT = 256 * 1024
 TESSERACT_ENV = {**os.environ, "OMP_THREAD_LIMIT": "1"}
 
 Beat = Callable[[], None]
+EVERY_PAGE_HAS_TEXT = "every page has a text layer (read by the text stage)"
 _PAGE_SIZE = re.compile(r"^Page\s+(\d+) size:\s+([\d.]+) x ([\d.]+) pts", re.MULTILINE)
 _PAGES = re.compile(r"^Pages:\s+(\d+)", re.MULTILINE)
 
 
 def invalid(reason: str) -> ApplicationError:
     return ApplicationError(reason, type=INVALID_DOCUMENT_ERROR, non_retryable=True)
-
-
-class CommandFailed(Exception):
-    def __init__(self, stderr: str) -> None:
-        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-        super().__init__(lines[-1] if lines else "no error message")
-
-
-class CommandTimedOut(Exception):
-    pass
-
-
-def run_command(
-    args: Sequence[str], timeout: float, beat: Beat, env: dict[str, str] | None = None
-) -> str:
-    """Runs a program to completion within `timeout` seconds, calling `beat` while it runs.
-
-    The child is killed on timeout and on any exception (a cancellation raised in `beat`).
-    """
-    deadline = time.monotonic() + timeout
-    with subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env
-    ) as proc:
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise CommandTimedOut(args[0])
-                try:
-                    out, err = proc.communicate(timeout=min(remaining, POLL_SECONDS))
-                    break
-                except subprocess.TimeoutExpired:
-                    beat()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    if proc.returncode != 0:
-        raise CommandFailed(err.decode("utf-8", "replace"))
-    return out.decode("utf-8", "replace")
 
 
 def tesseract(image: Path, languages: str, timeout: float, beat: Beat, env: dict[str, str]) -> str:
@@ -237,17 +201,32 @@ class OcrActivities:
             work = Path(tmp)
             source = work / "source"
             self._download(blob, source)
+            scanned: set[int] | None = None  # the PDF pages to OCR; None: all
+            if blob.content_type == PDF and inp.skip_text_layer:
+                scanned = self._pages_without_text(source, work)
+                if not scanned:
+                    return OcrResult(skipped_reason=EVERY_PAGE_HAS_TEXT)
             if blob.content_type == PDF:
-                texts, total = self._ocr_pdf(blob.sha256, source, work)
+                texts, total = self._ocr_pdf(blob.sha256, source, work, scanned)
             else:
                 texts, total = self._ocr_image(source, work), 1
         text = "\n\f\n".join(texts)
         self._store(blob.sha256, text, len(texts))
-        return OcrResult(
-            pages=len(texts),
-            characters=len(text),
-            detail=page_detail(self._settings.ocr_languages, len(texts), total),
-        )
+        done = len(texts) if scanned is None else len(scanned & set(range(1, len(texts) + 1)))
+        detail = page_detail(self._settings.ocr_languages, done, total)
+        if scanned is not None and done < len(texts):
+            detail += f" ({len(texts) - done} with a text layer)"
+        return OcrResult(pages=len(texts), characters=len(text), detail=detail)
+
+    def _pages_without_text(self, pdf: Path, work: Path) -> set[int]:
+        """The first `ocr_max_pages` pages whose text layer is empty (scanned pages)."""
+        s = self._settings
+        limits = TextLimits(max_pages=s.ocr_max_pages, timeout_seconds=s.ocr_page_timeout_seconds)
+        try:
+            found = extract_pdf(pdf, limits, activity.heartbeat, work)
+        except ExtractionFailed as e:
+            raise invalid(e.reason) from e
+        return set(found.pages_without_text)
 
     def _download(self, blob: BlobRef, dest: Path) -> None:
         body = self._s3.get_object(Bucket=blob.bucket, Key=blob.key)["Body"]
@@ -267,7 +246,9 @@ class OcrActivities:
         image_to_png(source, png, self._settings.max_image_pixels)
         return [ocr_page(png, 1, self._settings, activity.heartbeat, TESSERACT_ENV)]
 
-    def _ocr_pdf(self, sha256: str, pdf: Path, work: Path) -> tuple[list[str], int]:
+    def _ocr_pdf(
+        self, sha256: str, pdf: Path, work: Path, only: set[int] | None
+    ) -> tuple[list[str], int]:
         s = self._settings
         texts = _resume_texts(sha256)
 
@@ -279,6 +260,9 @@ class OcrActivities:
             raise invalid("The PDF has no pages.")
         last = min(info.pages, s.ocr_max_pages)
         for page in range(len(texts) + 1, last + 1):
+            if only is not None and page not in only:
+                texts.append("")  # its text layer is the text stage's
+                continue
             dpi = page_dpi(info.sizes_pts.get(page), s.pdf_render_dpi, s.max_image_pixels)
             png = render_pdf_page(pdf, page, dpi, work, s.ocr_page_timeout_seconds, beat)
             texts.append(ocr_page(png, page, s, beat, TESSERACT_ENV))
@@ -291,9 +275,9 @@ class OcrActivities:
         with transaction(self._sessions) as session:
             session.execute(
                 insert(BlobText)
-                .values(sha256=sha256, text=text, pages=pages, languages=languages)
+                .values(sha256=sha256, source="ocr", text=text, pages=pages, languages=languages)
                 .on_conflict_do_update(
-                    index_elements=[BlobText.sha256],
+                    index_elements=[BlobText.sha256, BlobText.source],
                     set_={"text": text, "pages": pages, "languages": languages},
                 )
             )

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -23,9 +23,11 @@ from pillow_heif import register_heif_opener
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.ocr import Beat, CommandFailed, CommandTimedOut, needs_password, run_command
+from activities.extract.commands import CommandFailed, CommandTimedOut, run_command
+from activities.image_metadata import read_image_metadata
+from activities.ocr import Beat, needs_password
 from conveyor_core.settings import Settings
-from conveyor_core.stage_rules import thumbnails_skip_reason
+from conveyor_core.stage_rules import IMAGE_DECODERS, thumbnails_skip_reason
 from conveyor_core.types import (
     INVALID_IMAGE_ERROR,
     BlobRef,
@@ -53,18 +55,6 @@ DOWNLOAD_CHUNK_SIZE = 1024 * 1024
 
 # Sniffed type -> the only Pillow decoders allowed to read it, so bytes sniffed as one format
 # never reach another format's parser.
-IMAGE_FORMATS: dict[str, tuple[str, ...]] = {
-    "image/jpeg": ("JPEG",),
-    "image/png": ("PNG",),
-    "image/gif": ("GIF",),
-    "image/webp": ("WEBP",),
-    "image/tiff": ("TIFF",),
-    "image/bmp": ("BMP", "DIB"),
-    "image/x-ms-bmp": ("BMP", "DIB"),
-    "image/heic": ("HEIF",),
-    "image/heif": ("HEIF",),
-    "image/avif": ("AVIF",),
-}
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
@@ -214,19 +204,26 @@ class ThumbnailActivities:
             )
         stored = {size: self._stored(blob, size) for size in sizes}
         missing = sorted((size for size, thumb in stored.items() if thumb is None), reverse=True)
+        metadata: dict[str, Any] = {}
         if missing:
-            for rendered in self._render(blob, missing):
+            rendered_all, metadata = self._render(blob, missing)
+            for rendered in rendered_all:
                 stored[rendered.size] = self._store(blob, rendered)
                 activity.heartbeat()
         thumbnails = [thumb for thumb in stored.values() if thumb is not None]
-        return ThumbnailsResult(thumbnails=thumbnails, detail=f"{len(thumbnails)} sizes")
+        return ThumbnailsResult(
+            thumbnails=thumbnails, detail=f"{len(thumbnails)} sizes", metadata=metadata
+        )
 
-    def _render(self, blob: BlobRef, sizes: list[int]) -> list[RenderedThumbnail]:
+    def _render(
+        self, blob: BlobRef, sizes: list[int]
+    ) -> tuple[list[RenderedThumbnail], dict[str, Any]]:
         with tempfile.TemporaryDirectory(prefix="conveyor-thumbnails-") as tmp:
             path = Path(tmp) / "source"
             self._download(blob, path)
             try:
-                formats = IMAGE_FORMATS.get(blob.content_type)
+                formats = IMAGE_DECODERS.get(blob.content_type)
+                is_image = formats is not None
                 if formats is None:
                     timeout = PDF_RENDER_TIMEOUT_SECONDS
                     path = render_pdf_first_page(
@@ -234,7 +231,8 @@ class ThumbnailActivities:
                     )
                     formats = ("PNG",)
                 activity.heartbeat()
-                return render_thumbnails(path, sizes, formats=formats, max_pixels=self._max_pixels)
+                made = render_thumbnails(path, sizes, formats=formats, max_pixels=self._max_pixels)
+                return made, read_image_metadata(path, formats) if is_image else {}
             except InvalidImageData as e:
                 raise ApplicationError(str(e), type=INVALID_IMAGE_ERROR, non_retryable=True) from e
 

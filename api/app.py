@@ -26,6 +26,7 @@ from conveyor_core.db.session import ping_when_idle
 from conveyor_core.multipart_calls import MultipartCalls
 from conveyor_core.objectstore import PartSigner, make_s3_client
 from conveyor_core.settings import Settings
+from conveyor_core.stage_registry import installed_stage_names
 from observability.redaction import redact_server_span
 
 
@@ -63,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
             rate_limiter=RateLimiter(),
             stream_slots=StreamSlots(settings.api_max_streams_per_tenant),
             wait_slots=StreamSlots(settings.api_max_waits_per_tenant),
+            stage_names=installed_stage_names(settings),
         )
         app.state.conveyor.readiness = SharedProbe(
             functools.partial(health.probe_dependencies, app.state.conveyor),

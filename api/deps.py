@@ -48,6 +48,7 @@ class Tenancy:
     rate_limit: str
     max_bytes: int | None
     max_files: int | None
+    scan_oversize: str  # reject | serve_unscanned
     # Set when the request came with an upload token rather than an API key.
     token: TokenScope | None = None
 
@@ -71,6 +72,7 @@ class AppState:
     rate_limiter: RateLimiter
     stream_slots: StreamSlots
     wait_slots: StreamSlots  # held answers (?wait=), counted as streams are
+    stage_names: list[str]  # the installed stages (entry points), shown pending at first
     # /readyz's probe of every dependency, shared (set by the lifespan once this exists).
     readiness: SharedProbe[dict[str, str]] = field(init=False)
     # Set when the process is asked to stop: held answers are given now and event streams
@@ -108,7 +110,14 @@ AutocommitSessionDep = Annotated[AsyncSession, Depends(get_autocommit_session)]
 
 # Built once: a request does not build it again (nor SQLAlchemy key and look it up).
 KEY_TENANCY = (
-    select(Tenant.id, Tenant.name, Tenant.rate_limit, Tenant.max_bytes, Tenant.max_files)
+    select(
+        Tenant.id,
+        Tenant.name,
+        Tenant.rate_limit,
+        Tenant.max_bytes,
+        Tenant.max_files,
+        Tenant.scan_oversize,
+    )
     .join(ApiKey, ApiKey.tenant_id == Tenant.id)
     .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
 )
@@ -153,6 +162,7 @@ TOKEN_TENANCY = (
         Tenant.rate_limit,
         Tenant.max_bytes,
         Tenant.max_files,
+        Tenant.scan_oversize,
         UploadToken.id.label("token_id"),
         UploadToken.expires_at,
         UploadToken.revoked_at,
@@ -194,6 +204,7 @@ class _TenantRow(Protocol):
     rate_limit: str | None
     max_bytes: int | None
     max_files: int | None
+    scan_oversize: str | None
 
 
 def _tenancy(
@@ -207,6 +218,7 @@ def _tenancy(
         rate_limit=row.rate_limit or settings.rate_limit,
         max_bytes=row.max_bytes if row.max_bytes is not None else settings.tenant_max_bytes,
         max_files=row.max_files if row.max_files is not None else settings.tenant_max_files,
+        scan_oversize=row.scan_oversize or settings.scan_oversize,
         token=token,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -240,6 +240,12 @@ class FilePublic(BaseModel):
     status_detail: str | None = None
     stages: dict[str, StagePublic]
     thumbnails: list[ThumbnailPublic] = []
+    # What the stages found out about the bytes, once ready: width/height, pages, title,
+    # author, duration, language, ... (keys depend on the type and the installed stages).
+    metadata: dict[str, Any] = {}
+    # Once ready: false when the bytes were too large to scan and served unscanned (the
+    # tenant's scan_oversize), and downloads carry X-Conveyor-Scanned: false.
+    scanned: bool | None = None
     cdn_url: str | None = None
     workflow_id: str
     created_at: datetime

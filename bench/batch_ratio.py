@@ -7,8 +7,9 @@ The files (made here, the same every run, each made unique): photos (JPEG), scan
 the running stack (`make up`). The bare pool (one process per core) does each file's stage
 work with the stages' own functions and limits and nothing else: SHA-256 and type sniffing
 (verify), clamd INSTREAM (scan, the stack's clamd), thumbnails 256 and 1024 (images and a
-PDF's first page), Tesseract OCR (images, and each PDF page up to the OCR page limit). No
-store, no database, no orchestration.
+PDF's first page), the text stage's extraction (texts, PDFs), Tesseract OCR (images, and
+each PDF page without a text layer up to the OCR page limit). No store, no database, no
+orchestration.
 
     .venv/bin/python -m bench.batch_ratio [--files 120] [--in-flight 24]
 """
@@ -32,13 +33,15 @@ from pathlib import Path
 import httpx
 from PIL import Image, ImageDraw, ImageFont
 
+from activities.builtin_stages import OCR, TEXT, THUMBNAILS
+from activities.extract import TextLimits, extract_text
 from activities.ocr import TESSERACT_ENV, image_to_png, ocr_page, pdf_info, render_pdf_page
 from activities.scan import CHUNK_SIZE, clamd_instream, verdict
-from activities.thumbnails import IMAGE_FORMATS, render_pdf_first_page, render_thumbnails
+from activities.thumbnails import render_pdf_first_page, render_thumbnails
 from activities.verify import sniff_content_type
 from bench.orchestration import program_pids, tree_cpu
 from conveyor_core.settings import get_settings
-from conveyor_core.stage_rules import PDF, ocr_skip_reason, thumbnails_skip_reason
+from conveyor_core.stage_rules import IMAGE_DECODERS, PDF
 from workers.cli import create_key
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -134,18 +137,25 @@ def stage_work(content: bytes) -> str:
         work = Path(tmp)
         source = work / "source"
         source.write_bytes(content)
-        if thumbnails_skip_reason(content_type) is None:
+        beat = lambda: None  # noqa: E731
+        only: set[int] | None = None
+        if TEXT.spec.skip_reason(content_type) is None:
+            limits = TextLimits(settings.text_max_chars, settings.text_max_pages)
+            found = extract_text(source, content_type, limits, beat, work)
+            only = set(found.pages_without_text) if content_type == PDF else None
+        if THUMBNAILS.spec.skip_reason(content_type) is None:
             sizes = settings.thumbnail_sizes
-            path, formats = source, IMAGE_FORMATS.get(content_type)
+            path, formats = source, IMAGE_DECODERS.get(content_type)
             if formats is None:
                 path = render_pdf_first_page(source, max(sizes), timeout=120)
                 formats = ("PNG",)
             render_thumbnails(path, sizes, formats=formats, max_pixels=settings.max_image_pixels)
-        if ocr_skip_reason(content_type) is None:
-            beat = lambda: None  # noqa: E731
+        if OCR.spec.skip_reason(content_type) is None:
             if content_type == PDF:
                 info = pdf_info(source, settings.ocr_max_pages, 120, beat)
                 for page in range(1, min(info.pages, settings.ocr_max_pages) + 1):
+                    if only is not None and page not in only:
+                        continue  # a text layer: the text stage read it
                     png = render_pdf_page(source, page, settings.pdf_render_dpi, work, 120, beat)
                     ocr_page(png, page, settings, beat, TESSERACT_ENV)
             else:

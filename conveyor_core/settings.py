@@ -83,12 +83,14 @@ class Settings(BaseSettings):
     media_task_queue: str = "media"
     webhooks_task_queue: str = "webhooks"
     # Which task queues this worker process polls: run one process per queue to scale a
-    # stage on its own (e.g. CONVEYOR_WORKER_QUEUES='["media"]' on OCR machines).
-    worker_queues: list[Literal["ingest", "scan", "media", "webhooks"]] = [
+    # stage on its own (e.g. CONVEYOR_WORKER_QUEUES='["media"]' on OCR machines). "stages":
+    # the queues of installed stages that name a queue of their own (not scan or media).
+    worker_queues: list[Literal["ingest", "scan", "media", "webhooks", "stages"]] = [
         "ingest",
         "scan",
         "media",
         "webhooks",
+        "stages",
     ]
     worker_max_concurrent_activities: int = 8
     # Thumbnails and OCR at once on the media queue: each keeps a core busy, so more than
@@ -160,13 +162,24 @@ class Settings(BaseSettings):
     edge_cache_max_bytes: int = Field(default=10 * 1024**3, ge=64 * 1024**2)
 
     # Stages
+    # Installed stages (entry points `conveyor.stages`) that do not run here, e.g. ["ocr"].
+    stages_disabled: list[str] = []
     scan_max_bytes: int = 2000 * 1024 * 1024  # clamd's StreamMaxLength; larger: "too large to scan"
+    # A file over scan_max_bytes: "reject" fails it ("too large to scan"); "serve_unscanned"
+    # makes it ready with its scan skipped ("scanned": false, and downloads say so). An
+    # archive is never served unscanned. A tenant may have its own (`conveyor tenants limits`).
+    scan_oversize: Literal["reject", "serve_unscanned"] = "reject"
     thumbnail_sizes: list[int] = [256, 1024]
     max_image_pixels: int = 64_000_000  # decompression-bomb limit for every decoded image
     ocr_languages: str = "eng"
     ocr_max_pages: int = 20
     ocr_page_timeout_seconds: int = 60
     pdf_render_dpi: int = 150
+    # The text stage: characters of a document's text kept (and searched), PDF pages read,
+    # and the seconds one program (pdftotext, LibreOffice) may take.
+    text_max_chars: int = Field(default=1_000_000, ge=1000)
+    text_max_pages: int = Field(default=200, ge=1)
+    text_timeout_seconds: int = Field(default=60, ge=1)
 
     # Uploads
     multipart_threshold: int = 32 * 1024 * 1024  # from this size on, MULTIPART instead of PUT

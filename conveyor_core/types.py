@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class FileStatus(StrEnum):
@@ -101,6 +102,11 @@ class IngestInput:
     # Set for a retry (POST /v1/files/{id}/retry): a new run of the same workflow id that
     # re-runs the failed stages on the file's blob instead of waiting for an upload.
     retry: RetryRequest | None = None
+    # The installed stages' names, shown pending until the file's plan names the ones it
+    # runs (None in inputs from before stages were plugins: scan, thumbnails and ocr).
+    stage_names: list[str] | None = None
+    # A file too large to scan: "reject" (fail it) or "serve_unscanned" (the tenant's choice).
+    scan_oversize: str = "reject"
 
 
 @dataclass(frozen=True)
@@ -269,11 +275,16 @@ class ThumbnailsResult:
     thumbnails: list[Thumbnail] = field(default_factory=list)
     skipped_reason: str | None = None  # e.g. "no thumbnails for text/plain"
     detail: str | None = None
+    # An image's own: width, height, taken_at, camera, gps (read while its thumbnails are
+    # made; empty when they were all in the store already).
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class OcrInput:
     blob: BlobRef
+    # A PDF's pages with a text layer are left to the text stage: only the others are OCR'd.
+    skip_text_layer: bool = False
 
 
 @dataclass(frozen=True)
@@ -353,6 +364,9 @@ class CommitInput:
     # A retry of a ready file: only these stages were re-run; their outcome is recorded on
     # the blob and on every ready file that holds it, and the file stays ready.
     retried_stages: list[str] = field(default_factory=list)
+    # What the stages found out about the bytes (dimensions, pages, duration, ...): the
+    # blob's, replaced whole by the owner (None: left as it is).
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -600,6 +614,7 @@ class RecordStageInput:
     stage: str
     state: StageState
     thumbnails: list[Thumbnail] | None = None
+    metadata: dict[str, Any] | None = None  # merged into the blob's
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, NoReturn
 
 import typer
@@ -21,6 +22,13 @@ from conveyor_core.types import SweepResult
 
 app = typer.Typer(help="Conveyor: workflow-orchestrated file ingestion.", no_args_is_help=True)
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+class ScanOversize(StrEnum):
+    reject = "reject"
+    serve_unscanned = "serve_unscanned"
+
+
 # The client's commands (upload, ls, info, events, get, rm) share the one `conveyor` command.
 app.registered_commands += client_app.registered_commands
 stack_app = typer.Typer(help="The local stack (every server, under one supervisor).")
@@ -178,7 +186,11 @@ def sweep(
 @app.command("reprocess")
 def reprocess(
     stage: Annotated[
-        str | None, typer.Option(help="The stage to re-run: thumbnails or ocr.", show_default=False)
+        str | None,
+        typer.Option(
+            help="The stage to re-run: any installed stage but the scan (thumbnails, ocr, …).",
+            show_default=False,
+        ),
     ] = None,
     where: Annotated[
         list[str] | None,
@@ -406,6 +418,10 @@ def tenants_limits(
     rate_limit: Annotated[
         str | None, typer.Option(help='Requests per key, e.g. "100/second;5000/hour".')
     ] = None,
+    scan_oversize: Annotated[
+        ScanOversize | None,
+        typer.Option(help="Files too large to scan: fail them, or serve them marked unscanned."),
+    ] = None,
     clear: Annotated[
         bool, typer.Option("--clear", help="Back to the settings' defaults first.")
     ] = False,
@@ -430,12 +446,16 @@ def tenants_limits(
             raise typer.Exit(1)
         if clear:
             tenant.max_bytes = tenant.max_files = tenant.rate_limit = None
+            tenant.scan_oversize = None
         if max_bytes is not None:
             tenant.max_bytes = max_bytes
         if max_files is not None:
             tenant.max_files = max_files
         if rate_limit is not None:
             tenant.rate_limit = rate_limit
+        if scan_oversize is not None:
+            tenant.scan_oversize = scan_oversize.value
+        oversize = tenant.scan_oversize or settings.scan_oversize
         files, held = session.execute(tenant_usage(tenant.id)).one()
         bytes_limit = (
             tenant.max_bytes if tenant.max_bytes is not None else settings.tenant_max_bytes
@@ -453,6 +473,7 @@ def tenants_limits(
                     "bytes": int(held),
                     "max_bytes": bytes_limit,
                     "rate_limit": rate_limit,
+                    "scan_oversize": oversize,
                 }
             )
             return
@@ -464,6 +485,7 @@ def tenants_limits(
             f"bytes       {held} of {bytes_limit if bytes_limit is not None else 'no limit'}"
         )
         typer.echo(f"rate limit  {rate_limit} per key")
+        typer.echo(f"too large to scan: {oversize}")
 
 
 def _echo_json(value: object) -> None:

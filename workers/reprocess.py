@@ -22,8 +22,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.reprocess import parse_instant
 from conveyor_core.settings import Settings
+from conveyor_core.stage_registry import stage_specs
 from conveyor_core.types import (
-    REPROCESS_STAGES,
     ReprocessFilter,
     ReprocessInput,
     ReprocessProgress,
@@ -88,8 +88,15 @@ def batch_input(
     page_size: int,
     pages_per_run: int,
 ) -> ReprocessInput:
-    if stage not in REPROCESS_STAGES:
-        raise UsageError(f"--stage must be one of {', '.join(REPROCESS_STAGES)}, not {stage!r}")
+    specs = {s.name: s for s in stage_specs(settings)}
+    choices = ", ".join(name for name, spec in specs.items() if not spec.gate)
+    if stage not in specs:
+        raise UsageError(f"--stage must be one of {choices}, not {stage!r}")
+    if specs[stage].gate:
+        raise UsageError(
+            f"--stage {stage}: a gate decides whether a file is served at all and is not "
+            f"re-run over ready files; one of {choices}"
+        )
     return ReprocessInput(
         stage=stage,
         filter=filter,

@@ -1,9 +1,10 @@
 """The Temporal worker process: one Worker per task queue in `settings.worker_queues`.
 
 `ingest` runs the workflows (ingest, delete, webhook delivery, reprocess) and their light
-activities (verify, dedup, metadata, store, publish, webhooks, reprocess paging); `scan` runs
-ClamAV; `media` runs thumbnails and OCR. Scale a stage by starting more processes that poll
-only its queue.
+activities (verify, dedup, metadata, store, publish, webhooks, reprocess paging, the stage
+plan); the installed stages (entry points `conveyor.stages`) run on the queue each names:
+`scan` (ClamAV), `media` (thumbnails, OCR, text), or a queue of their own, polled by the
+`stages` role. Scale a stage by starting more processes that poll only its queue.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from activities.publish import PublishActivities
 from activities.reprocess import ReprocessActivities
 from activities.scan import ScanActivities
 from activities.seal import SealActivities
+from activities.stage_plan import StagePlanActivities
 from activities.store import StoreActivities
 from activities.sweep import SweepActivities
 from activities.thumbnails import ThumbnailActivities
@@ -40,6 +42,8 @@ from conveyor_core.db.session import make_engine, make_session_factory
 from conveyor_core.object_move import make_object_mover
 from conveyor_core.objectstore import make_s3_client
 from conveyor_core.settings import Settings, get_settings
+from conveyor_core.stage_registry import load_stage_plugins
+from conveyor_core.stages import QUEUE_ROLES, StageContext, StagePlugin, resolve_queue
 from observability.logging import configure_logging
 from observability.metrics import ActivityMetricsInterceptor, serve_metrics
 from observability.tracing import configure_tracing
@@ -61,7 +65,9 @@ INGEST_WORKFLOWS = [
 ]
 
 
-def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any]]]:
+def queue_activities(
+    settings: Settings, plugins: Sequence[StagePlugin]
+) -> dict[str, list[Callable[..., Any]]]:
     """Each task queue's activities, built once with the clients they share."""
     s3 = make_s3_client(settings)
     sessions = make_session_factory(
@@ -80,8 +86,10 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
     outcome = OutcomeActivities(sessions, settings)
     reprocess = ReprocessActivities(sessions)
     sweep = SweepActivities(s3, sessions, settings)
-    return {
+    plan = StagePlanActivities([p.spec for p in plugins], settings)
+    queues: dict[str, list[Callable[..., Any]]] = {
         settings.ingest_task_queue: [
+            plan.plan_stages,
             intake.seal_and_verify,
             seal.seal_upload,
             verify.verify_object,
@@ -108,21 +116,40 @@ def queue_activities(settings: Settings) -> dict[str, Sequence[Callable[..., Any
             sweep.list_unfinished_deletions,
         ],
         settings.webhooks_task_queue: [webhooks.deliver_webhook, webhooks.fail_webhook_delivery],
+        # The typed stage activities of workflows that started before stages were plugins.
         settings.scan_task_queue: [ScanActivities(s3, settings).scan_blob],
         settings.media_task_queue: [thumbnails.make_thumbnails, ocr.ocr_blob],
     }
+    context = StageContext(settings=settings, s3=s3, sessions=sessions)
+    for plugin in plugins:
+        queue = resolve_queue(plugin.spec.task_queue, settings)
+        queues.setdefault(queue, []).extend(plugin.activities(context))
+    return queues
 
 
-def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> list[Worker]:
-    activities = queue_activities(settings)
+def polled_queues(settings: Settings, plugins: Sequence[StagePlugin]) -> list[str]:
+    """The task queues of this process's roles (settings.worker_queues), in order."""
     names = {
         "ingest": settings.ingest_task_queue,
         "scan": settings.scan_task_queue,
         "media": settings.media_task_queue,
         "webhooks": settings.webhooks_task_queue,
     }
+    polled: list[str] = []
+    for role in settings.worker_queues:
+        if role == "stages":
+            own = (p.spec.task_queue for p in plugins if p.spec.task_queue not in QUEUE_ROLES)
+            polled.extend(q for q in own if q not in polled)
+        elif names[role] not in polled:
+            polled.append(names[role])
+    return polled
+
+
+def build_workers(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> list[Worker]:
+    plugins = load_stage_plugins(settings)
+    activities = queue_activities(settings, plugins)
     workers = []
-    for queue in (names[q] for q in settings.worker_queues):
+    for queue in polled_queues(settings, plugins):
         is_ingest = queue == settings.ingest_task_queue
         concurrency = (
             settings.media_concurrency

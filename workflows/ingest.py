@@ -33,7 +33,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
     from activities.verify import VerifyActivities
     from activities.webhooks import WebhookActivities
-    from conveyor_core.stage_rules import ocr_skip_reason, thumbnails_skip_reason
+    from conveyor_core.stage_rules import legacy_ocr_skip_reason, legacy_thumbnails_skip_reason
+    from conveyor_core.stages import UNSCANNED_SUFFIX, PlannedStage, StageOutput, StagePlan
     from conveyor_core.types import (
         FILE_MISSING_ERROR,
         INVALID_DOCUMENT_ERROR,
@@ -84,9 +85,11 @@ with workflow.unsafe.imports_passed_through():
         tenant_sealed_key,
     )
     from workflows import search_attributes
+    from workflows.stage_runs import plan_stages, run_stage
     from workflows.webhooks import WebhookDeliveryWorkflow, delivery_workflow_id
 
 T = TypeVar("T")
+WAIT_CANCELLATION = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 
 STORE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -144,10 +147,13 @@ STAGE_RULES_PATCH = "schedule-only-stages-that-apply"
 # events each, with a workflow task after each.
 LOCAL_DB_PATCH = "database-steps-as-local-activities"
 # Every patch records a marker and upserts TemporalChangeVersion (a visibility write) in each
-# new run: a run started now records this one alone, and does all the patches above say.
-# Histories from before it replay through them, as they ran. It also seals and verifies in
-# one activity, and commits the outcome and enqueues its webhooks in one local activity.
-CURRENT_PATCH = "ingest-2026-12"
+# new run: a run started from here on records this one alone, and does all the patches above
+# say. Histories from before it replay through them, as they ran. It also seals and verifies
+# in one activity, and commits the outcome and enqueues its webhooks in one local activity.
+ONE_PATCH_2026_12 = "ingest-2026-12"
+# All the above, and the stages are plugins: the run plans the installed stages (a local
+# activity, so the plan is in the history) and runs each one's activity as its spec says.
+CURRENT_PATCH = "ingest-2026-12-stage-plugins"
 # A worker that dies mid-activity is noticed when the heartbeats stop, and the activity
 # retried elsewhere: within these, not after the start-to-close timeout (minutes to hours).
 # Streaming stages beat on every chunk; CPU stages at least every 5 s (subprocesses polled),
@@ -187,6 +193,18 @@ def ocr_blob(blob: BlobRef, task_queue: str, **options: Any) -> Awaitable[OcrRes
         retry_policy=MEDIA_RETRY,
         **options,
     )
+
+
+def unscanned_refused(state: BlobState, scan_oversize: str) -> bool:
+    """Ready bytes that were served unscanned (too large), for a tenant that refuses that."""
+    scan = state.stages.get("scan")
+    unscanned = scan is not None and scan.status is StageStatus.SKIPPED
+    return state.status is BlobStatus.READY and unscanned and scan_oversize != "serve_unscanned"
+
+
+def unscanned_reason(state: BlobState) -> str:
+    detail = state.stages["scan"].detail or "too large to scan"
+    return detail.removesuffix(UNSCANNED_SUFFIX)
 
 
 def workflow_id_for(file_id: str) -> str:
@@ -235,7 +253,9 @@ class IngestWorkflow:
         self._event_seq_offset = 0
         self._last_seen: dict[str, tuple[str, str | None]] = {}  # "" is the file status
         self._retried_stages: list[str] = []  # a ready file's retry: the stages it re-runs
-        self._current = False  # CURRENT_PATCH: this run does what every patch says
+        self._current = False  # ONE_PATCH_2026_12: this run does what the patches before say
+        self._plugins = False  # CURRENT_PATCH: its stages are the planned plugins
+        self._metadata: dict[str, Any] = {}  # what the stages found out about the bytes
 
     @workflow.signal
     def object_uploaded(self, event: ObjectUploaded) -> None:
@@ -257,7 +277,10 @@ class IngestWorkflow:
 
     @workflow.run
     async def run(self, inp: IngestInput) -> IngestResult:
-        self._current = workflow.patched(CURRENT_PATCH)
+        self._plugins = workflow.patched(CURRENT_PATCH)
+        self._current = self._plugins or workflow.patched(ONE_PATCH_2026_12)
+        if self._plugins and inp.stage_names is not None:
+            self._progress.stages = {n: StageState() for n in ("verify", *inp.stage_names)}
         self._progress.file_id = inp.file_id
         self._event_seq_offset = inp.event_seq_offset
         if inp.retry is not None:
@@ -474,8 +497,16 @@ class IngestWorkflow:
             return await self._finish_as_duplicate(inp, state, paced=paced)
         return await self._process_as_owner(inp, state.blob)
 
+    def _processing_names(self, owners: BlobState | None = None) -> tuple[str, ...]:
+        """The stages a blob's processing runs: the owner's where known (plugins)."""
+        if not self._plugins:
+            return PROCESSING_STAGES
+        if owners is not None:
+            return tuple(owners.stages)
+        return tuple(n for n in self._progress.stages if n != "verify")
+
     def _mark_stages_running(self) -> None:
-        for name in PROCESSING_STAGES:
+        for name in self._processing_names():
             self._progress.stages[name] = StageState(StageStatus.RUNNING)
         self._record_events()
 
@@ -483,7 +514,7 @@ class IngestWorkflow:
         """Each stage ends with the owner's outcome, about as long after `started` as it
         took the owner (within 10 %), in the order they would have ended."""
         ends = []
-        for name in PROCESSING_STAGES:
+        for name in self._processing_names(state):
             outcome = state.stages.get(name)
             if outcome is None:
                 continue
@@ -497,6 +528,8 @@ class IngestWorkflow:
             self._record_events()
 
     async def _process_as_owner(self, inp: IngestInput, blob: BlobRef) -> IngestResult:
+        if self._plugins:
+            return await self._process_planned(inp, blob)
         scan_task = asyncio.ensure_future(self._scan(inp, blob))
         thumbnails_task = asyncio.ensure_future(self._thumbnails(inp, blob))
         ocr_task = asyncio.ensure_future(self._ocr(inp, blob))
@@ -509,13 +542,7 @@ class IngestWorkflow:
             if scan is None:
                 detail = f"scan: {self._progress.stages['scan'].detail}"
                 return await self._finish(inp, FileStatus.FAILED, detail, blob, BlobStatus.FAILED)
-            await workflow.execute_activity_method(
-                StoreActivities.quarantine_object,
-                QuarantineInput(blob=blob, quarantine_bucket=inp.quarantine_bucket),
-                start_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=STREAM_HEARTBEAT_TIMEOUT,
-                retry_policy=STORE_RETRY,
-            )
+            await self._quarantine(inp, blob)
             return await self._finish(
                 inp, FileStatus.QUARANTINED, scan.detail, blob, BlobStatus.QUARANTINED
             )
@@ -535,9 +562,13 @@ class IngestWorkflow:
     async def _finish_as_duplicate(
         self, inp: IngestInput, state: BlobState, *, paced: bool = False
     ) -> IngestResult:
-        for name in PROCESSING_STAGES:
+        for name in self._processing_names(state):
             if name in state.stages and not paced:
                 self._progress.stages[name] = state.stages[name]
+        if self._plugins and unscanned_refused(state, inp.scan_oversize):
+            # The owner's tenant takes files too large to scan; this one does not.
+            detail = f"scan: {unscanned_reason(state)}"
+            return await self._finish(inp, FileStatus.FAILED, detail, state.blob)
         if state.status is BlobStatus.READY:
             public_key = await self._publish(inp, state.blob, state.public_key)
             return await self._finish(
@@ -548,6 +579,99 @@ class IngestWorkflow:
             return await self._finish(inp, FileStatus.QUARANTINED, detail, state.blob)
         detail = f"scan: {self._progress.stages['scan'].detail}"
         return await self._finish(inp, FileStatus.FAILED, detail, state.blob)
+
+    # --- the planned stages (plugins) --------------------------------------------------------
+
+    async def _process_planned(self, inp: IngestInput, blob: BlobRef) -> IngestResult:
+        """Every installed stage that applies, at once; a gate (the scan) that fails or finds
+        something stops the others and decides the file's end."""
+        plan = await plan_stages(blob.content_type)
+        self._adopt_plan(plan, whole=True)
+        runs = self._start_stages(inp, plan, blob)
+        for gate in plan.stages:
+            if not gate.gate or gate.name not in runs:
+                continue
+            out = await runs[gate.name]
+            if out is not None and out.verdict is None:
+                continue
+            others = [task for name, task in runs.items() if name != gate.name]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+            self._skip_pending(f"not run: the {gate.name} did not pass")
+            if out is None:
+                detail = f"{gate.name}: {self._progress.stages[gate.name].detail}"
+                return await self._finish(inp, FileStatus.FAILED, detail, blob, BlobStatus.FAILED)
+            await self._quarantine(inp, blob)
+            return await self._finish(
+                inp, FileStatus.QUARANTINED, out.verdict, blob, BlobStatus.QUARANTINED
+            )
+        outputs = [await task for task in runs.values()]
+        public_key = await self._publish(inp, blob, None)
+        return await self._finish(
+            inp,
+            FileStatus.READY,
+            None,
+            blob,
+            BlobStatus.READY,
+            thumbnails=[t for out in outputs if out is not None for t in out.thumbnails],
+            public_key=public_key,
+        )
+
+    def _adopt_plan(self, plan: StagePlan, *, whole: bool) -> None:
+        """The file shows the planned stages (whole: only those, in the plan's order), each
+        one that does not apply skipped with its reason."""
+        stages = self._progress.stages
+        if whole:
+            stages = {"verify": stages.get("verify") or StageState()}
+        for planned in plan.stages:
+            stages[planned.name] = self._progress.stages.get(planned.name) or StageState()
+            if planned.skipped_reason is not None:
+                stages[planned.name] = StageState(StageStatus.SKIPPED, planned.skipped_reason, 0)
+        self._progress.stages = stages
+        self._record_events()
+
+    def _start_stages(
+        self, inp: IngestInput, plan: StagePlan, blob: BlobRef
+    ) -> dict[str, asyncio.Task[Any]]:
+        return {
+            planned.name: asyncio.ensure_future(self._run_planned(inp, planned, blob))
+            for planned in plan.stages
+            if planned.skipped_reason is None
+        }
+
+    async def _run_planned(
+        self, inp: IngestInput, planned: PlannedStage, blob: BlobRef
+    ) -> StageOutput | None:
+        # A gate is cancelled only as the workflow ends; the others are awaited until their
+        # activity stops, so no thumbnail is written after the outcome is committed.
+        options: dict[str, Any] = {}
+        if not planned.gate:
+            options["cancellation_type"] = WAIT_CANCELLATION
+        stage_options = {
+            "thumbnail_sizes": list(inp.thumbnail_sizes),
+            "scan_oversize": inp.scan_oversize,
+        }
+        out = await self._stage(planned.name, run_stage(planned, blob, stage_options, **options))
+        if out is not None:
+            if out.verdict is not None:
+                self._progress.stages[planned.name].detail = out.verdict
+            else:
+                self._record_optional_stage(planned.name, out.skipped_reason, out.detail)
+            self._metadata.update(out.metadata)
+        self._record_events()
+        return out
+
+    async def _quarantine(self, inp: IngestInput, blob: BlobRef) -> None:
+        await workflow.execute_activity_method(
+            StoreActivities.quarantine_object,
+            QuarantineInput(blob=blob, quarantine_bucket=inp.quarantine_bucket),
+            start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=STREAM_HEARTBEAT_TIMEOUT,
+            retry_policy=STORE_RETRY,
+        )
+
+    # --- the stages before plugins (histories from before CURRENT_PATCH) ------------------
 
     async def _scan(self, inp: IngestInput, blob: BlobRef) -> ScanResult | None:
         result = await self._stage(
@@ -568,7 +692,7 @@ class IngestWorkflow:
         return result
 
     async def _thumbnails(self, inp: IngestInput, blob: BlobRef) -> ThumbnailsResult | None:
-        if self._skipped_by_rule("thumbnails", thumbnails_skip_reason(blob.content_type)):
+        if self._skipped_by_rule("thumbnails", legacy_thumbnails_skip_reason(blob.content_type)):
             return None
         result = await self._stage(
             "thumbnails",
@@ -585,7 +709,7 @@ class IngestWorkflow:
         return result
 
     async def _ocr(self, inp: IngestInput, blob: BlobRef) -> OcrResult | None:
-        if self._skipped_by_rule("ocr", ocr_skip_reason(blob.content_type)):
+        if self._skipped_by_rule("ocr", legacy_ocr_skip_reason(blob.content_type)):
             return None
         result = await self._stage(
             "ocr",
@@ -701,6 +825,8 @@ class IngestWorkflow:
                     retry_policy=AWAIT_BLOB_RETRY,
                 )
             return await self._finish_as_duplicate(inp, state)
+        if self._plugins:
+            return await self._retry_planned(inp, retry, state)
         self._retried_stages = [s for s in retry.stages if s in ("thumbnails", "ocr")]
         ocr_task = (
             asyncio.ensure_future(self._ocr(inp, state.blob))
@@ -717,6 +843,22 @@ class IngestWorkflow:
         # run's do, so a client following them knows this retry is over.
         self._last_seen.pop("", None)
         return await self._finish(inp, FileStatus.READY, None, state.blob, thumbnails=thumbnails)
+
+    async def _retry_planned(
+        self, inp: IngestInput, retry: RetryRequest, state: BlobState
+    ) -> IngestResult:
+        """A ready file's failed stages, run again as their plugins say now."""
+        plan = await plan_stages(state.blob.content_type, list(retry.stages))
+        plan = StagePlan(stages=[s for s in plan.stages if not s.gate])
+        self._retried_stages = [s.name for s in plan.stages]
+        self._adopt_plan(plan, whole=False)
+        runs = self._start_stages(inp, plan, state.blob)
+        outputs = [await task for task in runs.values()]
+        made = [t for out in outputs if out is not None for t in out.thumbnails]
+        self._last_seen.pop("", None)
+        return await self._finish(
+            inp, FileStatus.READY, None, state.blob, thumbnails=made or state.thumbnails
+        )
 
     # --- small activities and the end ----------------------------------------------------
 
@@ -764,11 +906,12 @@ class IngestWorkflow:
             stages=self._progress.stages,
             blob_sha256=blob.sha256 if blob else None,
             blob_status=blob_status,
-            blob_stages={n: self._progress.stages[n] for n in PROCESSING_STAGES},
+            blob_stages={n: s for n, s in self._progress.stages.items() if n != "verify"},
             thumbnails=thumbnails or [],
             public_key=public_key,
             events=list(self._events),
             retried_stages=self._retried_stages,
+            metadata=self._metadata if self._plugins else None,
         )
         queued: EnqueueWebhooksResult | None = None
         if self._current:  # the webhooks are enqueued in the commit's own transaction

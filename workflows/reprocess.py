@@ -2,7 +2,8 @@
 added (`conveyor reprocess`). Id `reprocess-<stage>-<timestamp>` unless one is given.
 
 Pages through the matching ready blobs by SHA-256, runs the stage's own activity (the one
-ingest uses, on the media queue) for each, at most `max_concurrency` at once, and records
+ingest uses, on its plugin's queue, with its timeouts and retries) for each, at most
+`max_concurrency` at once, and records
 each new outcome on the blob and its ready files. A blob that fails is counted (and the
 first few named), never fatal. Every `pages_per_run` pages it continues as new with its
 cursor and counters, so its history stays small and a restarted worker resumes from the
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -21,6 +23,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.metadata import MetadataActivities
     from activities.reprocess import ReprocessActivities
+    from conveyor_core.stages import PlannedStage
     from conveyor_core.types import (
         REPROCESS_STAGES,
         BlobRef,
@@ -35,8 +38,11 @@ with workflow.unsafe.imports_passed_through():
         Thumbnail,
     )
     from workflows.ingest import DATABASE_RETRY, failure_reason, make_thumbnails, ocr_blob
+    from workflows.stage_runs import plan_stages, run_stage
 
 MAX_FAILURES_KEPT = 20
+# Any installed stage but a gate, run as its plugin says (before: thumbnails or OCR only).
+STAGE_PLUGINS_PATCH = "reprocess-stage-plugins"
 
 
 def reprocess_workflow_id(stage: str, suffix: str) -> str:
@@ -48,6 +54,7 @@ class ReprocessWorkflow:
     def __init__(self) -> None:
         self._progress = ReprocessProgress(stage="")
         self._in_flight = 0
+        self._planned: PlannedStage | None = None
 
     @workflow.query
     def progress(self) -> ReprocessProgress:
@@ -55,7 +62,16 @@ class ReprocessWorkflow:
 
     @workflow.run
     async def run(self, inp: ReprocessInput) -> ReprocessProgress:
-        if inp.stage not in REPROCESS_STAGES:
+        if workflow.patched(STAGE_PLUGINS_PATCH):
+            self._planned = (await plan_stages("", [inp.stage])).get(inp.stage)
+            if self._planned is None or self._planned.gate:
+                why = "is not installed" if self._planned is None else "is a gate"
+                raise ApplicationError(
+                    f"cannot reprocess stage {inp.stage!r}: it {why}",
+                    type="InvalidReprocessInput",
+                    non_retryable=True,
+                )
+        elif inp.stage not in REPROCESS_STAGES:
             raise ApplicationError(
                 f"cannot reprocess stage {inp.stage!r}; one of {', '.join(REPROCESS_STAGES)}",
                 type="InvalidReprocessInput",
@@ -107,14 +123,22 @@ class ReprocessWorkflow:
 
     async def _one(self, inp: ReprocessInput, blob: BlobRef) -> None:
         try:
-            state, thumbnails = await self._run_stage(inp, blob)
+            metadata = None
+            if self._planned is not None:
+                state, thumbnails, metadata = await self._run_planned(inp, self._planned, blob)
+            else:
+                state, thumbnails = await self._run_stage(inp, blob)
             if state.status is StageStatus.SKIPPED:
                 self._progress.skipped += 1
                 return
             await workflow.execute_activity_method(
                 MetadataActivities.record_blob_stage,
                 RecordStageInput(
-                    sha256=blob.sha256, stage=inp.stage, state=state, thumbnails=thumbnails
+                    sha256=blob.sha256,
+                    stage=inp.stage,
+                    state=state,
+                    thumbnails=thumbnails,
+                    metadata=metadata,
                 ),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=DATABASE_RETRY,
@@ -128,6 +152,21 @@ class ReprocessWorkflow:
                 )
         finally:
             self._in_flight -= 1
+
+    async def _run_planned(
+        self, inp: ReprocessInput, planned: PlannedStage, blob: BlobRef
+    ) -> tuple[StageState, list[Thumbnail] | None, dict[str, Any] | None]:
+        skipped = planned.skip_reason(blob.content_type)
+        if skipped is not None:
+            return StageState(StageStatus.SKIPPED, skipped, 0), None, None
+        started = workflow.now()
+        out = await run_stage(planned, blob, {"thumbnail_sizes": list(inp.thumbnail_sizes)})
+        duration_ms = int((workflow.now() - started).total_seconds() * 1000)
+        if out.skipped_reason is not None:
+            return StageState(StageStatus.SKIPPED, out.skipped_reason, duration_ms), None, None
+        thumbnails = out.thumbnails if "derivatives" in planned.writes else None
+        state = StageState(StageStatus.SUCCEEDED, out.detail, duration_ms)
+        return state, thumbnails, out.metadata or None
 
     async def _run_stage(
         self, inp: ReprocessInput, blob: BlobRef

@@ -75,7 +75,6 @@ MAX_PAGE = 100
 # Postgres text cannot hold NUL: such a query is refused (422) before it reaches it.
 NO_NUL = r"^[^\x00]*$"
 # A ready file's stages that can fail without failing the file, and so be retried alone.
-OPTIONAL_STAGES = ("thumbnails", "ocr")
 
 
 async def owned_file(session: AsyncSession, file_id: uuid.UUID, tenancy: Tenancy) -> File:
@@ -150,8 +149,10 @@ async def get_content(
     blob = await session.get(Blob, file.sha256) if file.sha256 else None
     if file.status != FileStatus.READY.value or blob is None:
         raise Conflict(f"This file is {file.status}, not ready.", code=ErrorCode.FILE_NOT_READY)
+    # Bytes too large to scan, served because the tenant chose so: every download says it.
+    headers = {SCANNED_HEADER: "false"} if is_unscanned(file.stages) else None
     if file.visibility == Visibility.PUBLIC.value and blob.public_key:
-        return RedirectResponse(_cdn_url(state, blob.public_key), status_code=307)
+        return RedirectResponse(_cdn_url(state, blob.public_key), status_code=307, headers=headers)
     url = await asyncio.to_thread(
         state.s3_presign.generate_presigned_url,
         "get_object",
@@ -163,7 +164,15 @@ async def get_content(
         },
         ExpiresIn=state.settings.download_url_ttl_seconds,
     )
-    return RedirectResponse(url, status_code=307)
+    return RedirectResponse(url, status_code=307, headers=headers)
+
+
+SCANNED_HEADER = "X-Conveyor-Scanned"
+
+
+def is_unscanned(stages: dict[str, Any]) -> bool:
+    """A ready file's scan was skipped only for bytes too large to scan, served anyway."""
+    return (stages.get("scan") or {}).get("status") == StageStatus.SKIPPED.value
 
 
 @router.get(
@@ -178,12 +187,35 @@ async def get_text(
     file_id: uuid.UUID, session: SessionDep, tenancy: UploaderDep
 ) -> PlainTextResponse:
     file = await owned_file(session, file_id, tenancy)
-    text = await session.get(BlobText, file.sha256) if file.sha256 else None
-    if text is None or file.status != FileStatus.READY.value:
-        ocr = file.stages.get("ocr") or {}
-        why = ocr.get("detail") or f"the file is {file.status}"
-        raise NotFound(f"This file has no OCR text ({why}).", code=ErrorCode.TEXT_NOT_AVAILABLE)
-    return PlainTextResponse(text.text)
+    texts = (
+        (
+            await session.execute(
+                select(BlobText.text)
+                .where(BlobText.sha256 == file.sha256)
+                .order_by(BlobText.source.desc())  # the document's own text, then OCR's
+            )
+        )
+        .scalars()
+        .all()
+        if file.sha256
+        else []
+    )
+    if not texts or file.status != FileStatus.READY.value:
+        why = _no_text_reason(file)
+        raise NotFound(f"This file has no text ({why}).", code=ErrorCode.TEXT_NOT_AVAILABLE)
+    return PlainTextResponse("\n\f\n".join(t for t in texts if t))
+
+
+def _no_text_reason(file: File) -> str:
+    """The text stages' own reasons (e.g. "no OCR for application/zip"), or the status."""
+    if file.status != FileStatus.READY.value:
+        return f"the file is {file.status}"
+    reasons = [
+        stage.get("detail")
+        for name, stage in file.stages.items()
+        if name in ("text", "ocr") and (stage or {}).get("detail")
+    ]
+    return "; ".join(str(r) for r in reasons) or "no stage found any"
 
 
 @router.get("", response_model=FileList, responses=responses(ErrorCode.INVALID_CURSOR))
@@ -355,6 +387,8 @@ async def retry_file(
         media_task_queue=settings.media_task_queue,
         thumbnail_sizes=list(settings.thumbnail_sizes),
         quarantine_bucket=settings.quarantine_bucket,
+        stage_names=list(state.stage_names),
+        scan_oversize=tenancy.scan_oversize,
         # The new run's progress events follow the ones kept from the runs before.
         event_seq_offset=kept_events.scalar() or 0,
         retry=RetryRequest(
@@ -388,8 +422,8 @@ def _stages_to_retry(file: File) -> list[str]:
     if current is FileStatus.READY:
         failed = [
             name
-            for name in OPTIONAL_STAGES
-            if (file.stages.get(name) or {}).get("status") == StageStatus.FAILED.value
+            for name, stage in file.stages.items()
+            if name != "verify" and (stage or {}).get("status") == StageStatus.FAILED.value
         ]
         if failed:
             return failed
@@ -496,8 +530,8 @@ async def _start_retry(
 def _retrying(file: File) -> bool:
     """A ready file whose failed stages a retry is re-running (marked pending)."""
     return file.status == FileStatus.READY.value and any(
-        (file.stages.get(name) or {}).get("status") == StageStatus.PENDING.value
-        for name in OPTIONAL_STAGES
+        name != "verify" and (stage or {}).get("status") == StageStatus.PENDING.value
+        for name, stage in file.stages.items()
     )
 
 
@@ -589,6 +623,8 @@ def file_from_row(state: AppState, file: File, blob: Blob | None) -> FilePublic:
         status_detail=file.status_detail,
         stages={name: StagePublic.model_validate(s) for name, s in file.stages.items()},
         thumbnails=thumbnails,
+        metadata=dict(blob.properties) if ready and blob is not None else {},
+        scanned=(not is_unscanned(file.stages)) if ready else None,
         cdn_url=cdn_url,
         workflow_id=file.workflow_id,
         created_at=file.created_at,

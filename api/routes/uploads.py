@@ -275,6 +275,8 @@ async def _declare(
         media_task_queue=settings.media_task_queue,
         thumbnail_sizes=list(settings.thumbnail_sizes),
         quarantine_bucket=settings.quarantine_bucket,
+        stage_names=list(state.stage_names),
+        scan_oversize=tenancy.scan_oversize,
         multipart_upload_id=multipart_upload_id,
         sealed_key=sealed,
         size_is_limit=browser is not None,

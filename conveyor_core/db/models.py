@@ -48,6 +48,7 @@ class Tenant(Base):
     max_bytes: Mapped[int | None] = mapped_column(BigInteger)
     max_files: Mapped[int | None] = mapped_column(Integer)
     rate_limit: Mapped[str | None] = mapped_column(String(64))  # per key, e.g. "100/second"
+    scan_oversize: Mapped[str | None] = mapped_column(String(32))  # reject | serve_unscanned
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
@@ -109,24 +110,31 @@ class Blob(Base):
     owner_file_id: Mapped[uuid.UUID | None]
     stages: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
     thumbnails: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
+    # What the stages found out about the bytes (dimensions, pages, duration, ...).
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     public_key: Mapped[str | None] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+BLOB_TEXT_VECTOR = "to_tsvector('english', regexp_replace(text, '[/._]+', ' ', 'g'))"
+
+
 class BlobText(Base):
-    """OCR text of a blob (derivatives are per content, not per file)."""
+    """A blob's text, one row per stage that wrote some (OCR, a document's own text): text
+    is per content, not per file."""
 
     __tablename__ = "blob_text"
 
     sha256: Mapped[str] = mapped_column(
         ForeignKey("blob.sha256", ondelete="CASCADE"), primary_key=True
     )
+    source: Mapped[str] = mapped_column(String(64), primary_key=True, server_default="ocr")
     text: Mapped[str] = mapped_column(Text)
     pages: Mapped[int] = mapped_column(Integer)
     languages: Mapped[str] = mapped_column(String(64))
-    search_vector: Mapped[str] = mapped_column(
-        TSVECTOR, Computed("to_tsvector('english', text)", persisted=True)
-    )
+    # Names in the text (report.pdf, contracts/q3.xlsx: archive listings, attachments) are
+    # searched by their words, as file names are.
+    search_vector: Mapped[str] = mapped_column(TSVECTOR, Computed(BLOB_TEXT_VECTOR, persisted=True))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     __table_args__ = (Index("ix_blob_text_search_vector", "search_vector", postgresql_using="gin"),)

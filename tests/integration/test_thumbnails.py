@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from PIL import Image
+from PIL import ExifTags, Image
 from pillow_heif import register_heif_opener
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -280,7 +281,9 @@ def test_make_thumbnails_reuses_stored_thumbnails(
         Metadata={"width": str(marker.width), "height": str(marker.height)},
     )
     second = _run(thumbnails, again, SIZES)
-    assert second == first
+    assert (second.thumbnails, second.detail) == (first.thumbnails, first.detail)
+    assert first.metadata == {"width": 1000, "height": 800}
+    assert second.metadata == {}  # nothing was decoded: the stored thumbnails were enough
     assert [(t.width, t.height) for t in second.thumbnails] == [(256, 205), (1000, 800)]
     body = s3.get_object(Bucket=marker.bucket, Key=marker.key)["Body"].read()
     assert body == b"marker"
@@ -295,3 +298,106 @@ def test_make_thumbnails_remakes_a_thumbnail_without_dimensions(
     result = _run(thumbnails, blob, [256])
     assert (result.thumbnails[0].width, result.thumbnails[0].height) == (256, 192)
     assert _fetch(s3, result.thumbnails[0]).size == (256, 192)
+
+
+def _psd(size: tuple[int, int]) -> bytes:
+    """A flat 8-bit RGB Photoshop file (Pillow reads PSD but does not write it)."""
+    width, height = size
+    header = (
+        b"8BPS" + struct.pack(">H", 1) + bytes(6) + struct.pack(">HIIHH", 3, height, width, 8, 3)
+    )
+    planes = b"".join(bytes([value]) * (width * height) for value in (200, 40, 90))
+    return header + struct.pack(">III", 0, 0, 0) + struct.pack(">H", 0) + planes
+
+
+def _xpm() -> bytes:
+    rows = ['"' + ("ab" * 20) + '",' for _ in range(30)]
+    return (
+        '/* XPM */\nstatic char *x[] = {\n"40 30 2 1",\n"a c #ff0000",\n"b c #0000ff",\n'
+        + "\n".join(rows)[:-1]
+        + "};\n"
+    ).encode()
+
+
+# Formats Pillow decodes beyond the common ones: each sniffed type opens with its own
+# decoder only (stage_rules.IMAGE_DECODERS).
+MORE_FORMATS: dict[str, tuple[Callable[[], bytes], str]] = {
+    "tga": (lambda: _encoded(_noise((600, 300)), "TGA"), "image/x-tga"),
+    "ico": (lambda: _encoded(_noise((256, 256)), "ICO"), "image/vnd.microsoft.icon"),
+    "icns": (lambda: _encoded(_noise((512, 512)), "ICNS"), "image/x-icns"),
+    "jp2": (lambda: _encoded(_noise((1500, 1000)), "JPEG2000"), "image/jp2"),
+    "j2k": (
+        lambda: _encoded(_noise((400, 800)), "JPEG2000", no_jp2=True),
+        "image/x-jp2-codestream",
+    ),
+    "pcx": (lambda: _encoded(_noise((300, 200)), "PCX"), "image/x-pcx"),
+    "ppm": (lambda: _encoded(_noise((300, 200)), "PPM"), "image/x-portable-pixmap"),
+    "qoi": (lambda: _encoded(_noise((640, 480)).convert("RGBA"), "QOI"), "image/x-qoi"),
+    "psd": (lambda: _psd((320, 160)), "image/vnd.adobe.photoshop"),
+    "xpm": (_xpm, "image/x-xpixmap"),
+}
+
+
+@pytest.mark.parametrize("name", list(MORE_FORMATS))
+def test_make_thumbnails_of_more_pillow_formats(
+    name: str, thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+) -> None:
+    make, sniffed = MORE_FORMATS[name]
+    data = make()
+    blob = upload(data)
+    assert blob.content_type == sniffed
+    with Image.open(io.BytesIO(data)) as source:
+        width, height = source.size
+    expected = []
+    for size in SIZES:
+        scale = min(1.0, size / max(width, height))
+        expected.append((max(1, round(width * scale)), max(1, round(height * scale))))
+    result = _run(thumbnails, blob, SIZES)
+    _assert_thumbnails(s3, result, blob, expected)
+
+
+def test_make_thumbnails_skips_postscript_with_a_reason(
+    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef]
+) -> None:
+    # Pillow would hand an EPS to Ghostscript, a PostScript interpreter: never run here.
+    blob = upload(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    assert blob.content_type == "application/postscript"
+    result = _run(thumbnails, blob, SIZES)
+    assert result.skipped_reason == "no thumbnails for application/postscript"
+    assert result.thumbnails == []
+
+
+def _photo_with_exif() -> bytes:
+    """A JPEG as a phone writes it: taken date, camera, GPS, rotated (orientation 6)."""
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make] = "Fairphone"
+    exif[ExifTags.Base.Model] = "FP5"
+    exif[ExifTags.Base.Orientation] = 6
+    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "2024:05:17 14:03:22"
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[ExifTags.GPS.GPSLatitudeRef] = "N"
+    gps[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 29.6)
+    gps[ExifTags.GPS.GPSLongitudeRef] = "W"
+    gps[ExifTags.GPS.GPSLongitude] = (2.0, 17.0, 40.2)
+    return _encoded(_noise((800, 600)), "JPEG", exif=exif.tobytes())
+
+
+def test_make_thumbnails_reads_exif_and_keeps_gps_out_of_the_thumbnails(
+    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+) -> None:
+    blob = upload(_photo_with_exif())
+    result = _run(thumbnails, blob, SIZES)
+
+    assert result.metadata == {
+        "width": 600,  # as shown: orientation 6 turns 800x600 upright
+        "height": 800,
+        "taken_at": "2024-05-17T14:03:22",
+        "camera": "Fairphone FP5",
+        "gps": {"latitude": 48.858222, "longitude": -2.294500},
+    }
+    for thumb in result.thumbnails:
+        body = s3.get_object(Bucket=thumb.bucket, Key=thumb.key)["Body"].read()
+        derived = Image.open(io.BytesIO(body))
+        assert not derived.getexif(), derived.getexif()  # no GPS, no camera, nothing
+        assert b"Exif" not in body and b"Fairphone" not in body
+        assert derived.height > derived.width  # upright, as the photo is shown

@@ -22,6 +22,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
+from activities.builtin_stages import OCR, SCAN, THUMBNAILS
+from conveyor_core.settings import Settings
+from conveyor_core.stages import PlanStagesInput, StageInput, StageOutput, StagePlan, plan_for
 from conveyor_core.types import (
     FILE_MISSING_ERROR,
     INVALID_IMAGE_ERROR,
@@ -221,7 +224,38 @@ class Stubs:
             commit_file(inp)
             return enqueue_webhooks(EnqueueWebhooksInput(file_id=inp.file_id, status=inp.status))
 
+        @activity.defn(name="plan_stages")
+        def plan_stages(inp: PlanStagesInput) -> StagePlan:
+            # The built-in stages, on the test's own queue (the one this runs on).
+            queue = activity.info().task_queue
+            settings = Settings(scan_task_queue=queue, media_task_queue=queue)
+            specs = [SCAN.spec, THUMBNAILS.spec, OCR.spec]
+            return plan_for(specs, inp.content_type, settings, inp.names)
+
+        @activity.defn(name="stage_scan")
+        def stage_scan(inp: StageInput) -> StageOutput:
+            result = scan_blob(ScanInput(blob=inp.blob))
+            return StageOutput(
+                detail=result.detail, verdict=result.detail if result.infected else None
+            )
+
+        @activity.defn(name="stage_thumbnails")
+        def stage_thumbnails(inp: StageInput) -> StageOutput:
+            made = make_thumbnails(ThumbnailsInput(blob=inp.blob, sizes=[256]))
+            return StageOutput(
+                skipped_reason=made.skipped_reason, detail=made.detail, thumbnails=made.thumbnails
+            )
+
+        @activity.defn(name="stage_ocr")
+        def stage_ocr(inp: StageInput) -> StageOutput:
+            result = ocr_blob(OcrInput(blob=inp.blob))
+            return StageOutput(skipped_reason=result.skipped_reason, detail=result.detail)
+
         return [
+            plan_stages,
+            stage_scan,
+            stage_thumbnails,
+            stage_ocr,
             probe_object,
             delete_object,
             discard_upload,
@@ -565,14 +599,21 @@ async def test_a_new_run_records_one_patch_and_seals_verifies_and_commits_in_one
         and e.marker_recorded_event_attributes.marker_name == "core_patch"
     ]
     assert len(patches) == 1 and CURRENT_PATCH.encode() in patches[0], patches
-    # Sealed and verified by one activity; the claim, and the outcome with its webhooks,
-    # as local activities; thumbnails and OCR skipped by rule.
+    # Sealed and verified by one activity; the claim, the stage plan and the outcome with
+    # its webhooks as local activities; thumbnails and OCR skipped by the plan.
     assert activity_types(history) == [
         "seal_and_verify",
         "claim_blob",
-        "scan_blob",
+        "plan_stages",
+        "stage_scan",
         "commit_outcome",
     ]
+    stages = stubs.commits[-1].stages
+    assert set(stages) == {"verify", "scan", "thumbnails", "ocr"}
+    assert stages["thumbnails"] == StageState(
+        StageStatus.SKIPPED, "no thumbnails for text/plain", 0
+    )
+    assert stages["ocr"] == StageState(StageStatus.SKIPPED, "no OCR for text/plain", 0)
     assert stubs.commits[-1].stages["verify"] == StageState(
         StageStatus.SUCCEEDED, "text/plain", stubs.commits[-1].stages["verify"].duration_ms
     )
@@ -592,5 +633,14 @@ async def test_ingest_histories_from_before_the_one_patch_still_replay(kind: str
     # Recorded on the real stack before CURRENT_PATCH: one marker per patch, separate seal
     # and verify activities, and separate commit and enqueue local activities.
     path = HISTORIES / f"ingest_{kind}_before_one_patch.json"
+    history = WorkflowHistory.from_json(f"ingest-{kind}", path.read_text())
+    await Replayer(workflows=[IngestWorkflow]).replay_workflow(history)
+
+
+@pytest.mark.parametrize("kind", ["text", "image"])
+async def test_ingest_histories_from_before_stage_plugins_still_replay(kind: str) -> None:
+    # Recorded (stub activities) by the workflow as it was before stages were plugins: one
+    # ingest-2026-12 marker, and the typed scan, thumbnails and OCR activities.
+    path = HISTORIES / f"ingest_{kind}_before_stage_plugins.json"
     history = WorkflowHistory.from_json(f"ingest-{kind}", path.read_text())
     await Replayer(workflows=[IngestWorkflow]).replay_workflow(history)

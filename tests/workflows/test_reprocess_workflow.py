@@ -17,6 +17,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.builtin_stages import OCR, SCAN, THUMBNAILS
+from conveyor_core.settings import Settings
+from conveyor_core.stages import PlanStagesInput, StageInput, StageOutput, StagePlan, plan_for
 from conveyor_core.types import (
     INVALID_IMAGE_ERROR,
     BlobRef,
@@ -106,7 +109,38 @@ class Stubs:
             self.records.append(inp)
             return True
 
-        return [count_reprocess, list_reprocess_batch, make_thumbnails, ocr_blob, record_blob_stage]
+        @activity.defn(name="plan_stages")
+        def plan_stages(inp: PlanStagesInput) -> StagePlan:
+            queue = activity.info().task_queue
+            settings = Settings(scan_task_queue=queue, media_task_queue=queue)
+            specs = [SCAN.spec, THUMBNAILS.spec, OCR.spec]
+            return plan_for(specs, inp.content_type, settings, inp.names)
+
+        @activity.defn(name="stage_thumbnails")
+        def stage_thumbnails(inp: StageInput) -> StageOutput:
+            made = make_thumbnails(ThumbnailsInput(blob=inp.blob, sizes=[64]))
+            return StageOutput(
+                skipped_reason=made.skipped_reason,
+                detail=made.detail,
+                thumbnails=made.thumbnails,
+                metadata={"width": 64} if made.thumbnails else {},
+            )
+
+        @activity.defn(name="stage_ocr")
+        def stage_ocr(inp: StageInput) -> StageOutput:
+            result = ocr_blob(OcrInput(blob=inp.blob))
+            return StageOutput(skipped_reason=result.skipped_reason, detail=result.detail)
+
+        return [
+            count_reprocess,
+            list_reprocess_batch,
+            make_thumbnails,
+            ocr_blob,
+            record_blob_stage,
+            plan_stages,
+            stage_thumbnails,
+            stage_ocr,
+        ]
 
 
 async def _reprocess(env: WorkflowEnvironment, stubs: Stubs, **changes: Any) -> ReprocessProgress:
@@ -152,12 +186,14 @@ async def test_reprocess_pages_throttles_counts_and_continues_as_new(
     assert result.failures == [ReprocessFailure(blobs[2].sha256, "image data is truncated")]
     assert [p.after_sha256 for p in stubs.pages] == [None, blobs[2].sha256, blobs[5].sha256]
     assert stubs.most_running == 2  # throttled, yet concurrent
-    assert stubs.sizes == [[64]] * 8
+    # The text file is skipped by the stage's plan, with no activity.
+    assert stubs.sizes == [[64]] * 7
     recorded = sorted(r.sha256 for r in stubs.records)
     assert recorded == sorted(b.sha256 for i, b in enumerate(blobs) if i not in (2, 5))
     record = stubs.records[0]
     assert record.stage == "thumbnails" and record.state.status == StageStatus.SUCCEEDED
     assert record.thumbnails is not None and record.thumbnails[0].size == 64
+    assert record.metadata == {"width": 64}
 
 
 async def test_reprocess_a_full_last_page_ends_on_the_empty_one(env: WorkflowEnvironment) -> None:
@@ -176,9 +212,14 @@ async def test_reprocess_nothing_matching_finishes_at_once(env: WorkflowEnvironm
     assert result == ReprocessProgress(stage="thumbnails", total=0, finished=True)
 
 
-async def test_reprocess_refuses_an_unknown_stage(env: WorkflowEnvironment) -> None:
+@pytest.mark.parametrize(
+    ("stage", "why"), [("scan", "it is a gate"), ("nope", "it is not installed")]
+)
+async def test_reprocess_refuses_a_gate_or_an_unknown_stage(
+    env: WorkflowEnvironment, stage: str, why: str
+) -> None:
     with pytest.raises(WorkflowFailureError) as caught:
-        await _reprocess(env, Stubs(blobs=[]), stage="scan")
+        await _reprocess(env, Stubs(blobs=[]), stage=stage)
 
     assert isinstance(caught.value.cause, ApplicationError)
-    assert "cannot reprocess stage 'scan'" in caught.value.cause.message
+    assert caught.value.cause.message == f"cannot reprocess stage {stage!r}: {why}"

@@ -13,6 +13,8 @@ debian_packages=(
   tesseract-ocr tesseract-ocr-eng poppler-utils
   nginx postgresql libmagic1 fonts-dejavu-core
   libvips-tools
+  libreoffice-core libreoffice-writer libreoffice-calc libreoffice-impress
+  ffmpeg
 )
 if [ "${1:-}" = "--for-tests" ]; then
   debian_packages+=(chromium)
