@@ -19,7 +19,7 @@ from activities.ocr import OcrActivities
 from activities.scan import ARCHIVE_TYPES, ScanActivities
 from activities.text import TextStage
 from activities.thumbnails import ThumbnailActivities
-from conveyor_core.stage_rules import OCR_IMAGE_TYPES, PDF, THUMBNAIL_IMAGE_TYPES
+from conveyor_core.stage_rules import OCR_IMAGE_TYPES, PDF, THUMBNAIL_TYPES
 from conveyor_core.stages import (
     UNSCANNED_SUFFIX,
     StageContext,
@@ -128,7 +128,7 @@ THUMBNAILS = StagePlugin(
     spec=StageSpec(
         name="thumbnails",
         activity="stage_thumbnails",
-        content_types=(*sorted(THUMBNAIL_IMAGE_TYPES), PDF),
+        content_types=tuple(sorted(THUMBNAIL_TYPES)),
         start_to_close_seconds=300,
         non_retryable_errors=MEDIA_ERRORS,
         writes=("derivatives", "metadata"),

@@ -13,7 +13,7 @@ import re
 import tempfile
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,11 +23,20 @@ from pillow_heif import register_heif_opener
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.extract import ExtractionFailed, office_to_pdf
 from activities.extract.commands import CommandFailed, CommandTimedOut, run_command
 from activities.image_metadata import read_image_metadata
+from activities.media import MediaUnreadable, poster_frame, probe
 from activities.ocr import Beat, needs_password
+from activities.previews import PreviewRefused, outside_link, render_svg
 from conveyor_core.settings import Settings
-from conveyor_core.stage_rules import IMAGE_DECODERS, thumbnails_skip_reason
+from conveyor_core.stage_rules import (
+    IMAGE_DECODERS,
+    MEDIA_DEMUXERS,
+    PACKAGE_OFFICE_TYPES,
+    SVG_TYPES,
+    thumbnails_skip_reason,
+)
 from conveyor_core.types import (
     INVALID_IMAGE_ERROR,
     BlobRef,
@@ -51,6 +60,8 @@ CACHE_CONTROL = "public, max-age=31536000, immutable"
 REDUCING_GAP = 2.0
 PDF_CONTENT_TYPE = "application/pdf"
 PDF_RENDER_TIMEOUT_SECONDS = 30.0
+OFFICE_TIMEOUT_SECONDS = 60.0  # LibreOffice's conversion of a document to PDF
+MEDIA_TIMEOUT_SECONDS = 60.0  # ffprobe, and ffmpeg's poster frame
 DOWNLOAD_CHUNK_SIZE = 1024 * 1024
 
 # Sniffed type -> the only Pillow decoders allowed to read it, so bytes sniffed as one format
@@ -133,6 +144,17 @@ def render_pdf_first_page(
     return page
 
 
+@dataclass
+class Drawn:
+    """What a file's thumbnails are drawn from, or why none are, and what was found out."""
+
+    source: Path | None = None  # an image of one of `formats`
+    formats: Sequence[str] = ("PNG",)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    skipped_reason: str | None = None
+    thumbnails: list[RenderedThumbnail] = field(default_factory=list)
+
+
 def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
     width, height = size
     if width * height > max_pixels:
@@ -204,37 +226,58 @@ class ThumbnailActivities:
             )
         stored = {size: self._stored(blob, size) for size in sizes}
         missing = sorted((size for size, thumb in stored.items() if thumb is None), reverse=True)
-        metadata: dict[str, Any] = {}
+        drawn = Drawn()
         if missing:
-            rendered_all, metadata = self._render(blob, missing)
-            for rendered in rendered_all:
+            drawn = self._render(blob, missing)
+            for rendered in drawn.thumbnails:
                 stored[rendered.size] = self._store(blob, rendered)
                 activity.heartbeat()
+        if drawn.skipped_reason is not None:
+            return ThumbnailsResult(skipped_reason=drawn.skipped_reason, metadata=drawn.metadata)
         thumbnails = [thumb for thumb in stored.values() if thumb is not None]
         return ThumbnailsResult(
-            thumbnails=thumbnails, detail=f"{len(thumbnails)} sizes", metadata=metadata
+            thumbnails=thumbnails, detail=f"{len(thumbnails)} sizes", metadata=drawn.metadata
         )
 
-    def _render(
-        self, blob: BlobRef, sizes: list[int]
-    ) -> tuple[list[RenderedThumbnail], dict[str, Any]]:
+    def _render(self, blob: BlobRef, sizes: list[int]) -> Drawn:
         with tempfile.TemporaryDirectory(prefix="conveyor-thumbnails-") as tmp:
             path = Path(tmp) / "source"
             self._download(blob, path)
             try:
-                formats = IMAGE_DECODERS.get(blob.content_type)
-                is_image = formats is not None
-                if formats is None:
-                    timeout = PDF_RENDER_TIMEOUT_SECONDS
-                    path = render_pdf_first_page(
-                        path, max(sizes), timeout=timeout, beat=activity.heartbeat
+                drawn = self._draw(blob.content_type, path, max(sizes))
+                if drawn.source is not None:
+                    activity.heartbeat()
+                    drawn.thumbnails = render_thumbnails(
+                        drawn.source, sizes, formats=drawn.formats, max_pixels=self._max_pixels
                     )
-                    formats = ("PNG",)
-                activity.heartbeat()
-                made = render_thumbnails(path, sizes, formats=formats, max_pixels=self._max_pixels)
-                return made, read_image_metadata(path, formats) if is_image else {}
-            except InvalidImageData as e:
+                return drawn
+            except (InvalidImageData, PreviewRefused, MediaUnreadable, ExtractionFailed) as e:
                 raise ApplicationError(str(e), type=INVALID_IMAGE_ERROR, non_retryable=True) from e
+
+    def _draw(self, content_type: str, path: Path, longest: int) -> Drawn:
+        """What the thumbnails are drawn from (an image Pillow decodes), and what was found."""
+        beat, timeout = activity.heartbeat, PDF_RENDER_TIMEOUT_SECONDS
+        formats = IMAGE_DECODERS.get(content_type)
+        if formats is not None:
+            return Drawn(path, formats, read_image_metadata(path, formats))
+        if content_type in SVG_TYPES:
+            return Drawn(render_svg(path, longest, timeout, beat))
+        if content_type in PACKAGE_OFFICE_TYPES:
+            link = outside_link(path)
+            if link is not None:
+                reason = f"no preview: the document loads something from outside itself ({link})"
+                return Drawn(skipped_reason=reason)
+            pdf = office_to_pdf(path, path.parent, OFFICE_TIMEOUT_SECONDS, beat)
+            return Drawn(render_pdf_first_page(pdf, longest, timeout=timeout, beat=beat))
+        if content_type in MEDIA_DEMUXERS:
+            info = probe(path, content_type, MEDIA_TIMEOUT_SECONDS, beat)
+            if "video_codec" not in info:
+                return Drawn(skipped_reason=f"no picture in {content_type}", metadata=info)
+            poster = poster_frame(
+                path, content_type, info, longest, self._max_pixels, MEDIA_TIMEOUT_SECONDS, beat
+            )
+            return Drawn(poster, metadata=info)
+        return Drawn(render_pdf_first_page(path, longest, timeout=timeout, beat=beat))
 
     def _download(self, blob: BlobRef, dest: Path) -> None:
         """Streams the object to disk, heartbeating (the SDK throttles) on every chunk, so a

@@ -293,7 +293,8 @@ class FileEventPublic(BaseModel):
     seq: int
     file_id: uuid.UUID
     type: Literal["status", "stage"]
-    stage: str | None = None  # for type "stage": verify, scan, thumbnails or ocr
+    # For type "stage": verify, or an installed stage (scan, thumbnails, text, ocr, ...).
+    stage: str | None = None
     status: str  # a file status, or a stage status (running, succeeded, failed, skipped)
     detail: str | None = None
     at: datetime | None = None

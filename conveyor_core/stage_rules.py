@@ -59,12 +59,53 @@ IMAGE_DECODERS: dict[str, tuple[str, ...]] = {
     "image/x-sgi": ("SGI",),
 }
 THUMBNAIL_IMAGE_TYPES = frozenset(IMAGE_DECODERS)
+SVG_TYPES = frozenset({"image/svg+xml", "image/svg"})
+# Office packages (zips) whose every part can be checked for outside links: previews of
+# their first page (activities/previews.py); the old binary formats get none.
+PACKAGE_OFFICE_TYPES = frozenset(
+    {
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "application/vnd.oasis.opendocument.text",
+        "application/vnd.oasis.opendocument.spreadsheet",
+        "application/vnd.oasis.opendocument.presentation",
+        "application/vnd.oasis.opendocument.graphics",
+    }
+)
+# Sniffed type -> the one ffmpeg demuxer its bytes are read with.
+MEDIA_DEMUXERS: dict[str, str] = {
+    "video/mp4": "mov",
+    "video/quicktime": "mov",
+    "video/x-m4v": "mov",
+    "video/3gpp": "mov",
+    "audio/x-m4a": "mov",
+    "audio/mp4": "mov",
+    "video/webm": "matroska",
+    "video/x-matroska": "matroska",
+    "audio/x-matroska": "matroska",
+    "video/x-msvideo": "avi",
+    "video/x-flv": "flv",
+    "video/ogg": "ogg",
+    "audio/ogg": "ogg",
+    "audio/mpeg": "mp3",
+    "audio/x-wav": "wav",
+    "audio/wav": "wav",
+    "audio/flac": "flac",
+    "audio/x-flac": "flac",
+    "audio/x-aiff": "aiff",
+}
+# Everything the thumbnails stage draws: images, a PDF's or an office document's first page,
+# an SVG, a video's poster frame (audio: its duration and codec, no picture).
+THUMBNAIL_TYPES = (
+    THUMBNAIL_IMAGE_TYPES | {PDF} | SVG_TYPES | PACKAGE_OFFICE_TYPES | set(MEDIA_DEMUXERS)
+)
 OCR_IMAGE_TYPES = LEGACY_IMAGE_TYPES
 
 
 def thumbnails_skip_reason(content_type: str) -> str | None:
     """Why thumbnails do not apply to this type; None when they do."""
-    if content_type in THUMBNAIL_IMAGE_TYPES or content_type == PDF:
+    if content_type in THUMBNAIL_TYPES:
         return None
     return f"no thumbnails for {content_type}"
 

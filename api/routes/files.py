@@ -210,11 +210,8 @@ def _no_text_reason(file: File) -> str:
     """The text stages' own reasons (e.g. "no OCR for application/zip"), or the status."""
     if file.status != FileStatus.READY.value:
         return f"the file is {file.status}"
-    reasons = [
-        stage.get("detail")
-        for name, stage in file.stages.items()
-        if name in ("text", "ocr") and (stage or {}).get("detail")
-    ]
+    stages = [file.stages.get(name) or {} for name in ("text", "ocr")]
+    reasons = [stage.get("detail") for stage in stages if stage.get("detail")]
     return "; ".join(str(r) for r in reasons) or "no stage found any"
 
 

@@ -65,7 +65,7 @@ async def test_counters_move_when_a_file_goes_through(
 
     async def worker_counted() -> None:
         after = scrape(worker_metrics)
-        for activity in ("seal_and_verify", "scan_blob", "commit_outcome"):
+        for activity in ("seal_and_verify", "stage_scan", "commit_outcome"):
             name = "conveyor_activity_duration_seconds_count"
             assert sample(after, name, activity=activity, outcome="succeeded") > sample(
                 before_worker, name, activity=activity, outcome="succeeded"

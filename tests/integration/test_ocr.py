@@ -95,7 +95,7 @@ def run_ocr(
 
 def blob_text(sessions: sessionmaker[Session], sha256: str) -> BlobText | None:
     with sessions() as session:
-        return session.get(BlobText, sha256)
+        return session.get(BlobText, (sha256, "ocr"))
 
 
 def test_ocr_image_reads_text_and_stores_it(

@@ -113,7 +113,8 @@ async def test_bad_images_fail_their_stage_and_the_next_file_goes_through(
 async def test_text_skips_image_stages_and_empty_file_ends(
     api: httpx.AsyncClient, key_a: str
 ) -> None:
-    text = await upload(api, key_a, sample_bytes(500), content_type="text/plain", filename="a.txt")
+    content = sample_bytes(500)
+    text = await upload(api, key_a, content, content_type="text/plain", filename="a.txt")
     assert text["status"] == "ready"
     assert text["stages"]["ocr"] == {
         "status": "skipped",
@@ -121,8 +122,17 @@ async def test_text_skips_image_stages_and_empty_file_ends(
         "duration_ms": text["stages"]["ocr"]["duration_ms"],
     }
     assert text["stages"]["thumbnails"]["status"] == "skipped"
-    missing = await api.get(f"/v1/files/{text['id']}/text", headers=auth(key_a))
+    assert text["stages"]["text"]["detail"] == "plain text (utf-8), 500 characters"
+    own = await api.get(f"/v1/files/{text['id']}/text", headers=auth(key_a))
+    assert own.status_code == 200 and own.text == content.decode().strip()
+
+    binary = await upload(api, key_a, os.urandom(300), filename="noise.bin")
+    missing = await api.get(f"/v1/files/{binary['id']}/text", headers=auth(key_a))
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "text_not_available"
+    assert missing.json()["error"]["message"] == (
+        "This file has no text (no text for application/octet-stream; "
+        "no OCR for application/octet-stream)."
+    )
 
     empty = await upload(api, key_a, b"", content_type="text/plain", filename="empty.txt")
     assert empty["status"] in ("ready", "failed"), empty
@@ -186,7 +196,7 @@ async def test_dedup_within_and_across_tenants(
             k: first["stages"][name][k] for k in ("status", "detail")
         }
     activities = await scheduled_activities(temporal, other["workflow_id"])
-    assert "scan_blob" not in activities and "ocr_blob" not in activities
+    assert not {"stage_scan", "stage_ocr", "scan_blob", "ocr_blob"} & set(activities)
     with sessions() as session:
         blob = session.get(Blob, sha)
         assert blob is not None and blob.object_key == canonical_key

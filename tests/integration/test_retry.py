@@ -101,7 +101,7 @@ async def test_retry_after_the_scanner_was_down_reaches_ready_for_each_holder(
     handle = temporal.get_workflow_handle(a["workflow_id"])
     assert (await handle.describe()).run_id != first_run
     activities = await scheduled_activities(temporal, a["workflow_id"])
-    assert activities[0] == "claim_retry" and "scan_blob" in activities
+    assert activities[0] == "claim_retry" and "stage_scan" in activities
     assert "seal_and_verify" not in activities and "claim_blob" not in activities
     replayed = await Replayer(workflows=[IngestWorkflow]).replay_workflow(
         await handle.fetch_history()
@@ -127,7 +127,7 @@ async def test_retry_after_the_scanner_was_down_reaches_ready_for_each_holder(
     assert (await api.post(f"/v1/files/{b['id']}/retry", headers=auth(key_b))).status_code == 202
     reused = await wait_for_status(api, key_b, b["id"], "ready", timeout=30)
     assert reused["stages"]["scan"]["detail"] == "clean"
-    assert "scan_blob" not in await scheduled_activities(temporal, b["workflow_id"])
+    assert "stage_scan" not in await scheduled_activities(temporal, b["workflow_id"])
     with sessions() as session:
         blob = session.get(Blob, sha)
         assert blob is not None and blob.status == "ready"

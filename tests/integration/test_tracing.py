@@ -16,13 +16,15 @@ from tests.integration.conftest import REPO
 from tests.integration.uploads import declare, put, wait_for_status
 from workers.stack.environment import settings_env
 
-# The seal and verify run as one activity; the claim and the outcome as local activities.
+# The seal and verify run as one activity; the claim, the plan and the outcome as local
+# activities; an image's text stage is skipped by its plan.
 STAGES = (
     "seal_and_verify",
     "claim_blob",
-    "scan_blob",
-    "make_thumbnails",
-    "ocr_blob",
+    "plan_stages",
+    "stage_scan",
+    "stage_thumbnails",
+    "stage_ocr",
     "commit_outcome",
 )
 
