@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.extract import ExtractionFailed, TextLimits
 from activities.extract.commands import CommandFailed, CommandTimedOut, run_command
-from activities.extract.pdf import extract_pdf
+from activities.extract.pdf import extract_pdf, needs_password
 from conveyor_core.db.models import BlobText
 from conveyor_core.db.session import transaction
 from conveyor_core.settings import Settings
@@ -63,11 +63,6 @@ def tesseract(image: Path, languages: str, timeout: float, beat: Beat, env: dict
 class PdfInfo:
     pages: int
     sizes_pts: dict[int, tuple[float, float]]  # page -> (width, height), first pages only
-
-
-def needs_password(error: CommandFailed) -> bool:
-    """poppler's tools refuse an encrypted PDF without its password this way."""
-    return "Incorrect password" in str(error)
 
 
 def pdf_info(path: Path, last_page: int, timeout: float, beat: Beat) -> PdfInfo:

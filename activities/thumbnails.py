@@ -25,9 +25,10 @@ from temporalio.exceptions import ApplicationError
 
 from activities.extract import ExtractionFailed, office_to_pdf
 from activities.extract.commands import CommandFailed, CommandTimedOut, run_command
+from activities.extract.pdf import needs_password
 from activities.image_metadata import read_image_metadata
 from activities.media import MediaUnreadable, poster_frame, probe
-from activities.ocr import Beat, needs_password
+from activities.ocr import Beat
 from activities.previews import PreviewRefused, outside_link, render_svg
 from conveyor_core.settings import Settings
 from conveyor_core.stage_rules import (

@@ -109,15 +109,17 @@ AutocommitSessionDep = Annotated[AsyncSession, Depends(get_autocommit_session)]
 
 
 # Built once: a request does not build it again (nor SQLAlchemy key and look it up).
+# A tenancy's tenant columns, for keys and upload tokens alike (see _TenantRow).
+TENANT_COLUMNS = (
+    Tenant.id,
+    Tenant.name,
+    Tenant.rate_limit,
+    Tenant.max_bytes,
+    Tenant.max_files,
+    Tenant.scan_oversize,
+)
 KEY_TENANCY = (
-    select(
-        Tenant.id,
-        Tenant.name,
-        Tenant.rate_limit,
-        Tenant.max_bytes,
-        Tenant.max_files,
-        Tenant.scan_oversize,
-    )
+    select(*TENANT_COLUMNS)
     .join(ApiKey, ApiKey.tenant_id == Tenant.id)
     .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
 )
@@ -157,12 +159,7 @@ async def authenticate(state: AppState, authorization: str | None) -> Tenancy:
 
 TOKEN_TENANCY = (
     select(
-        Tenant.id,
-        Tenant.name,
-        Tenant.rate_limit,
-        Tenant.max_bytes,
-        Tenant.max_files,
-        Tenant.scan_oversize,
+        *TENANT_COLUMNS,
         UploadToken.id.label("token_id"),
         UploadToken.expires_at,
         UploadToken.revoked_at,

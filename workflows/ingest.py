@@ -548,6 +548,12 @@ class IngestWorkflow:
             )
         thumbnails = await thumbnails_task
         await ocr_task
+        return await self._finish_ready(inp, blob, thumbnails.thumbnails if thumbnails else [])
+
+    async def _finish_ready(
+        self, inp: IngestInput, blob: BlobRef, thumbnails: list[Thumbnail]
+    ) -> IngestResult:
+        """The owner's processing passed: published (if public) and committed ready."""
         public_key = await self._publish(inp, blob, None)
         return await self._finish(
             inp,
@@ -555,7 +561,7 @@ class IngestWorkflow:
             None,
             blob,
             BlobStatus.READY,
-            thumbnails=thumbnails.thumbnails if thumbnails else [],
+            thumbnails=thumbnails,
             public_key=public_key,
         )
 
@@ -607,16 +613,8 @@ class IngestWorkflow:
                 inp, FileStatus.QUARANTINED, out.verdict, blob, BlobStatus.QUARANTINED
             )
         outputs = [await task for task in runs.values()]
-        public_key = await self._publish(inp, blob, None)
-        return await self._finish(
-            inp,
-            FileStatus.READY,
-            None,
-            blob,
-            BlobStatus.READY,
-            thumbnails=[t for out in outputs if out is not None for t in out.thumbnails],
-            public_key=public_key,
-        )
+        made = [t for out in outputs if out is not None for t in out.thumbnails]
+        return await self._finish_ready(inp, blob, made)
 
     def _adopt_plan(self, plan: StagePlan, *, whole: bool) -> None:
         """The file shows the planned stages (whole: only those, in the plan's order), each

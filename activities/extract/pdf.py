@@ -19,7 +19,7 @@ PAGE_SEPARATOR = "\n\f\n"
 _FIELD = re.compile(r"^(Title|Author|Pages):[ \t]*(.*?)[ \t]*$", re.MULTILINE)
 
 
-def _needs_password(error: CommandFailed) -> bool:
+def needs_password(error: CommandFailed) -> bool:
     """poppler's tools refuse an encrypted PDF without its password so."""
     return "Incorrect password" in str(error)
 
@@ -28,7 +28,7 @@ def _run(args: list[str], what: str, timeout: float, beat: Beat) -> str:
     try:
         return run_command(args, timeout, beat)
     except CommandFailed as e:
-        if _needs_password(e):
+        if needs_password(e):
             raise ExtractionFailed("Encrypted PDF: its text needs the password.") from e
         raise ExtractionFailed(f"Not a readable PDF ({args[0]}: {e}).") from e
     except CommandTimedOut as e:

@@ -3,12 +3,14 @@ started through the same manager as `conveyor stack up`, stopped and removed at 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
+from activities.thumbnails import ThumbnailActivities
+from activities.verify import sniff_content_type
 from conveyor_core.db.session import make_engine, make_session_factory
 from conveyor_core.objectstore import make_s3_client
 from conveyor_core.settings import Settings
+from conveyor_core.types import BlobRef
 from workers.stack import manage
 from workers.stack.environment import settings_env
 from workers.stack.ports import consecutive_ports
@@ -115,6 +120,30 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
 @pytest.fixture(scope="session")
 def s3(stack: Settings):  # type: ignore[no-untyped-def]
     return make_s3_client(stack)
+
+
+@pytest.fixture
+def thumbnails(stack: Settings, s3: Any) -> ThumbnailActivities:
+    return ThumbnailActivities(s3, stack)
+
+
+@pytest.fixture
+def blob_in_store(stack: Settings, s3: Any) -> Callable[..., BlobRef]:
+    """Puts bytes in the test stack's store, as a blob the stages' activities can be given
+    (typed as libmagic sniffs them, unless told)."""
+
+    def put(data: bytes, content_type: str | None = None) -> BlobRef:
+        key = f"incoming/stage-tests/{uuid.uuid4()}"
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=data)
+        return BlobRef(
+            bucket=stack.bucket,
+            key=key,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            content_type=content_type or sniff_content_type(data[:65536]),
+        )
+
+    return put
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -6,7 +6,6 @@ a video whose frames are over the pixel limit, a playlist that points at local f
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -19,7 +18,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.thumbnails import ThumbnailActivities
-from activities.verify import sniff_content_type
 from conveyor_core.settings import Settings
 from conveyor_core.types import INVALID_IMAGE_ERROR, BlobRef, ThumbnailsInput, ThumbnailsResult
 from tests import extract_samples
@@ -28,27 +26,6 @@ from tests.integration.uploads import upload
 pytestmark = pytest.mark.integration
 
 SIZES = [256, 1024]
-
-
-@pytest.fixture
-def put(stack: Settings, s3: Any) -> Callable[[bytes], BlobRef]:
-    def _put(data: bytes) -> BlobRef:
-        key = f"incoming/preview-tests/{uuid.uuid4()}"
-        s3.put_object(Bucket=stack.bucket, Key=key, Body=data)
-        return BlobRef(
-            bucket=stack.bucket,
-            key=key,
-            sha256=hashlib.sha256(data).hexdigest(),
-            size=len(data),
-            content_type=sniff_content_type(data[:65536]),
-        )
-
-    return _put
-
-
-@pytest.fixture
-def thumbnails(stack: Settings, s3: Any) -> ThumbnailActivities:
-    return ThumbnailActivities(s3, stack)
 
 
 def _run(activities: ThumbnailActivities, blob: BlobRef) -> ThumbnailsResult:
@@ -78,32 +55,34 @@ VIDEO = ["-f", "lavfi", "-i", "testsrc=size=640x360:rate=10", "-f", "lavfi", "-i
 VIDEO += ["-shortest"]
 
 
-def test_an_svg_is_drawn(thumbnails: ThumbnailActivities, put: Callable[[bytes], BlobRef]) -> None:
+def test_an_svg_is_drawn(
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef]
+) -> None:
     svg = (
         b'<svg xmlns="http://www.w3.org/2000/svg" width="400" height="200">'
         b'<rect width="400" height="200" fill="#3060c0"/><circle cx="200" cy="100" r="80"/></svg>'
     )
-    blob = put(svg)
+    blob = blob_in_store(svg)
     assert blob.content_type == "image/svg+xml"
     result = _run(thumbnails, blob)
     assert [(t.width, t.height) for t in result.thumbnails] == [(256, 128), (1024, 512)]
 
 
 def test_an_svg_with_an_external_entity_is_refused_with_a_reason(
-    thumbnails: ThumbnailActivities, put: Callable[[bytes], BlobRef]
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef]
 ) -> None:
     svg = (
         b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY leak SYSTEM "file:///etc/hostname">]>'
         b'<svg xmlns="http://www.w3.org/2000/svg" width="200" height="100">'
         b'<text x="10" y="50">&leak;</text></svg>'
     )
-    message = _refused(thumbnails, put(svg))
+    message = _refused(thumbnails, blob_in_store(svg))
     assert message.startswith("the SVG could not be drawn"), message
     assert "leak" in message  # librsvg's own words: the entity is not defined
 
 
 def test_an_svg_with_a_remote_image_fetches_nothing(
-    thumbnails: ThumbnailActivities, put: Callable[[bytes], BlobRef]
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef]
 ) -> None:
     with extract_samples.recording_web_server() as (url, requests):
         svg = (
@@ -113,15 +92,15 @@ def test_an_svg_with_a_remote_image_fetches_nothing(
             '<image x="0" y="0" width="100" height="100" xlink:href="file:///etc/hostname"/>'
             "</svg>"
         ).encode()
-        result = _run(thumbnails, put(svg))
+        result = _run(thumbnails, blob_in_store(svg))
     assert [t.size for t in result.thumbnails] == SIZES
     assert requests == []
 
 
 def test_an_office_document_shows_its_first_page(
-    thumbnails: ThumbnailActivities, put: Callable[[bytes], BlobRef]
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef]
 ) -> None:
-    blob = put(extract_samples.make_docx(["A heading line", "and a paragraph of words."]))
+    blob = blob_in_store(extract_samples.make_docx(["A heading line", "and a paragraph of words."]))
     assert blob.content_type.endswith("wordprocessingml.document")
     result = _run(thumbnails, blob)
     assert result.skipped_reason is None, result
@@ -130,13 +109,13 @@ def test_an_office_document_shows_its_first_page(
 
 
 def test_a_document_that_links_outside_itself_gets_no_preview(
-    thumbnails: ThumbnailActivities, put: Callable[[bytes], BlobRef]
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef]
 ) -> None:
     with extract_samples.recording_web_server() as (url, requests):
         linked = extract_samples.make_docx(["words"], image_url=f"{url}/tracker.png")
-        result = _run(thumbnails, put(linked))
+        result = _run(thumbnails, blob_in_store(linked))
         local = extract_samples.make_odt(["words"], image_url="file:///etc/hostname")
-        odt = _run(thumbnails, put(local))
+        odt = _run(thumbnails, blob_in_store(local))
     assert result.thumbnails == [] and odt.thumbnails == []
     assert result.skipped_reason == (
         "no preview: the document loads something from outside itself "
@@ -149,9 +128,9 @@ def test_a_document_that_links_outside_itself_gets_no_preview(
 
 
 def test_a_video_gets_a_poster_and_its_duration_and_codecs(
-    thumbnails: ThumbnailActivities, put: Callable[[bytes], BlobRef], tmp_path: Path
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef], tmp_path: Path
 ) -> None:
-    blob = put(_ffmpeg(tmp_path, "clip.mp4", *VIDEO, "-pix_fmt", "yuv420p"))
+    blob = blob_in_store(_ffmpeg(tmp_path, "clip.mp4", *VIDEO, "-pix_fmt", "yuv420p"))
     assert blob.content_type == "video/mp4"
     result = _run(thumbnails, blob)
     assert [(t.width, t.height) for t in result.thumbnails] == [(256, 144), (640, 360)]
@@ -161,9 +140,9 @@ def test_a_video_gets_a_poster_and_its_duration_and_codecs(
 
 
 def test_audio_gets_its_duration_and_no_picture(
-    thumbnails: ThumbnailActivities, put: Callable[[bytes], BlobRef], tmp_path: Path
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef], tmp_path: Path
 ) -> None:
-    blob = put(_ffmpeg(tmp_path, "tone.mp3", "-f", "lavfi", "-i", "sine=frequency=440"))
+    blob = blob_in_store(_ffmpeg(tmp_path, "tone.mp3", "-f", "lavfi", "-i", "sine=frequency=440"))
     assert blob.content_type == "audio/mpeg"
     result = _run(thumbnails, blob)
     assert result.skipped_reason == "no picture in audio/mpeg" and result.thumbnails == []
@@ -172,20 +151,20 @@ def test_audio_gets_its_duration_and_no_picture(
 
 
 def test_a_video_over_the_pixel_limit_is_refused_before_decoding(
-    stack: Settings, s3: Any, put: Callable[[bytes], BlobRef], tmp_path: Path
+    stack: Settings, s3: Any, blob_in_store: Callable[..., BlobRef], tmp_path: Path
 ) -> None:
     small_limit = ThumbnailActivities(s3, stack.model_copy(update={"max_image_pixels": 10_000}))
-    blob = put(_ffmpeg(tmp_path, "wide.webm", *VIDEO))
+    blob = blob_in_store(_ffmpeg(tmp_path, "wide.webm", *VIDEO))
     message = _refused(small_limit, blob)
     assert message == "The video's frames are 640x360, over the limit of 10000 pixels."
 
 
 def test_a_playlist_is_never_read_as_media(
-    thumbnails: ThumbnailActivities, put: Callable[[bytes], BlobRef]
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef]
 ) -> None:
     # The classic: an HLS playlist whose segment is a local file, named like a video.
     playlist = b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile:///etc/passwd\n"
-    blob = put(playlist)
+    blob = blob_in_store(playlist)
     result = _run(thumbnails, blob)
     assert result.thumbnails == []
     assert result.skipped_reason == f"no thumbnails for {blob.content_type}"

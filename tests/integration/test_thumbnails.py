@@ -6,7 +6,6 @@ function the verify stage uses, as the workflow would pass it.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import struct
 import uuid
@@ -20,8 +19,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.thumbnails import CACHE_CONTROL, ThumbnailActivities
-from activities.verify import sniff_content_type
-from conveyor_core.settings import Settings
 from conveyor_core.types import (
     INVALID_IMAGE_ERROR,
     BlobRef,
@@ -33,27 +30,6 @@ from conveyor_core.types import (
 register_heif_opener()
 
 SIZES = [256, 1024]
-
-
-@pytest.fixture
-def thumbnails(stack: Settings, s3: Any) -> ThumbnailActivities:
-    return ThumbnailActivities(s3, stack)
-
-
-@pytest.fixture
-def upload(stack: Settings, s3: Any) -> Callable[..., BlobRef]:
-    def _upload(data: bytes, content_type: str | None = None) -> BlobRef:
-        key = f"incoming/thumbnail-tests/{uuid.uuid4()}"
-        s3.put_object(Bucket=stack.bucket, Key=key, Body=data)
-        return BlobRef(
-            bucket=stack.bucket,
-            key=key,
-            sha256=hashlib.sha256(data).hexdigest(),
-            size=len(data),
-            content_type=content_type or sniff_content_type(data[:65536]),
-        )
-
-    return _upload
 
 
 def _run(activities: ThumbnailActivities, blob: BlobRef, sizes: list[int]) -> ThumbnailsResult:
@@ -147,11 +123,11 @@ CASES: dict[str, tuple[Callable[[], bytes], str, list[tuple[int, int]]]] = {
 def test_make_thumbnails_of_each_image_format(
     name: str,
     thumbnails: ThumbnailActivities,
-    upload: Callable[..., BlobRef],
+    blob_in_store: Callable[..., BlobRef],
     s3: Any,
 ) -> None:
     make, sniffed, expected = CASES[name]
-    blob = upload(make())
+    blob = blob_in_store(make())
     # libmagic names BMP differently across versions; the activity accepts both.
     assert blob.content_type == sniffed or {blob.content_type, sniffed} == {
         "image/bmp",
@@ -163,11 +139,11 @@ def test_make_thumbnails_of_each_image_format(
 
 
 def test_make_thumbnails_keeps_png_alpha(
-    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef], s3: Any
 ) -> None:
     im = _noise((2048, 1024), "RGBA")
     im.putalpha(Image.linear_gradient("L").rotate(90).resize((2048, 1024)))
-    blob = upload(_encoded(im, "PNG"))
+    blob = blob_in_store(_encoded(im, "PNG"))
     assert blob.content_type == "image/png"
     images = _assert_thumbnails(s3, _run(thumbnails, blob, SIZES), blob, [(256, 128), (1024, 512)])
     alpha = images[0].getchannel("A")
@@ -176,31 +152,33 @@ def test_make_thumbnails_keeps_png_alpha(
 
 
 def test_make_thumbnails_of_animated_gif_uses_first_frame(
-    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef], s3: Any
 ) -> None:
     frames = [Image.new("RGB", (400, 400), color) for color in ("red", "blue", "lime")]
     data = _encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
-    result = _run(thumbnails, upload(data), [256])
+    result = _run(thumbnails, blob_in_store(data), [256])
     red, green, blue = _fetch(s3, result.thumbnails[0]).getpixel((128, 128))  # type: ignore[misc]
     assert red > 200 and green < 60 and blue < 60
 
 
 def test_make_thumbnails_turns_exif_rotated_jpeg_upright(
-    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef], s3: Any
 ) -> None:
     im = _noise((400, 200))
     exif = im.getexif()
     exif[0x0112] = 6  # the camera was held upright: rotate 90° clockwise to display
-    blob = upload(_encoded(im, "JPEG", exif=exif))
+    blob = blob_in_store(_encoded(im, "JPEG", exif=exif))
     images = _assert_thumbnails(s3, _run(thumbnails, blob, SIZES), blob, [(128, 256), (200, 400)])
     assert images[1].size == (200, 400)  # never upscaled, portrait
 
 
 def test_make_thumbnails_of_pdf_first_page(
-    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef], s3: Any
 ) -> None:
     first, second = Image.new("RGB", (595, 842), "red"), Image.new("RGB", (595, 842), "blue")
-    blob = upload(_encoded(first, "PDF", save_all=True, append_images=[second], resolution=72))
+    blob = blob_in_store(
+        _encoded(first, "PDF", save_all=True, append_images=[second], resolution=72)
+    )
     assert blob.content_type == "application/pdf"
     images = _assert_thumbnails(s3, _run(thumbnails, blob, SIZES), blob, [(181, 256), (724, 1024)])
     red, green, blue = images[0].getpixel((90, 128))  # type: ignore[misc]
@@ -215,50 +193,50 @@ def _invalid(activities: ThumbnailActivities, blob: BlobRef) -> ApplicationError
 
 
 def test_make_thumbnails_refuses_pixel_bomb(
-    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef]
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef]
 ) -> None:
     data = _encoded(Image.new("1", (20000, 20000)), "PNG")
     assert len(data) < 100_000  # 400 Mpx declared in a few kB
-    error = _invalid(thumbnails, upload(data))
+    error = _invalid(thumbnails, blob_in_store(data))
     assert error.message == "image is larger than the 64000000-pixel limit (400000000 pixels)"
 
 
 def test_make_thumbnails_refuses_image_just_over_the_limit(
-    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef]
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef]
 ) -> None:
-    error = _invalid(thumbnails, upload(_encoded(Image.new("1", (9000, 8000)), "PNG")))
+    error = _invalid(thumbnails, blob_in_store(_encoded(Image.new("1", (9000, 8000)), "PNG")))
     assert error.message == "image is larger than the 64000000-pixel limit (72000000 pixels)"
 
 
 def test_make_thumbnails_refuses_truncated_jpeg(
-    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef]
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef]
 ) -> None:
     data = _encoded(_noise((1600, 1200)), "JPEG")
-    blob = upload(data[: len(data) // 2])
+    blob = blob_in_store(data[: len(data) // 2])
     assert blob.content_type == "image/jpeg"
     assert _invalid(thumbnails, blob).message == "image data is truncated"
 
 
 def test_make_thumbnails_refuses_pdf_bytes_typed_as_png(
-    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef]
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef]
 ) -> None:
     data = _encoded(Image.new("RGB", (300, 300), "red"), "PDF")
-    error = _invalid(thumbnails, upload(data, content_type="image/png"))
+    error = _invalid(thumbnails, blob_in_store(data, content_type="image/png"))
     assert error.message == "the data is not a valid PNG image"
 
 
 def test_make_thumbnails_refuses_unrenderable_pdf(
-    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef]
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef]
 ) -> None:
-    blob = upload(b"%PDF-1.7\n" + uuid.uuid4().bytes * 100)
+    blob = blob_in_store(b"%PDF-1.7\n" + uuid.uuid4().bytes * 100)
     assert blob.content_type == "application/pdf"
     assert _invalid(thumbnails, blob).message.startswith("the PDF could not be rendered: ")
 
 
 def test_make_thumbnails_skips_text(
-    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef], s3: Any
 ) -> None:
-    blob = upload(f"hello {uuid.uuid4()}\n".encode())
+    blob = blob_in_store(f"hello {uuid.uuid4()}\n".encode())
     result = _run(thumbnails, blob, SIZES)
     assert result == ThumbnailsResult(skipped_reason="no thumbnails for text/plain")
     listed = s3.list_objects_v2(Bucket=blob.bucket, Prefix=f"derivatives/{blob.sha256}/")
@@ -266,12 +244,12 @@ def test_make_thumbnails_skips_text(
 
 
 def test_make_thumbnails_reuses_stored_thumbnails(
-    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef], s3: Any
 ) -> None:
     data = _encoded(_noise((1000, 800)), "JPEG")
-    first = _run(thumbnails, upload(data), SIZES)
+    first = _run(thumbnails, blob_in_store(data), SIZES)
     # The same bytes uploaded again (another file, same blob hash)...
-    again = upload(data)
+    again = blob_in_store(data)
     # ...and a marker in place of one stored thumbnail shows whether it is encoded again.
     marker = first.thumbnails[0]
     s3.put_object(
@@ -290,9 +268,9 @@ def test_make_thumbnails_reuses_stored_thumbnails(
 
 
 def test_make_thumbnails_remakes_a_thumbnail_without_dimensions(
-    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef], s3: Any
 ) -> None:
-    blob = upload(_encoded(_noise((640, 480)), "PNG"))
+    blob = blob_in_store(_encoded(_noise((640, 480)), "PNG"))
     key = f"derivatives/{blob.sha256}/thumb-256.webp"
     s3.put_object(Bucket=blob.bucket, Key=key, Body=b"not ours")
     result = _run(thumbnails, blob, [256])
@@ -340,11 +318,11 @@ MORE_FORMATS: dict[str, tuple[Callable[[], bytes], str]] = {
 
 @pytest.mark.parametrize("name", list(MORE_FORMATS))
 def test_make_thumbnails_of_more_pillow_formats(
-    name: str, thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+    name: str, thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef], s3: Any
 ) -> None:
     make, sniffed = MORE_FORMATS[name]
     data = make()
-    blob = upload(data)
+    blob = blob_in_store(data)
     assert blob.content_type == sniffed
     with Image.open(io.BytesIO(data)) as source:
         width, height = source.size
@@ -357,10 +335,10 @@ def test_make_thumbnails_of_more_pillow_formats(
 
 
 def test_make_thumbnails_skips_postscript_with_a_reason(
-    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef]
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef]
 ) -> None:
     # Pillow would hand an EPS to Ghostscript, a PostScript interpreter: never run here.
-    blob = upload(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    blob = blob_in_store(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
     assert blob.content_type == "application/postscript"
     result = _run(thumbnails, blob, SIZES)
     assert result.skipped_reason == "no thumbnails for application/postscript"
@@ -383,9 +361,9 @@ def _photo_with_exif() -> bytes:
 
 
 def test_make_thumbnails_reads_exif_and_keeps_gps_out_of_the_thumbnails(
-    thumbnails: ThumbnailActivities, upload: Callable[..., BlobRef], s3: Any
+    thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef], s3: Any
 ) -> None:
-    blob = upload(_photo_with_exif())
+    blob = blob_in_store(_photo_with_exif())
     result = _run(thumbnails, blob, SIZES)
 
     assert result.metadata == {

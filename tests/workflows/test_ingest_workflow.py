@@ -22,9 +22,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
-from activities.builtin_stages import OCR, SCAN, THUMBNAILS
-from conveyor_core.settings import Settings
-from conveyor_core.stages import PlanStagesInput, StageInput, StageOutput, StagePlan, plan_for
+from conveyor_core.stages import StageInput, StageOutput
 from conveyor_core.types import (
     FILE_MISSING_ERROR,
     INVALID_IMAGE_ERROR,
@@ -66,6 +64,7 @@ from conveyor_core.types import (
 )
 from tests.helpers import assert_eventually
 from tests.integration.inspection import activity_types
+from tests.workflows.stage_stubs import plan_builtin_stages
 from workflows import search_attributes
 from workflows.ingest import CURRENT_PATCH, IngestWorkflow
 
@@ -224,14 +223,6 @@ class Stubs:
             commit_file(inp)
             return enqueue_webhooks(EnqueueWebhooksInput(file_id=inp.file_id, status=inp.status))
 
-        @activity.defn(name="plan_stages")
-        def plan_stages(inp: PlanStagesInput) -> StagePlan:
-            # The built-in stages, on the test's own queue (the one this runs on).
-            queue = activity.info().task_queue
-            settings = Settings(scan_task_queue=queue, media_task_queue=queue)
-            specs = [SCAN.spec, THUMBNAILS.spec, OCR.spec]
-            return plan_for(specs, inp.content_type, settings, inp.names)
-
         @activity.defn(name="stage_scan")
         def stage_scan(inp: StageInput) -> StageOutput:
             result = scan_blob(ScanInput(blob=inp.blob))
@@ -252,7 +243,7 @@ class Stubs:
             return StageOutput(skipped_reason=result.skipped_reason, detail=result.detail)
 
         return [
-            plan_stages,
+            plan_builtin_stages,
             stage_scan,
             stage_thumbnails,
             stage_ocr,

@@ -17,9 +17,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.builtin_stages import OCR, SCAN, THUMBNAILS
-from conveyor_core.settings import Settings
-from conveyor_core.stages import PlanStagesInput, StageInput, StageOutput, StagePlan, plan_for
+from conveyor_core.stages import StageInput, StageOutput
 from conveyor_core.types import (
     INVALID_IMAGE_ERROR,
     BlobRef,
@@ -37,6 +35,7 @@ from conveyor_core.types import (
     ThumbnailsInput,
     ThumbnailsResult,
 )
+from tests.workflows.stage_stubs import plan_builtin_stages
 from tests.workflows.test_ingest_workflow import env as env  # the module's own dev server
 from workflows.reprocess import ReprocessWorkflow
 
@@ -109,13 +108,6 @@ class Stubs:
             self.records.append(inp)
             return True
 
-        @activity.defn(name="plan_stages")
-        def plan_stages(inp: PlanStagesInput) -> StagePlan:
-            queue = activity.info().task_queue
-            settings = Settings(scan_task_queue=queue, media_task_queue=queue)
-            specs = [SCAN.spec, THUMBNAILS.spec, OCR.spec]
-            return plan_for(specs, inp.content_type, settings, inp.names)
-
         @activity.defn(name="stage_thumbnails")
         def stage_thumbnails(inp: StageInput) -> StageOutput:
             made = make_thumbnails(ThumbnailsInput(blob=inp.blob, sizes=[64]))
@@ -137,7 +129,7 @@ class Stubs:
             make_thumbnails,
             ocr_blob,
             record_blob_stage,
-            plan_stages,
+            plan_builtin_stages,
             stage_thumbnails,
             stage_ocr,
         ]
