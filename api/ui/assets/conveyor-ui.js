@@ -1,11 +1,12 @@
 // Conveyor's upload page: Uppy's Dashboard uploads straight to the store through the API's
-// Uppy routes; each uploaded file is then followed through its event stream (verify, scan,
-// thumbnails, ocr) until it ends, and the token's files can be searched.
+// Uppy routes; each uploaded file is then followed through its event stream (verify and
+// every installed stage) until it ends, and the token's files can be searched.
 import { AwsS3, Dashboard, GoldenRetriever, Uppy } from './vendor/uppy/uppy.min.mjs'
 
 const config = JSON.parse(document.getElementById('conveyor-config').textContent)
 const TOKEN_KEY = 'conveyor.uploadToken'
-const STAGES = ['verify', 'scan', 'thumbnails', 'ocr']
+// Shown until a file's own stages are known (it lists every installed stage, plugins too).
+const STAGES = ['verify', 'scan', 'thumbnails', 'text', 'ocr']
 const TERMINAL = new Set(['ready', 'quarantined', 'failed', 'cancelled', 'expired', 'deleted'])
 // An upload token holds at most 8 event streams; the rest of the files wait their turn.
 const MAX_STREAMS = 6
@@ -89,7 +90,10 @@ function start (token) {
   const streams = { open: 0, waiting: [] }
 
   function stageChips (stages) {
-    return STAGES.map((name) => {
+    const names = stages && Object.keys(stages).length
+      ? ['verify', ...Object.keys(stages).filter((name) => name !== 'verify').sort()]
+      : STAGES
+    return names.map((name) => {
       const state = stages?.[name]?.status ?? 'pending'
       return el('li', { class: `stage ${state}`, 'data-stage': name, text: `${name}: ${state}` })
     })
@@ -138,11 +142,13 @@ function start (token) {
     const entry = files.get(fileId)
     if (!entry) return
     if (event.type === 'stage') {
-      const chip = entry.node.querySelector(`[data-stage="${event.stage}"]`)
-      if (chip) {
-        chip.className = `stage ${event.status}`
-        chip.textContent = `${event.stage}: ${event.status}`
+      let chip = entry.node.querySelector(`[data-stage="${CSS.escape(event.stage)}"]`)
+      if (!chip) { // a stage this page did not list yet (an installed plugin's)
+        chip = el('li', { 'data-stage': event.stage })
+        entry.node.querySelector('.stages').append(chip)
       }
+      chip.className = `stage ${event.status}`
+      chip.textContent = `${event.stage}: ${event.status}`
     } else {
       entry.status = event.status
       entry.node.dataset.status = event.status
