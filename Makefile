@@ -35,6 +35,7 @@ bench: install
 	$(VENV)/python -m bench.scan
 	$(VENV)/python -m bench.thumbnails
 	$(VENV)/python -m bench.ocr
+	$(VENV)/python -m bench.text_extraction
 	$(VENV)/python -m bench.load
 	$(VENV)/python -m bench.orchestration
 	$(VENV)/python -m bench.orchestration_floor

@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.extract import ExtractionFailed, TextLimits
+from activities.extract import ExtractionFailed
 from activities.extract.commands import CommandFailed, CommandTimedOut, run_command
-from activities.extract.pdf import extract_pdf, needs_password
+from activities.extract.pdf import needs_password, pages_without_text
 from conveyor_core.db.models import BlobText
 from conveyor_core.db.session import transaction
 from conveyor_core.settings import Settings
@@ -216,12 +216,13 @@ class OcrActivities:
     def _pages_without_text(self, pdf: Path, work: Path) -> set[int]:
         """The first `ocr_max_pages` pages whose text layer is empty (scanned pages)."""
         s = self._settings
-        limits = TextLimits(max_pages=s.ocr_max_pages, timeout_seconds=s.ocr_page_timeout_seconds)
         try:
-            found = extract_pdf(pdf, limits, activity.heartbeat, work)
+            empty = pages_without_text(
+                pdf, s.ocr_max_pages, s.ocr_page_timeout_seconds, activity.heartbeat
+            )
         except ExtractionFailed as e:
             raise invalid(e.reason) from e
-        return set(found.pages_without_text)
+        return set(empty)
 
     def _download(self, blob: BlobRef, dest: Path) -> None:
         body = self._s3.get_object(Bucket=blob.bucket, Key=blob.key)["Body"]

@@ -50,6 +50,22 @@ def pdf_info(path: Path, timeout: float, beat: Beat) -> dict[str, str | int]:
     return info
 
 
+def pages_without_text(path: Path, last_page: int, timeout: float, beat: Beat) -> list[int]:
+    """Pages 1..last_page (of those the PDF has) whose text layer is empty: pdftotext alone,
+    for OCR to know what to read (it counts the pages itself)."""
+    with tempfile.TemporaryDirectory(prefix="pdftotext-") as scratch:
+        out = Path(scratch) / "text.txt"
+        _run(
+            ["pdftotext", "-enc", "UTF-8", "-f", "1", "-l", str(last_page), str(path), str(out)],
+            "Reading the PDF's text",
+            timeout,
+            beat,
+        )
+        # pdftotext ends every page with a form feed: the piece after the last one is not a page.
+        pages = out.read_text("utf-8", "replace").split("\f")[:-1][:last_page]
+    return [n for n, page in enumerate(pages, start=1) if not page.strip()]
+
+
 def extract_pdf(path: Path, limits: TextLimits, beat: Beat, work: Path) -> Extracted:
     info = pdf_info(path, limits.timeout_seconds, beat)
     pages = int(info["pages"])

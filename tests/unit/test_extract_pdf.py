@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from activities.extract import Extracted, ExtractionFailed, TextLimits, extract_text
+from activities.extract.pdf import pages_without_text
 from tests import extract_samples as samples
 
 PDF = "application/pdf"
@@ -86,3 +87,10 @@ def test_encrypted_pdf_from_the_integration_samples(tmp_path: Path) -> None:
 def test_broken_pdf_fails_with_a_reason(tmp_path: Path) -> None:
     with pytest.raises(ExtractionFailed, match=r"^Not a readable PDF \(pdfinfo: .+\)\.$"):
         _extract(tmp_path, samples.make_text_pdf(["words"])[:300])
+
+
+def test_pages_without_text_names_the_empty_ones_up_to_the_limit(tmp_path: Path) -> None:
+    pdf = tmp_path / "mixed.pdf"
+    pdf.write_bytes(samples.make_text_pdf(["", "two", "", "four", ""]))
+    assert pages_without_text(pdf, 20, 30, lambda: None) == [1, 3, 5]
+    assert pages_without_text(pdf, 2, 30, lambda: None) == [1]
