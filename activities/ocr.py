@@ -10,8 +10,7 @@ import math
 import os
 import re
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,28 +21,25 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.downloads import download_blob
 from activities.extract import ExtractionFailed
 from activities.extract.commands import CommandFailed, CommandTimedOut, run_command
 from activities.extract.pdf import needs_password, pages_without_text
+from activities.extract.types import Beat
 from conveyor_core.db.models import BlobText
 from conveyor_core.db.session import transaction
 from conveyor_core.settings import Settings
 from conveyor_core.stage_rules import PDF, ocr_skip_reason
-from conveyor_core.types import INVALID_DOCUMENT_ERROR, BlobRef, OcrInput, OcrResult
+from conveyor_core.types import INVALID_DOCUMENT_ERROR, OcrInput, OcrResult
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-CHUNK_SIZE = 1024 * 1024
-# Subprocesses are polled this often, so a page that takes its whole timeout still
-# heartbeats (and can be cancelled): the heartbeat timeout never depends on the page timeout.
-POLL_SECONDS = 5.0
 # Text carried in heartbeat details for resuming; above this only progress is reported.
 RESUME_TEXT_LIMIT = 256 * 1024
 # Tesseract's OpenMP threads fight each other when several pages run at once (STACK.md).
 TESSERACT_ENV = {**os.environ, "OMP_THREAD_LIMIT": "1"}
 
-Beat = Callable[[], None]
 EVERY_PAGE_HAS_TEXT = "every page has a text layer (read by the text stage)"
 _PAGE_SIZE = re.compile(r"^Page\s+(\d+) size:\s+([\d.]+) x ([\d.]+) pts", re.MULTILINE)
 _PAGES = re.compile(r"^Pages:\s+(\d+)", re.MULTILINE)
@@ -195,7 +191,7 @@ class OcrActivities:
         with tempfile.TemporaryDirectory(prefix="conveyor-ocr-") as tmp:
             work = Path(tmp)
             source = work / "source"
-            self._download(blob, source)
+            download_blob(self._s3, blob, source, activity.heartbeat)
             scanned: set[int] | None = None  # the PDF pages to OCR; None: all
             if blob.content_type == PDF and inp.skip_text_layer:
                 scanned = self._pages_without_text(source, work)
@@ -223,19 +219,6 @@ class OcrActivities:
         except ExtractionFailed as e:
             raise invalid(e.reason) from e
         return set(empty)
-
-    def _download(self, blob: BlobRef, dest: Path) -> None:
-        body = self._s3.get_object(Bucket=blob.bucket, Key=blob.key)["Body"]
-        last_beat = time.monotonic()
-        try:
-            with dest.open("wb") as out:
-                for chunk in body.iter_chunks(CHUNK_SIZE):
-                    out.write(chunk)
-                    if time.monotonic() - last_beat > POLL_SECONDS:
-                        activity.heartbeat()
-                        last_beat = time.monotonic()
-        finally:
-            body.close()
 
     def _ocr_image(self, source: Path, work: Path) -> list[str]:
         png = work / "image.png"

@@ -23,12 +23,13 @@ from pillow_heif import register_heif_opener
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.downloads import download_blob
 from activities.extract import ExtractionFailed, office_to_pdf
 from activities.extract.commands import CommandFailed, CommandTimedOut, run_command
 from activities.extract.pdf import needs_password
+from activities.extract.types import Beat
 from activities.image_metadata import read_image_metadata
 from activities.media import MediaUnreadable, poster_frame, probe
-from activities.ocr import Beat
 from activities.previews import PreviewRefused, outside_link, render_svg
 from conveyor_core.settings import Settings
 from conveyor_core.stage_rules import (
@@ -63,7 +64,6 @@ PDF_CONTENT_TYPE = "application/pdf"
 PDF_RENDER_TIMEOUT_SECONDS = 30.0
 OFFICE_TIMEOUT_SECONDS = 60.0  # LibreOffice's conversion of a document to PDF
 MEDIA_TIMEOUT_SECONDS = 60.0  # ffprobe, and ffmpeg's poster frame
-DOWNLOAD_CHUNK_SIZE = 1024 * 1024
 
 # Sniffed type -> the only Pillow decoders allowed to read it, so bytes sniffed as one format
 # never reach another format's parser.
@@ -243,7 +243,7 @@ class ThumbnailActivities:
     def _render(self, blob: BlobRef, sizes: list[int]) -> Drawn:
         with tempfile.TemporaryDirectory(prefix="conveyor-thumbnails-") as tmp:
             path = Path(tmp) / "source"
-            self._download(blob, path)
+            download_blob(self._s3, blob, path, activity.heartbeat)
             try:
                 drawn = self._draw(blob.content_type, path, max(sizes))
                 if drawn.source is not None:
@@ -279,18 +279,6 @@ class ThumbnailActivities:
             )
             return Drawn(poster, metadata=info)
         return Drawn(render_pdf_first_page(path, longest, timeout=timeout, beat=beat))
-
-    def _download(self, blob: BlobRef, dest: Path) -> None:
-        """Streams the object to disk, heartbeating (the SDK throttles) on every chunk, so a
-        worker that dies mid-way is noticed within the heartbeat timeout."""
-        body = self._s3.get_object(Bucket=blob.bucket, Key=blob.key)["Body"]
-        try:
-            with dest.open("wb") as out:
-                for chunk in body.iter_chunks(DOWNLOAD_CHUNK_SIZE):
-                    out.write(chunk)
-                    activity.heartbeat()
-        finally:
-            body.close()
 
     def _stored(self, blob: BlobRef, size: int) -> Thumbnail | None:
         """The thumbnail already in the store, or None if it must be made."""

@@ -133,7 +133,7 @@ def blob_in_store(stack: Settings, s3: Any) -> Callable[..., BlobRef]:
     (typed as libmagic sniffs them, unless told)."""
 
     def put(data: bytes, content_type: str | None = None) -> BlobRef:
-        key = f"incoming/stage-tests/{uuid.uuid4()}"
+        key = f"tests/stages/{uuid.uuid4()}"  # outside incoming/: no relay or sweeper
         s3.put_object(Bucket=stack.bucket, Key=key, Body=data)
         return BlobRef(
             bucket=stack.bucket,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import socket
 import tracemalloc
-import uuid
 import zipfile
 
 import pytest
@@ -30,18 +28,6 @@ pytestmark = pytest.mark.integration
 SIGNATURE = f"{EICAR_SIGNATURE_NAME}.UNOFFICIAL"
 
 
-def put_blob(s3, settings: Settings, data: bytes) -> BlobRef:  # type: ignore[no-untyped-def]
-    key = f"tests/scan/{uuid.uuid4()}"
-    s3.put_object(Bucket=settings.bucket, Key=key, Body=data)
-    return BlobRef(
-        bucket=settings.bucket,
-        key=key,
-        sha256=hashlib.sha256(data).hexdigest(),
-        size=len(data),
-        content_type="application/octet-stream",
-    )
-
-
 def scan(s3, settings: Settings, blob: BlobRef) -> ScanResult:  # type: ignore[no-untyped-def]
     activities = ScanActivities(s3, settings)
     return ActivityEnvironment().run(activities.scan_blob, ScanInput(blob=blob))
@@ -60,8 +46,10 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_scan_clean_text_file_is_clean(stack: Settings, s3) -> None:  # type: ignore[no-untyped-def]
-    blob = put_blob(s3, stack, b"Quarterly report\nnothing to see here\n" * 100)
+def test_scan_clean_text_file_is_clean(stack: Settings, s3, blob_in_store) -> None:  # type: ignore[no-untyped-def]
+    blob = blob_in_store(
+        b"Quarterly report\nnothing to see here\n" * 100, "application/octet-stream"
+    )
 
     assert scan(s3, stack, blob) == ScanResult(infected=False, signature=None, detail="clean")
 
@@ -74,17 +62,17 @@ def test_scan_clean_text_file_is_clean(stack: Settings, s3) -> None:  # type: ig
         pytest.param(zipped("docs/readme.txt", eicar()), id="zip"),
     ],
 )
-def test_scan_eicar_is_infected(stack: Settings, s3, data: bytes) -> None:  # type: ignore[no-untyped-def]
-    blob = put_blob(s3, stack, data)
+def test_scan_eicar_is_infected(stack: Settings, s3, blob_in_store, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    blob = blob_in_store(data, "application/octet-stream")
 
     result = scan(s3, stack, blob)
 
     assert result == ScanResult(infected=True, signature=SIGNATURE, detail=f"infected: {SIGNATURE}")
 
 
-def test_scan_over_the_limit_is_too_large(stack: Settings, s3) -> None:  # type: ignore[no-untyped-def]
+def test_scan_over_the_limit_is_too_large(stack: Settings, s3, blob_in_store) -> None:  # type: ignore[no-untyped-def]
     small_limit = stack.model_copy(update={"scan_max_bytes": 1024})
-    blob = put_blob(s3, stack, os.urandom(2048))
+    blob = blob_in_store(os.urandom(2048), "application/octet-stream")
 
     with pytest.raises(ApplicationError) as caught:
         scan(s3, small_limit, blob)
@@ -94,10 +82,10 @@ def test_scan_over_the_limit_is_too_large(stack: Settings, s3) -> None:  # type:
     assert caught.value.message == "too large to scan (2048 bytes, limit 1024)"
 
 
-def test_scan_unreachable_clamd_is_retryable(stack: Settings, s3) -> None:  # type: ignore[no-untyped-def]
+def test_scan_unreachable_clamd_is_retryable(stack: Settings, s3, blob_in_store) -> None:  # type: ignore[no-untyped-def]
     port = closed_port()
     no_clamd = stack.model_copy(update={"clamd_port": port})
-    blob = put_blob(s3, stack, b"hello")
+    blob = blob_in_store(b"hello", "application/octet-stream")
 
     with pytest.raises(ApplicationError) as caught:
         scan(s3, no_clamd, blob)
@@ -107,8 +95,8 @@ def test_scan_unreachable_clamd_is_retryable(stack: Settings, s3) -> None:  # ty
     assert f"clamd at 127.0.0.1:{port} is unreachable" in caught.value.message
 
 
-def test_scan_missing_object_fails_for_good(stack: Settings, s3) -> None:  # type: ignore[no-untyped-def]
-    blob = put_blob(s3, stack, b"soon gone")
+def test_scan_missing_object_fails_for_good(stack: Settings, s3, blob_in_store) -> None:  # type: ignore[no-untyped-def]
+    blob = blob_in_store(b"soon gone", "application/octet-stream")
     s3.delete_object(Bucket=blob.bucket, Key=blob.key)
 
     with pytest.raises(ApplicationError) as caught:
@@ -118,9 +106,9 @@ def test_scan_missing_object_fails_for_good(stack: Settings, s3) -> None:  # typ
     assert caught.value.message == "the object is no longer in the store"
 
 
-def test_scan_large_object_streams_in_bounded_memory(stack: Settings, s3) -> None:  # type: ignore[no-untyped-def]
+def test_scan_large_object_streams_in_bounded_memory(stack: Settings, s3, blob_in_store) -> None:  # type: ignore[no-untyped-def]
     size = 30 * 1024 * 1024
-    blob = put_blob(s3, stack, os.urandom(size))
+    blob = blob_in_store(os.urandom(size), "application/octet-stream")
 
     tracemalloc.start()
     try:

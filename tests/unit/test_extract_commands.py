@@ -10,20 +10,12 @@ import pytest
 
 from activities.extract import commands
 from activities.extract.commands import CommandFailed, CommandTimedOut, run_command
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for its parent to reap it runs no more)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+from tests.helpers import process_alive
 
 
 def _gone(pid: int, within: float = 3.0) -> bool:
     deadline = time.monotonic() + within
-    while _alive(pid):
+    while process_alive(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)

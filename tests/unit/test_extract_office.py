@@ -20,6 +20,7 @@ from activities.extract import (
 )
 from activities.extract.kinds import Family, Kind, classify, sniff
 from tests import extract_samples as samples
+from tests.helpers import process_alive
 
 OOXML = "application/vnd.openxmlformats-officedocument"
 ODF = "application/vnd.oasis.opendocument"
@@ -193,14 +194,6 @@ def _processes_mentioning(text: str) -> dict[int, str]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def test_timeout_kills_the_whole_soffice_group(documents: dict[str, Path], tmp_path: Path) -> None:
     seen: dict[int, str] = {}
     done = threading.Event()
@@ -227,9 +220,9 @@ def test_timeout_kills_the_whole_soffice_group(documents: dict[str, Path], tmp_p
     assert time.monotonic() - started < 5
     assert "soffice.bin" in seen.values()  # soffice had forked its worker when it was killed
     deadline = time.monotonic() + 3
-    while any(_alive(pid) for pid in seen) and time.monotonic() < deadline:
+    while any(process_alive(pid) for pid in seen) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert [pid for pid in seen if _alive(pid)] == []
+    assert [pid for pid in seen if process_alive(pid)] == []
     assert list(tmp_path.iterdir()) == []
 
 
