@@ -73,23 +73,28 @@ INLINE_TYPES = frozenset(
     }
 )
 PLAIN_TEXT = "text/plain; charset=utf-8"
+UNSCANNED_METADATA = "conveyor-scanned"  # x-amz-meta-conveyor-scanned
 
 
 class PublicHeaders(NamedTuple):
     content_type: str
     disposition: str
+    # x-amz-meta-*: "conveyor-scanned: false" on bytes too large to scan, served unscanned;
+    # the edge answers it as X-Conveyor-Scanned (workers/stack/templates/nginx.conf).
+    metadata: dict[str, str]
 
 
-def public_headers(content_type: str) -> PublicHeaders:
-    """The type and disposition the public copy is stored (so served) with."""
+def public_headers(content_type: str, *, scanned: bool = True) -> PublicHeaders:
+    """The type, disposition and metadata the public copy is stored (so served) with."""
+    metadata = {} if scanned else {UNSCANNED_METADATA: "false"}
     base = content_type.split(";", 1)[0].strip().lower()
     if base == "image/x-ms-bmp":
         base = "image/bmp"
     if base == "text/plain":
-        return PublicHeaders(PLAIN_TEXT, "inline")
+        return PublicHeaders(PLAIN_TEXT, "inline", metadata)
     if base in INLINE_TYPES:
-        return PublicHeaders(base, "inline")
-    return PublicHeaders("application/octet-stream", "attachment")
+        return PublicHeaders(base, "inline", metadata)
+    return PublicHeaders("application/octet-stream", "attachment", metadata)
 
 
 def public_key(sha256: str) -> str:
@@ -142,7 +147,7 @@ class PublishActivities:
         blob = inp.blob
         key = public_key(blob.sha256)
         bucket = self._settings.public_bucket
-        served = public_headers(blob.content_type)
+        served = public_headers(blob.content_type, scanned=inp.scanned)
         if self._published_size(bucket, key) != blob.size:
             try:
                 if blob.size <= self._copy_object_max_bytes:
@@ -155,6 +160,7 @@ class PublishActivities:
                             MetadataDirective="REPLACE",
                             ContentType=served.content_type,
                             ContentDisposition=served.disposition,
+                            Metadata=served.metadata,
                             **pinned(blob),
                         )
                 else:
@@ -224,6 +230,7 @@ class PublishActivities:
             CacheControl=PUBLIC_CACHE_CONTROL,
             ContentType=served.content_type,
             ContentDisposition=served.disposition,
+            Metadata=served.metadata,
         )["UploadId"]
         try:
             parts: list[CompletedPartTypeDef] = []

@@ -372,6 +372,7 @@ class CommitInput:
 @dataclass(frozen=True)
 class PublishInput:
     blob: BlobRef
+    scanned: bool = True  # False: too large to scan, served unscanned; the edge says so
 
 
 @dataclass(frozen=True)

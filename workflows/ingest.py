@@ -722,12 +722,17 @@ class IngestWorkflow:
         self._record_events()
         return result
 
+    def _scanned(self) -> bool:
+        """False for bytes served unscanned (too large to scan): the only skipped scan."""
+        scan = self._progress.stages.get("scan")
+        return scan is None or scan.status is not StageStatus.SKIPPED
+
     async def _publish(self, inp: IngestInput, blob: BlobRef, public_key: str | None) -> str | None:
         if inp.visibility is not Visibility.PUBLIC or public_key is not None:
             return public_key
         published: PublishResult = await workflow.execute_activity(
             "publish_blob",
-            PublishInput(blob=blob),
+            PublishInput(blob=blob, scanned=self._scanned()),
             result_type=PublishResult,
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=STREAM_HEARTBEAT_TIMEOUT,

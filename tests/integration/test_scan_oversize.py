@@ -37,7 +37,7 @@ async def test_a_tenant_that_chose_it_is_served_unscanned_and_told_so(
     key = _serving_tenant(stack)
     limit = stack.scan_max_bytes
     content = os.urandom(limit + 1)
-    file = await upload(api, key, content, filename="disk.img")
+    file = await upload(api, key, content, filename="disk.img", visibility="public")
 
     assert file["status"] == "ready", file
     assert file["scanned"] is False
@@ -47,9 +47,15 @@ async def test_a_tenant_that_chose_it_is_served_unscanned_and_told_so(
     download = await api.get(f"/v1/files/{file['id']}/content", headers=auth(key))
     assert download.status_code == 307
     assert download.headers["X-Conveyor-Scanned"] == "false"
+    assert download.headers["location"] == file["cdn_url"]
     async with httpx.AsyncClient() as plain:
-        got = await plain.get(download.headers["location"])
-    assert got.status_code == 200 and len(got.content) == limit + 1
+        # The edge says it too, from the store (a MISS) and from its cache (a HIT).
+        for cache in ("MISS", "HIT"):
+            got = await plain.get(file["cdn_url"])
+            assert got.status_code == 200 and len(got.content) == limit + 1
+            assert got.headers["X-Cache-Status"] == cache
+            assert got.headers["X-Conveyor-Scanned"] == "false"
+            assert not any(h.lower().startswith("x-amz-meta") for h in got.headers)
 
     # Another tenant, on the default (reject), uploads the same bytes: never served.
     refused = await upload(api, key_b, content, filename="same.img")
@@ -78,7 +84,12 @@ async def test_an_archive_too_large_to_scan_fails_whatever_the_tenant_chose(
 
 
 async def test_a_small_file_is_scanned_and_says_so(api: httpx.AsyncClient, key_a: str) -> None:
-    file = await upload(api, key_a, b"plain words " * 10, filename="scanned.txt")
+    content = b"plain words " * 10 + uuid.uuid4().bytes
+    file = await upload(api, key_a, content, filename="scanned.txt", visibility="public")
     assert file["status"] == "ready" and file["scanned"] is True
     download = await api.get(f"/v1/files/{file['id']}/content", headers=auth(key_a))
     assert download.status_code == 307 and "X-Conveyor-Scanned" not in download.headers
+    async with httpx.AsyncClient() as plain:
+        got = await plain.get(file["cdn_url"])
+    assert got.status_code == 200 and got.content == content
+    assert "X-Conveyor-Scanned" not in got.headers
