@@ -7,7 +7,7 @@ import functools
 from typing import Any
 
 MIN_LETTERS = 40  # below this a guess is noise
-SAMPLE_CHARS = 20_000  # enough to tell; the model's cost grows with the text
+SAMPLE_CHARS = 4_000  # plenty to tell; the model's cost grows with the text (0.9 ms at 10k)
 MIN_PROBABILITY = 0.8
 
 
@@ -16,6 +16,11 @@ def _identifier() -> Any:
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def load_model() -> None:
+    """Loads the model now (a third of a second), so a worker's first text does not wait."""
+    _identifier()
 
 
 def detect_language(text: str) -> str | None:

@@ -6,10 +6,21 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    Text,
+    Uuid,
+    bindparam,
+    column,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -35,6 +46,46 @@ from conveyor_core.types import (
 from observability.metrics import FILES_FINISHED
 
 NON_TERMINAL = (FileStatus.AWAITING_UPLOAD.value, FileStatus.PROCESSING.value)
+
+# A file's events in one statement whose text never changes with their number: a VALUES
+# list of one row per event is a new statement (parsed again by psycopg and Postgres) for
+# every count, and past 50 parameters psycopg stops caching its parse.
+_EVENT_ROWS = (
+    func.jsonb_to_recordset(bindparam("events", type_=JSONB))
+    .table_valued(
+        column("seq", Integer),
+        column("kind", Text),
+        column("stage", Text),
+        column("status", Text),
+        column("detail", Text),
+        column("at", DateTime(timezone=True)),
+    )
+    .render_derived(name="event", with_types=True)
+)
+INSERT_EVENTS = (
+    insert(FileEvent)
+    .from_select(
+        [
+            FileEvent.file_id,
+            FileEvent.seq,
+            FileEvent.kind,
+            FileEvent.stage,
+            FileEvent.status,
+            FileEvent.detail,
+            FileEvent.at,
+        ],
+        select(
+            bindparam("file_id", type_=Uuid),
+            _EVENT_ROWS.c.seq,
+            _EVENT_ROWS.c.kind,
+            _EVENT_ROWS.c.stage,
+            _EVENT_ROWS.c.status,
+            _EVENT_ROWS.c.detail,
+            _EVENT_ROWS.c.at,
+        ),
+    )
+    .on_conflict_do_nothing(index_elements=["file_id", "seq"])
+)
 
 
 def stages_json(stages: dict[str, StageState]) -> dict[str, Any]:
@@ -77,23 +128,15 @@ def record_outcome(session: Session, inp: CommitInput) -> bool:
             f"file {inp.file_id} has no row", type=FILE_MISSING_ERROR, non_retryable=True
         )
     if inp.events:
-        session.execute(
-            insert(FileEvent)
-            .values(
-                [
-                    {
-                        "file_id": uuid.UUID(inp.file_id),
-                        "seq": e.seq,
-                        "kind": e.kind,
-                        "stage": e.stage,
-                        "status": e.status,
-                        "detail": (e.detail or "")[:1024] or None,
-                        "at": datetime.fromisoformat(e.at),
-                    }
-                    for e in inp.events
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["file_id", "seq"])
+        # On the connection: the ORM would take a dict of parameters for rows to insert.
+        session.connection().execute(
+            INSERT_EVENTS,
+            {
+                "file_id": uuid.UUID(inp.file_id),
+                "events": [
+                    {**asdict(e), "detail": (e.detail or "")[:1024] or None} for e in inp.events
+                ],
+            },
         )
     if inp.blob_status is not None and inp.blob_sha256 is not None:
         session.execute(

@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.downloads import download_blob
 from activities.extract import ExtractionFailed, NotApplicable, TextLimits, extract_text
-from activities.languages import detect_language
+from activities.languages import detect_language, load_model
 from conveyor_core.db.models import BlobText
 from conveyor_core.db.session import transaction
 from conveyor_core.settings import Settings
@@ -38,6 +38,7 @@ class TextStage:
             max_pages=settings.text_max_pages,
             timeout_seconds=settings.text_timeout_seconds,
         )
+        load_model()
 
     @activity.defn(name="stage_text")
     def run(self, inp: StageInput) -> StageOutput:

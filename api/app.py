@@ -25,6 +25,7 @@ from api.routes import file_events, files, health, ui, upload_tokens, uploads, u
 from conveyor_core.db.session import ping_when_idle
 from conveyor_core.multipart_calls import MultipartCalls
 from conveyor_core.objectstore import PartSigner, make_s3_client
+from conveyor_core.payloads import DATA_CONVERTER
 from conveyor_core.settings import Settings
 from conveyor_core.stage_registry import installed_stage_names
 from observability.redaction import redact_server_span
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
             namespace=settings.temporal_namespace,
             lazy=True,
             interceptors=[TracingInterceptor()],
+            data_converter=DATA_CONVERTER,
         )
         app.state.conveyor = AppState(
             settings=settings,

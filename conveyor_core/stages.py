@@ -90,8 +90,6 @@ class PlannedStage:
     name: str
     activity: str
     task_queue: str  # the queue's real name
-    content_types: list[str]
-    label: str
     start_to_close_seconds: int
     heartbeat_seconds: int | None
     max_attempts: int
@@ -100,6 +98,10 @@ class PlannedStage:
     writes: list[str] = field(default_factory=list)
     gate: bool = False
     skipped_reason: str | None = None  # set: recorded skipped, no activity
+    # The spec's rule, in a plan made for no one type (a reprocess meets every type); a
+    # file's plan has the answer in `skipped_reason` instead, and a smaller history.
+    content_types: list[str] = field(default_factory=list)
+    label: str = ""
 
     def skip_reason(self, content_type: str) -> str | None:
         return skip_reason(self.content_types, self.label, content_type)
@@ -168,8 +170,6 @@ def plan_for(
                 name=s.name,
                 activity=s.activity,
                 task_queue=resolve_queue(s.task_queue, settings),
-                content_types=list(s.content_types),
-                label=s.label or s.name,
                 start_to_close_seconds=s.start_to_close_seconds,
                 heartbeat_seconds=s.heartbeat_seconds,
                 max_attempts=s.max_attempts,
@@ -177,7 +177,9 @@ def plan_for(
                 non_retryable_errors=list(s.non_retryable_errors),
                 writes=list(s.writes),
                 gate=s.gate,
-                skipped_reason=s.skip_reason(content_type),
+                skipped_reason=s.skip_reason(content_type) if content_type else None,
+                content_types=[] if content_type else list(s.content_types),
+                label="" if content_type else s.label or s.name,
             )
             for s in sorted(chosen, key=lambda s: (s.order, s.name))
         ]

@@ -8,6 +8,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from temporalio.worker import Replayer
+
+from conveyor_core.payloads import DATA_CONVERTER
+from workers.temporal_worker import WORKFLOW_RUNNER
+from workflows.ingest import IngestWorkflow
+
 T = TypeVar("T")
 
 
@@ -32,3 +38,11 @@ def process_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def ingest_replayer() -> Replayer:
+    """Replays IngestWorkflow histories as the worker runs the workflow: its data converter
+    and its sandbox."""
+    return Replayer(
+        workflows=[IngestWorkflow], data_converter=DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER
+    )

@@ -24,16 +24,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.worker import Replayer
 
 from conveyor_core.db.models import Blob, File, Upload
 from conveyor_core.events import ObjectCreated, to_s3_record
 from conveyor_core.settings import Settings
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, ingest_replayer
 from tests.integration.inspection import activity_types, head_status
 from tests.integration.uploads import auth, declare, put, sample_bytes, wait_for_status
 from workers.stack import manage
-from workflows.ingest import IngestWorkflow
 
 pytestmark = pytest.mark.integration
 
@@ -247,7 +245,7 @@ async def test_an_event_before_its_object_leaves_the_upload_waiting(
     # Sealed and verified in one activity: the one that found nothing, then the real one.
     await assert_processed_once(chain, upload, content, verifies=2)
     # The run that waited on replays (the change is behind workflow.patched).
-    replayed = await Replayer(workflows=[IngestWorkflow]).replay_workflow(
+    replayed = await ingest_replayer().replay_workflow(
         await chain.temporal.get_workflow_handle(workflow_id).fetch_history()
     )
     assert replayed.replay_failure is None

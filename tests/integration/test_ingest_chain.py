@@ -12,15 +12,13 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.worker import Replayer
 
 from conveyor_core.db.models import Blob, File, Upload
 from conveyor_core.events import ObjectCreated, to_s3_record
 from conveyor_core.settings import Settings
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, ingest_replayer
 from tests.integration.uploads import auth, declare, put, sample_bytes, wait_for_status
 from workers.stack import manage
-from workflows.ingest import IngestWorkflow
 
 
 async def test_upload_put_reaches_ready(
@@ -202,7 +200,7 @@ async def test_workflow_history_replays(
     assert (await put(upload, content)).status_code == 200
     await wait_for_status(api, key_a, upload["file_id"], "ready")
     history = await temporal.get_workflow_handle(f"ingest-{upload['file_id']}").fetch_history()
-    result = await Replayer(workflows=[IngestWorkflow]).replay_workflow(history)
+    result = await ingest_replayer().replay_workflow(history)
     assert result.replay_failure is None
 
 

@@ -14,12 +14,11 @@ import httpx
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
-from temporalio.worker import Replayer
 
 from conveyor_client import Client as ConveyorClient
 from conveyor_core.db.models import Blob, File, Upload
 from conveyor_core.settings import Settings
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, ingest_replayer
 from tests.integration import samples
 from tests.integration.inspection import head_status, scheduled_activities
 from tests.integration.test_file_events import read_stream
@@ -33,7 +32,6 @@ from tests.integration.uploads import (
     wait_until_terminal,
 )
 from workers.stack import manage
-from workflows.ingest import IngestWorkflow
 
 
 def _error(response: httpx.Response) -> tuple[int, str]:
@@ -103,9 +101,7 @@ async def test_retry_after_the_scanner_was_down_reaches_ready_for_each_holder(
     activities = await scheduled_activities(temporal, a["workflow_id"])
     assert activities[0] == "claim_retry" and "stage_scan" in activities
     assert "seal_and_verify" not in activities and "claim_blob" not in activities
-    replayed = await Replayer(workflows=[IngestWorkflow]).replay_workflow(
-        await handle.fetch_history()
-    )
+    replayed = await ingest_replayer().replay_workflow(await handle.fetch_history())
     assert replayed.replay_failure is None
     # The file's events go on after the first run's, and end with its new status.
     events = await read_stream(api, key_a, a["id"])

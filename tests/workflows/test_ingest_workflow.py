@@ -20,8 +20,9 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowHistory
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Worker
 
+from conveyor_core.payloads import DATA_CONVERTER
 from conveyor_core.stages import StageInput, StageOutput
 from conveyor_core.types import (
     FILE_MISSING_ERROR,
@@ -62,9 +63,10 @@ from conveyor_core.types import (
     VerifyResult,
     Visibility,
 )
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, ingest_replayer
 from tests.integration.inspection import activity_types
 from tests.workflows.stage_stubs import plan_builtin_stages
+from workers.temporal_worker import WORKFLOW_RUNNER
 from workflows import search_attributes
 from workflows.ingest import CURRENT_PATCH, IngestWorkflow
 
@@ -82,6 +84,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=binary,
         dev_server_extra_args=["--log-level", "error"],
         search_attributes=search_attributes.ALL,  # as `conveyor migrate --with-store` does
+        data_converter=DATA_CONVERTER,  # as the worker and the API use
     ) as env:
         yield env
 
@@ -296,6 +299,7 @@ async def _run(
         client,
         task_queue=queue,
         workflows=[IngestWorkflow],
+        workflow_runner=WORKFLOW_RUNNER,
         activities=stubs.activities(),
         activity_executor=ThreadPoolExecutor(8),
     ):
@@ -367,6 +371,7 @@ async def test_ingest_cancel_ends_cancelled(env: WorkflowEnvironment) -> None:
         env.client,
         task_queue=queue,
         workflows=[IngestWorkflow],
+        workflow_runner=WORKFLOW_RUNNER,
         activities=stubs.activities(),
         activity_executor=ThreadPoolExecutor(4),
     ):
@@ -616,7 +621,7 @@ async def test_ingest_histories_from_before_the_stage_rules_still_replay(kind: s
     # file's history has the thumbnails and OCR activities that answered "skipped".
     path = HISTORIES / f"ingest_{kind}_before_stage_rules.json"
     history = WorkflowHistory.from_json(f"ingest-{kind}", path.read_text())
-    await Replayer(workflows=[IngestWorkflow]).replay_workflow(history)
+    await ingest_replayer().replay_workflow(history)
 
 
 @pytest.mark.parametrize("kind", ["text", "image"])
@@ -625,7 +630,7 @@ async def test_ingest_histories_from_before_the_one_patch_still_replay(kind: str
     # and verify activities, and separate commit and enqueue local activities.
     path = HISTORIES / f"ingest_{kind}_before_one_patch.json"
     history = WorkflowHistory.from_json(f"ingest-{kind}", path.read_text())
-    await Replayer(workflows=[IngestWorkflow]).replay_workflow(history)
+    await ingest_replayer().replay_workflow(history)
 
 
 @pytest.mark.parametrize("kind", ["text", "image"])
@@ -634,4 +639,4 @@ async def test_ingest_histories_from_before_stage_plugins_still_replay(kind: str
     # ingest-2026-12 marker, and the typed scan, thumbnails and OCR activities.
     path = HISTORIES / f"ingest_{kind}_before_stage_plugins.json"
     history = WorkflowHistory.from_json(f"ingest-{kind}", path.read_text())
-    await Replayer(workflows=[IngestWorkflow]).replay_workflow(history)
+    await ingest_replayer().replay_workflow(history)

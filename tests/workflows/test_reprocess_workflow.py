@@ -37,6 +37,7 @@ from conveyor_core.types import (
 )
 from tests.workflows.stage_stubs import plan_builtin_stages
 from tests.workflows.test_ingest_workflow import env as env  # the module's own dev server
+from workers.temporal_worker import WORKFLOW_RUNNER
 from workflows.reprocess import ReprocessWorkflow
 
 
@@ -143,6 +144,7 @@ async def _reprocess(env: WorkflowEnvironment, stubs: Stubs, **changes: Any) -> 
         env.client,
         task_queue=queue,
         workflows=[ReprocessWorkflow],
+        workflow_runner=WORKFLOW_RUNNER,
         activities=stubs.activities(),
         activity_executor=ThreadPoolExecutor(8),
     ):

@@ -14,7 +14,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Worker
 
 from conveyor_core.types import (
     RETRY_ABANDONED_ERROR,
@@ -30,8 +30,10 @@ from conveyor_core.types import (
     StageStatus,
     Thumbnail,
 )
+from tests.helpers import ingest_replayer
 from tests.workflows.test_ingest_workflow import SHA, Stubs, _blob, _input
 from tests.workflows.test_ingest_workflow import env as env  # the module's own dev server
+from workers.temporal_worker import WORKFLOW_RUNNER
 from workflows.ingest import IngestWorkflow
 
 VERIFIED = StageState(StageStatus.SUCCEEDED, "image/png", 5)
@@ -67,6 +69,7 @@ async def _retry(
         env.client,
         task_queue=queue,
         workflows=[IngestWorkflow],
+        workflow_runner=WORKFLOW_RUNNER,
         activities=stubs.activities(),
         activity_executor=ThreadPoolExecutor(8),
     ):
@@ -116,9 +119,7 @@ async def test_retry_failed_file_owns_its_blob_again_and_runs_every_stage(
     assert ("stage", "scan", "succeeded") in [e[1:] for e in events]
     assert all(e[2] != "verify" for e in events)
     # The history of a retry run replays.
-    replayed = await Replayer(workflows=[IngestWorkflow]).replay_workflow(
-        await handle.fetch_history()
-    )
+    replayed = await ingest_replayer().replay_workflow(await handle.fetch_history())
     assert replayed.replay_failure is None
 
 

@@ -14,7 +14,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowHistory
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Worker
 
 from conveyor_core.types import (
     WEBHOOK_REFUSED_ERROR,
@@ -25,7 +25,9 @@ from conveyor_core.types import (
     FileStatus,
     ObjectUploaded,
 )
+from tests.helpers import ingest_replayer
 from tests.workflows.test_ingest_workflow import Stubs, _input, env  # noqa: F401 - env: fixture
+from workers.temporal_worker import WORKFLOW_RUNNER
 from workflows.ingest import IngestWorkflow
 from workflows.webhooks import (
     ATTEMPT_HEARTBEAT_TIMEOUT,
@@ -87,6 +89,7 @@ async def _deliver(
         client,
         task_queue=queue,
         workflows=[WebhookDeliveryWorkflow],
+        workflow_runner=WORKFLOW_RUNNER,
         activities=stubs.activities(),
         activity_executor=ThreadPoolExecutor(4),
     ):
@@ -109,6 +112,7 @@ async def test_ingest_starts_one_abandoned_delivery_per_enqueued_webhook(
         env.client,
         task_queue=queue,
         workflows=[IngestWorkflow, WebhookDeliveryWorkflow],
+        workflow_runner=WORKFLOW_RUNNER,
         activities=[*stubs.activities(), *deliveries.activities()],
         activity_executor=ThreadPoolExecutor(8),
     ):
@@ -144,6 +148,7 @@ async def test_ingest_without_webhooks_starts_no_child(env: WorkflowEnvironment)
         env.client,
         task_queue=queue,
         workflows=[IngestWorkflow],
+        workflow_runner=WORKFLOW_RUNNER,
         activities=stubs.activities(),
         activity_executor=ThreadPoolExecutor(4),
     ):
@@ -187,7 +192,7 @@ async def test_ingest_history_from_before_webhooks_still_replays() -> None:
     # workflow.patched("webhooks") keeps a workflow that ran before webhooks existed from
     # meeting a command its history does not have (queries of closed workflows replay it).
     history = WorkflowHistory.from_json("ingest-before-webhooks", BEFORE_WEBHOOKS.read_text())
-    await Replayer(workflows=[IngestWorkflow]).replay_workflow(history)
+    await ingest_replayer().replay_workflow(history)
 
 
 async def test_delivery_attempt_must_heartbeat(env: WorkflowEnvironment) -> None:  # noqa: F811
