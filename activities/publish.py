@@ -256,6 +256,10 @@ class PublishActivities:
             raise
 
 
+# A file in one of these never serves its bytes again: it holds no public copy.
+_NEVER_SERVED = (FileStatus.DELETED.value, FileStatus.QUARANTINED.value)
+
+
 def _public_file_holds(session: Session, sha256: str) -> bool:
     return (
         session.execute(
@@ -263,7 +267,7 @@ def _public_file_holds(session: Session, sha256: str) -> bool:
             .where(
                 File.sha256 == sha256,
                 File.visibility == Visibility.PUBLIC.value,
-                File.status != FileStatus.DELETED.value,
+                File.status.notin_(_NEVER_SERVED),
             )
             .limit(1)
         ).first()

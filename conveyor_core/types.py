@@ -566,8 +566,8 @@ class ReprocessFailure:
 @dataclass
 class ReprocessProgress:
     """The `progress` query's answer and the workflow's result; carried across
-    continue-as-new. Every listed blob is `seen`; each seen blob ends done, failed or
-    skipped, so `seen - done - failed - skipped` are in flight."""
+    continue-as-new. Every listed blob is `seen`; each seen blob ends done, failed, skipped
+    or quarantined, so `seen - done - failed - skipped - quarantined` are in flight."""
 
     stage: str
     total: int | None = None  # matching blobs when the run began (an estimate for a bar)
@@ -575,6 +575,7 @@ class ReprocessProgress:
     done: int = 0
     failed: int = 0
     skipped: int = 0
+    quarantined: int = 0  # a gate's re-run (the scan's) refused the bytes: files taken down
     cursor: str | None = None  # sha256 of the last blob of the last finished page
     runs: int = 1  # this run and the ones it continued as new from
     finished: bool = False
@@ -593,6 +594,26 @@ class ReprocessInput:
     media_task_queue: str = "media"
     # Carried across continue-as-new: where to go on from, and the counters so far.
     progress: ReprocessProgress | None = None
+
+
+@dataclass(frozen=True)
+class QuarantineReadyInput:
+    """A ready blob that a gate's re-run refuses (a re-scan with newer signatures)."""
+
+    sha256: str
+    stage: str
+    state: StageState  # the gate's outcome, its verdict the detail
+
+
+@dataclass(frozen=True)
+class QuarantinedBlob:
+    """What a ready blob's quarantine left the workflow to do."""
+
+    quarantined: bool = False  # False: the blob was no longer ready (released meanwhile)
+    quarantine_bucket: str = ""
+    public: bool = False  # a public file held it: its public copy comes down
+    files: list[str] = field(default_factory=list)  # the files taken down
+    webhooks: EnqueueWebhooksResult = field(default_factory=lambda: EnqueueWebhooksResult())
 
 
 @dataclass(frozen=True)

@@ -88,15 +88,9 @@ def batch_input(
     page_size: int,
     pages_per_run: int,
 ) -> ReprocessInput:
-    specs = {s.name: s for s in stage_specs(settings)}
-    choices = ", ".join(name for name, spec in specs.items() if not spec.gate)
-    if stage not in specs:
-        raise UsageError(f"--stage must be one of {choices}, not {stage!r}")
-    if specs[stage].gate:
-        raise UsageError(
-            f"--stage {stage}: a gate decides whether a file is served at all and is not "
-            f"re-run over ready files; one of {choices}"
-        )
+    names = [s.name for s in stage_specs(settings)]
+    if stage not in names:
+        raise UsageError(f"--stage must be one of {', '.join(names)}, not {stage!r}")
     return ReprocessInput(
         stage=stage,
         filter=filter,
@@ -220,7 +214,8 @@ async def command(
     else:
         out.print(
             f"{workflow_id} {'finished' if finished else 'running'}: {progress.done} done, "
-            f"{progress.failed} failed, {progress.skipped} skipped of {progress.seen} seen "
+            f"{progress.failed} failed, {progress.skipped} skipped, "
+            f"{progress.quarantined} quarantined of {progress.seen} seen "
             f"({progress.total} matched at the start; {progress.runs} runs)"
         )
         for failure in progress.failures:

@@ -104,6 +104,7 @@ def queue_activities(
             dedup.await_blob,
             dedup.claim_retry,
             outcome.commit_outcome,
+            outcome.quarantine_ready_blob,
             metadata.commit_file,
             metadata.release_blob,
             metadata.finish_release,

@@ -21,7 +21,6 @@ from temporalio.exceptions import (
     ApplicationError,
     RetryState,
     TimeoutError,
-    WorkflowAlreadyStartedError,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -48,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
         ClaimInput,
         ClaimResult,
         CommitInput,
-        DeliverWebhookInput,
         DiscardInput,
         EnqueueWebhooksInput,
         EnqueueWebhooksResult,
@@ -86,7 +84,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search_attributes
     from workflows.stage_runs import plan_stages, run_stage
-    from workflows.webhooks import WebhookDeliveryWorkflow, delivery_workflow_id
+    from workflows.webhooks import start_deliveries
 
 T = TypeVar("T")
 WAIT_CANCELLATION = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
@@ -926,7 +924,7 @@ class IngestWorkflow:
         self._progress.detail = detail
         self._set_status(status)
         if queued is not None:
-            await self._start_deliveries(queued)
+            await start_deliveries(queued)
         else:
             await self._notify_webhooks(inp, status)
         return IngestResult(status=status, detail=detail)
@@ -955,27 +953,7 @@ class IngestWorkflow:
         queued: EnqueueWebhooksResult = await _database_step(
             WebhookActivities.enqueue_webhooks, enqueue, local=workflow.patched(LOCAL_DB_PATCH)
         )
-        await self._start_deliveries(queued)
-
-    async def _start_deliveries(self, queued: EnqueueWebhooksResult) -> None:
-        async def start(delivery_id: str) -> None:
-            try:
-                await workflow.start_child_workflow(
-                    WebhookDeliveryWorkflow.run,
-                    DeliverWebhookInput(
-                        delivery_id=delivery_id,
-                        task_queue=queued.task_queue,
-                        retry_initial_seconds=queued.retry_initial_seconds,
-                        retry_max_interval_seconds=queued.retry_max_interval_seconds,
-                        deadline_seconds=queued.deadline_seconds,
-                    ),
-                    id=delivery_workflow_id(delivery_id),
-                    parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                )
-            except WorkflowAlreadyStartedError:
-                pass  # already delivering (this workflow was reset): that one carries on
-
-        await asyncio.gather(*(start(d) for d in queued.delivery_ids))
+        await start_deliveries(queued)
 
     def _set_status(self, status: FileStatus) -> None:
         self._progress.status = status

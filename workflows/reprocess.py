@@ -3,8 +3,9 @@ added (`conveyor reprocess`). Id `reprocess-<stage>-<timestamp>` unless one is g
 
 Pages through the matching ready blobs by SHA-256, runs the stage's own activity (the one
 ingest uses, on its plugin's queue, with its timeouts and retries) for each, at most
-`max_concurrency` at once, and records
-each new outcome on the blob and its ready files. A blob that fails is counted (and the
+`max_concurrency` at once, and records each new outcome on the blob and its ready files; a
+gate (the scan, after a signature update) that now refuses a blob's bytes has them taken
+down instead, every file holding them quarantined. A blob that fails is counted (and the
 first few named), never fatal. Every `pages_per_run` pages it continues as new with its
 cursor and counters, so its history stays small and a restarted worker resumes from the
 last finished page.
@@ -22,11 +23,17 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.metadata import MetadataActivities
+    from activities.outcome import OutcomeActivities
+    from activities.publish import PublishActivities
     from activities.reprocess import ReprocessActivities
+    from activities.store import StoreActivities
     from conveyor_core.stages import PlannedStage
     from conveyor_core.types import (
         REPROCESS_STAGES,
         BlobRef,
+        QuarantinedBlob,
+        QuarantineInput,
+        QuarantineReadyInput,
         RecordStageInput,
         ReprocessBatch,
         ReprocessBatchInput,
@@ -36,13 +43,24 @@ with workflow.unsafe.imports_passed_through():
         StageState,
         StageStatus,
         Thumbnail,
+        UnpublishInput,
     )
-    from workflows.ingest import DATABASE_RETRY, failure_reason, make_thumbnails, ocr_blob
+    from workflows.ingest import (
+        DATABASE_RETRY,
+        STORE_RETRY,
+        STREAM_HEARTBEAT_TIMEOUT,
+        failure_reason,
+        make_thumbnails,
+        ocr_blob,
+    )
     from workflows.stage_runs import plan_stages, run_stage
+    from workflows.webhooks import start_deliveries
 
 MAX_FAILURES_KEPT = 20
 # Any installed stage but a gate, run as its plugin says (before: thumbnails or OCR only).
 STAGE_PLUGINS_PATCH = "reprocess-stage-plugins"
+# A gate too (the scan, with newer signatures): what it refuses now is taken down.
+GATES_PATCH = "reprocess-gates"
 
 
 def reprocess_workflow_id(stage: str, suffix: str) -> str:
@@ -64,7 +82,8 @@ class ReprocessWorkflow:
     async def run(self, inp: ReprocessInput) -> ReprocessProgress:
         if workflow.patched(STAGE_PLUGINS_PATCH):
             self._planned = (await plan_stages("", [inp.stage])).get(inp.stage)
-            if self._planned is None or self._planned.gate:
+            refused_gate = self._planned is not None and self._planned.gate
+            if self._planned is None or (refused_gate and not workflow.patched(GATES_PATCH)):
                 why = "is not installed" if self._planned is None else "is a gate"
                 raise ApplicationError(
                     f"cannot reprocess stage {inp.stage!r}: it {why}",
@@ -125,7 +144,11 @@ class ReprocessWorkflow:
         try:
             metadata = None
             if self._planned is not None:
-                state, thumbnails, metadata = await self._run_planned(inp, self._planned, blob)
+                ran = await self._run_planned(inp, self._planned, blob)
+                if ran is None:  # the gate refused the bytes: taken down
+                    self._progress.quarantined += 1
+                    return
+                state, thumbnails, metadata = ran
             else:
                 state, thumbnails = await self._run_stage(inp, blob)
             if state.status is StageStatus.SKIPPED:
@@ -155,18 +178,57 @@ class ReprocessWorkflow:
 
     async def _run_planned(
         self, inp: ReprocessInput, planned: PlannedStage, blob: BlobRef
-    ) -> tuple[StageState, list[Thumbnail] | None, dict[str, Any] | None]:
+    ) -> tuple[StageState, list[Thumbnail] | None, dict[str, Any] | None] | None:
+        """The stage's new outcome to record; None when a gate refused the bytes and they
+        were taken down instead."""
         skipped = planned.skip_reason(blob.content_type)
         if skipped is not None:
             return StageState(StageStatus.SKIPPED, skipped, 0), None, None
         started = workflow.now()
-        out = await run_stage(planned, blob, {"thumbnail_sizes": list(inp.thumbnail_sizes)})
+        # Bytes too large to scan were served unscanned by their owner's choice: a re-scan
+        # skips them again rather than failing them.
+        options = {"thumbnail_sizes": list(inp.thumbnail_sizes), "scan_oversize": "serve_unscanned"}
+        out = await run_stage(planned, blob, options)
         duration_ms = int((workflow.now() - started).total_seconds() * 1000)
         if out.skipped_reason is not None:
             return StageState(StageStatus.SKIPPED, out.skipped_reason, duration_ms), None, None
+        if planned.gate and out.verdict is not None:
+            verdict = StageState(StageStatus.SUCCEEDED, out.verdict, duration_ms)
+            await self._take_down(planned, blob, verdict)
+            return None
         thumbnails = out.thumbnails if "derivatives" in planned.writes else None
         state = StageState(StageStatus.SUCCEEDED, out.detail, duration_ms)
         return state, thumbnails, out.metadata or None
+
+    async def _take_down(self, planned: PlannedStage, blob: BlobRef, verdict: StageState) -> None:
+        """Bytes served until now that the gate refuses (a re-scan found something): every
+        file holding them quarantined, with its events and webhooks, in one transaction
+        first (no download is answered from then on), then the public copy taken down
+        and the bytes moved out of every client's reach, as ingest does with what it
+        refuses."""
+        done: QuarantinedBlob = await workflow.execute_activity_method(
+            OutcomeActivities.quarantine_ready_blob,
+            QuarantineReadyInput(sha256=blob.sha256, stage=planned.name, state=verdict),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=DATABASE_RETRY,
+        )
+        if not done.quarantined:
+            return
+        if done.public:
+            await workflow.execute_activity_method(
+                PublishActivities.unpublish_blob,
+                UnpublishInput(sha256=blob.sha256),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=STORE_RETRY,
+            )
+        await workflow.execute_activity_method(
+            StoreActivities.quarantine_object,
+            QuarantineInput(blob=blob, quarantine_bucket=done.quarantine_bucket),
+            start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=STREAM_HEARTBEAT_TIMEOUT,
+            retry_policy=STORE_RETRY,
+        )
+        await start_deliveries(done.webhooks)
 
     async def _run_stage(
         self, inp: ReprocessInput, blob: BlobRef

@@ -7,11 +7,18 @@ marks the delivery failed once its deadline passes: nothing stays pending foreve
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    RetryState,
+    TimeoutError,
+    WorkflowAlreadyStartedError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.webhooks import BACKOFF_COEFFICIENT, WebhookActivities
@@ -20,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         DeliverWebhookInput,
         DeliverWebhookResult,
         DeliveryStatus,
+        EnqueueWebhooksResult,
         FailDeliveryInput,
     )
 
@@ -94,3 +102,27 @@ def _give_up_reason(error: ActivityError, inp: DeliverWebhookInput) -> str:
     if isinstance(cause, ApplicationError) and cause.message:
         return cause.message
     return str(cause or error)
+
+
+async def start_deliveries(queued: EnqueueWebhooksResult) -> None:
+    """Starts (and abandons) one WebhookDeliveryWorkflow per enqueued delivery, from the
+    workflow that committed the outcome they announce."""
+
+    async def start(delivery_id: str) -> None:
+        try:
+            await workflow.start_child_workflow(
+                WebhookDeliveryWorkflow.run,
+                DeliverWebhookInput(
+                    delivery_id=delivery_id,
+                    task_queue=queued.task_queue,
+                    retry_initial_seconds=queued.retry_initial_seconds,
+                    retry_max_interval_seconds=queued.retry_max_interval_seconds,
+                    deadline_seconds=queued.deadline_seconds,
+                ),
+                id=delivery_workflow_id(delivery_id),
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # already delivering (this workflow was reset): that one carries on
+
+    await asyncio.gather(*(start(d) for d in queued.delivery_ids))

@@ -21,8 +21,12 @@ from conveyor_core.stages import StageInput, StageOutput
 from conveyor_core.types import (
     INVALID_IMAGE_ERROR,
     BlobRef,
+    EnqueueWebhooksResult,
     OcrInput,
     OcrResult,
+    QuarantinedBlob,
+    QuarantineInput,
+    QuarantineReadyInput,
     RecordStageInput,
     ReprocessBatch,
     ReprocessBatchInput,
@@ -34,6 +38,7 @@ from conveyor_core.types import (
     Thumbnail,
     ThumbnailsInput,
     ThumbnailsResult,
+    UnpublishInput,
 )
 from tests.workflows.stage_stubs import plan_builtin_stages
 from tests.workflows.test_ingest_workflow import env as env  # the module's own dev server
@@ -65,6 +70,9 @@ class Stubs:
     running: int = 0
     most_running: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    infected: set[str] = field(default_factory=set)  # what the scan's re-run finds
+    public: bool = False  # the infected blobs' files include a public one
+    steps: list[tuple[str, str]] = field(default_factory=list)  # (activity, sha256)
 
     def activities(self) -> list[Any]:
         @activity.defn(name="count_reprocess")
@@ -124,7 +132,38 @@ class Stubs:
             result = ocr_blob(OcrInput(blob=inp.blob))
             return StageOutput(skipped_reason=result.skipped_reason, detail=result.detail)
 
+        @activity.defn(name="stage_scan")
+        def stage_scan(inp: StageInput) -> StageOutput:
+            assert inp.options["scan_oversize"] == "serve_unscanned"
+            if inp.blob.sha256 in self.infected:
+                found = "Conveyor.Test.New FOUND"
+                return StageOutput(detail=found, verdict=found)
+            return StageOutput(detail="clean")
+
+        @activity.defn(name="quarantine_ready_blob")
+        def quarantine_ready_blob(inp: QuarantineReadyInput) -> QuarantinedBlob:
+            with self.lock:
+                self.steps.append(("quarantine_ready_blob", inp.sha256))
+            assert inp.stage == "scan" and inp.state.detail == "Conveyor.Test.New FOUND"
+            queued = EnqueueWebhooksResult(delivery_ids=[], task_queue="webhooks")
+            return QuarantinedBlob(True, "quarantine", self.public, ["f"], queued)
+
+        @activity.defn(name="unpublish_blob")
+        def unpublish_blob(inp: UnpublishInput) -> None:
+            with self.lock:
+                self.steps.append(("unpublish_blob", inp.sha256))
+
+        @activity.defn(name="quarantine_object")
+        def quarantine_object(inp: QuarantineInput) -> None:
+            assert inp.quarantine_bucket == "quarantine"
+            with self.lock:
+                self.steps.append(("quarantine_object", inp.blob.sha256))
+
         return [
+            stage_scan,
+            quarantine_ready_blob,
+            unpublish_blob,
+            quarantine_object,
             count_reprocess,
             list_reprocess_batch,
             make_thumbnails,
@@ -206,14 +245,30 @@ async def test_reprocess_nothing_matching_finishes_at_once(env: WorkflowEnvironm
     assert result == ReprocessProgress(stage="thumbnails", total=0, finished=True)
 
 
-@pytest.mark.parametrize(
-    ("stage", "why"), [("scan", "it is a gate"), ("nope", "it is not installed")]
-)
-async def test_reprocess_refuses_a_gate_or_an_unknown_stage(
-    env: WorkflowEnvironment, stage: str, why: str
-) -> None:
+async def test_reprocess_refuses_an_unknown_stage(env: WorkflowEnvironment) -> None:
     with pytest.raises(WorkflowFailureError) as caught:
-        await _reprocess(env, Stubs(blobs=[]), stage=stage)
+        await _reprocess(env, Stubs(blobs=[]), stage="nope")
 
     assert isinstance(caught.value.cause, ApplicationError)
-    assert caught.value.cause.message == f"cannot reprocess stage {stage!r}: {why}"
+    assert caught.value.cause.message == "cannot reprocess stage 'nope': it is not installed"
+
+
+@pytest.mark.parametrize("public", [False, True])
+async def test_a_rescan_takes_down_what_it_now_finds_and_records_the_rest(
+    env: WorkflowEnvironment, public: bool
+) -> None:
+    blobs = _blobs(4)
+    infected = blobs[1].sha256
+    stubs = Stubs(blobs=blobs, infected={infected}, public=public)
+
+    result = await _reprocess(env, stubs, stage="scan", max_concurrency=1)
+
+    assert (result.seen, result.done, result.quarantined, result.failed) == (4, 3, 1, 0)
+    # Its files first (no download answered), then the public copy, then the bytes.
+    expected = ["quarantine_ready_blob", "unpublish_blob", "quarantine_object"]
+    if not public:
+        expected.remove("unpublish_blob")
+    assert stubs.steps == [(step, infected) for step in expected]
+    recorded = {r.sha256: r.state for r in stubs.records}
+    assert infected not in recorded and len(recorded) == 3
+    assert all(s.detail == "clean" and s.status is StageStatus.SUCCEEDED for s in recorded.values())
