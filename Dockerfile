@@ -2,11 +2,15 @@
 # runs is the compose service's command. Built by `docker compose build`.
 FROM python:3.11-slim-bookworm
 
-# What the stages shell out to or load: Tesseract (OCR), poppler (PDF pages), libmagic
-# (type sniffing) and a font; Pillow makes the thumbnails.
+# What the stages shell out to or load: Tesseract (OCR), poppler (PDF pages and text),
+# libmagic (type sniffing), a font, libvips (large images), LibreOffice (office text and
+# previews; bubblewrap to sandbox it), ffmpeg (video and audio), librsvg (SVG); Pillow makes
+# the thumbnails.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         tesseract-ocr tesseract-ocr-eng poppler-utils libmagic1 fonts-dejavu-core \
+        libvips-tools libreoffice-core libreoffice-writer libreoffice-calc \
+        libreoffice-impress bubblewrap ffmpeg librsvg2-bin \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

@@ -3,10 +3,11 @@ rasterised by librsvg, an office document's first page (LibreOffice to PDF), a v
 poster frame (ffmpeg). Each gives a PNG beside the source, or a reason it cannot.
 
 librsvg fetches nothing from the network and refuses external entities; the SVG is drawn
-alone in its own folder, so a reference to a local file finds nothing. An office document
-is drawn only when it is a package (OOXML, ODF) that links no file or address outside
-itself: LibreOffice would draw a linked local image into the preview, and the worker holds
-other files. The old binary formats (.doc, .xls, .ppt, RTF) get text, not previews.
+alone in its own folder, so a reference to a local file finds nothing. An office
+package (OOXML, ODF) is drawn only when it links no file or address outside itself:
+LibreOffice would draw a linked local image into the preview, and the worker holds other
+files. The old binary formats (.doc, .xls, .ppt, RTF), whose links cannot be checked, are
+drawn only by a LibreOffice that sees nothing else (activities/extract/sandbox.py).
 """
 
 from __future__ import annotations

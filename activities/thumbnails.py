@@ -24,8 +24,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.downloads import download_blob
-from activities.extract import ExtractionFailed, office_to_pdf
+from activities.extract import ExtractionFailed, office_to_pdf, sandbox
 from activities.extract.commands import CommandFailed, CommandTimedOut, run_command
+from activities.extract.kinds import classify
+from activities.extract.office import NO_SANDBOX
 from activities.extract.pdf import needs_password
 from activities.extract.types import Beat
 from activities.image_metadata import read_image_metadata
@@ -34,6 +36,7 @@ from activities.previews import PreviewRefused, outside_link, render_svg
 from conveyor_core.settings import Settings
 from conveyor_core.stage_rules import (
     IMAGE_DECODERS,
+    LEGACY_OFFICE_TYPES,
     MEDIA_DEMUXERS,
     PACKAGE_OFFICE_TYPES,
     SVG_TYPES,
@@ -270,6 +273,8 @@ class ThumbnailActivities:
                 return Drawn(skipped_reason=reason)
             pdf = office_to_pdf(path, path.parent, OFFICE_TIMEOUT_SECONDS, beat)
             return Drawn(render_pdf_first_page(pdf, longest, timeout=timeout, beat=beat))
+        if content_type in LEGACY_OFFICE_TYPES:
+            return _draw_legacy_office(content_type, path, longest, beat)
         if content_type in MEDIA_DEMUXERS:
             info = probe(path, content_type, MEDIA_TIMEOUT_SECONDS, beat)
             if "video_codec" not in info:
@@ -314,3 +319,21 @@ class ThumbnailActivities:
             key=key,
             content_type=OUTPUT_CONTENT_TYPE,
         )
+
+
+def _draw_legacy_office(content_type: str, path: Path, longest: int, beat: Beat) -> Drawn:
+    """The first page of a .doc, .xls, .ppt or RTF file, drawn in the sandbox only."""
+    kind = classify(path, content_type)
+    if kind is None or kind.office_format is None:
+        return Drawn(skipped_reason=f"no thumbnails for {content_type}: not an office document")
+    if not sandbox.available():
+        return Drawn(skipped_reason=f"no preview: {NO_SANDBOX}")
+    pdf = office_to_pdf(
+        path,
+        path.parent,
+        OFFICE_TIMEOUT_SECONDS,
+        beat,
+        office_format=kind.office_format,
+        sandbox_only=True,
+    )
+    return Drawn(render_pdf_first_page(pdf, longest, timeout=PDF_RENDER_TIMEOUT_SECONDS, beat=beat))

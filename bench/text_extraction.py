@@ -4,7 +4,9 @@ A 20-page digital PDF (made here, Helvetica text on every page): its text read f
 text layer (pdfinfo + pdftotext, what the text stage does now) against OCR of the same
 20 pages (pdftoppm at the stage's DPI + Tesseract, what the OCR stage did to every PDF
 before), in the same run. Then one conversion per office format through LibreOffice
-headless, each with a profile of its own (what every call does). Medians over rounds.
+headless, each with a profile of its own (what every call does). Last, the bubblewrap
+sandbox's cost: a document's PDF made with and without it, alternately, in the same run.
+Medians over rounds.
 
     .venv/bin/python -m bench.text_extraction [--rounds 5] [--ocr-rounds 1]
 """
@@ -12,14 +14,16 @@ headless, each with a profile of its own (what every call does). Medians over ro
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from activities.extract import TextLimits, extract_text, office_to_pdf
+from activities.extract import TextLimits, extract_text, office_to_pdf, sandbox
 from activities.ocr import TESSERACT_ENV, pdf_info, render_pdf_page, tesseract
 from conveyor_core.settings import get_settings
 from tests import extract_samples
@@ -86,6 +90,45 @@ def office_times(source: Path, content_type: str, data: bytes, rounds: int) -> d
     return {"text_ms": round(text_ms, 1), "to_pdf_ms": round(pdf_ms, 1)}
 
 
+def sandbox_cost(work: Path, rounds: int) -> dict[str, object]:
+    """office_to_pdf of a .docx and a .doc, in the sandbox and outside it, alternately."""
+    if not sandbox.available():
+        return {"available": False}
+    words = [SENTENCE.format(n=n) for n in range(40)]
+    docx = extract_samples.make_docx(words)
+    documents = {
+        "docx": docx,
+        "doc": extract_samples.convert_with_soffice(docx, "s.docx", "doc", work),
+    }
+    results: dict[str, object] = {"available": True}
+    for name, data in documents.items():
+        source = work / f"sandboxed.{name}"
+        source.write_bytes(data)
+        convert = functools.partial(office_to_pdf, source, work, 60, no_beat)
+        inside, outside = [], []
+        for _ in range(rounds):
+            inside.append(timed(convert, 1))
+            with _no_sandbox():
+                outside.append(timed(convert, 1))
+        in_ms, out_ms = statistics.median(inside), statistics.median(outside)
+        results[name] = {
+            "to_pdf_sandboxed_ms": round(in_ms, 1),
+            "to_pdf_bare_ms": round(out_ms, 1),
+            "sandboxed_over_bare": round(in_ms / out_ms, 2),
+        }
+    return results
+
+
+@contextmanager
+def _no_sandbox() -> Iterator[None]:
+    available = sandbox.available
+    sandbox.available = lambda: False  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sandbox.available = available
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -111,6 +154,7 @@ def main() -> None:
             for name, (content_type, data) in office_documents().items()
         }
         results["libreoffice"] = office
+        results["libreoffice_sandbox"] = sandbox_cost(work, args.rounds)
     print(json.dumps(results, indent=2))
 
 

@@ -61,7 +61,7 @@ IMAGE_DECODERS: dict[str, tuple[str, ...]] = {
 THUMBNAIL_IMAGE_TYPES = frozenset(IMAGE_DECODERS)
 SVG_TYPES = frozenset({"image/svg+xml", "image/svg"})
 # Office packages (zips) whose every part can be checked for outside links: previews of
-# their first page (activities/previews.py); the old binary formats get none.
+# their first page (activities/previews.py).
 PACKAGE_OFFICE_TYPES = frozenset(
     {
         "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
@@ -71,6 +71,22 @@ PACKAGE_OFFICE_TYPES = frozenset(
         "application/vnd.oasis.opendocument.spreadsheet",
         "application/vnd.oasis.opendocument.presentation",
         "application/vnd.oasis.opendocument.graphics",
+    }
+)
+# The old binary office formats (and RTF): no parts to check for links, so they are drawn
+# only by a LibreOffice that sees nothing else of the machine (activities/extract/sandbox.py).
+# An OLE compound file libmagic could not name is drawn when its streams say Word, Excel or
+# PowerPoint.
+LEGACY_OFFICE_TYPES = frozenset(
+    {
+        "application/msword",
+        "application/vnd.ms-excel",
+        "application/vnd.ms-powerpoint",
+        "text/rtf",
+        "application/rtf",
+        "application/x-ole-storage",
+        "application/CDFV2",
+        "application/vnd.ms-office",
     }
 )
 # Sniffed type -> the one ffmpeg demuxer its bytes are read with.
@@ -98,7 +114,12 @@ MEDIA_DEMUXERS: dict[str, str] = {
 # Everything the thumbnails stage draws: images, a PDF's or an office document's first page,
 # an SVG, a video's poster frame (audio: its duration and codec, no picture).
 THUMBNAIL_TYPES = (
-    THUMBNAIL_IMAGE_TYPES | {PDF} | SVG_TYPES | PACKAGE_OFFICE_TYPES | set(MEDIA_DEMUXERS)
+    THUMBNAIL_IMAGE_TYPES
+    | {PDF}
+    | SVG_TYPES
+    | PACKAGE_OFFICE_TYPES
+    | LEGACY_OFFICE_TYPES
+    | set(MEDIA_DEMUXERS)
 )
 OCR_IMAGE_TYPES = LEGACY_IMAGE_TYPES
 

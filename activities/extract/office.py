@@ -11,6 +11,10 @@ and a profile that keeps LibreOffice off the network and away from macros:
   and ODT fetch the image when converted, and HTML fetches images and style sheets);
 - untrusted referer links are blocked, links are never updated on load (Writer and Calc),
   formulas are never recalculated on load (the cached values are read), macros never run.
+
+Where the worker can make one, soffice runs in a sandbox (activities/extract/sandbox.py) that
+shows it the document and its scratch folder only: a picture the document links by path
+(which LibreOffice draws whatever the profile says) is then not found.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from activities.extract import pdf, plain
+from activities.extract import pdf, plain, sandbox
 from activities.extract.commands import CommandFailed, CommandTimedOut, run_command
 from activities.extract.kinds import Family, Kind, classify, sniff
 from activities.extract.types import Beat, Extracted, ExtractionFailed, TextLimits
@@ -43,6 +47,9 @@ TEXT_EXPORT = "txt:Text (encoded):UTF8"
 # Comma-separated, double-quoted, UTF-8, cells as shown, every sheet to its own file
 # (<name>-<sheet>.csv; LibreOffice 7.2 and later).
 CSV_EXPORT = "csv:Text - txt - csv (StarCalc):44,34,UTF8,1,,0,false,true,true,false,false,-1"
+NO_SANDBOX = (
+    "LibreOffice draws this format only in a sandbox (bubblewrap), which this worker cannot make"
+)
 _WRITING_SHEET = re.compile(r"^Writing sheet (.+) -> (.+)$", re.MULTILINE)
 
 _SETTINGS = {
@@ -81,9 +88,21 @@ def _write_profile(profile: Path) -> None:
 
 
 def _convert(
-    path: Path, office_format: str, export: str, scratch: Path, timeout: float, beat: Beat
+    path: Path,
+    office_format: str,
+    export: str,
+    scratch: Path,
+    timeout: float,
+    beat: Beat,
+    *,
+    sandbox_only: bool = False,
 ) -> tuple[Path, str]:
-    """Converts `path` into scratch/out; returns that folder and what soffice printed."""
+    """Converts `path` into scratch/out; returns that folder and what soffice printed.
+
+    `sandbox_only`: refuse (ExtractionFailed) rather than run soffice outside the sandbox."""
+    in_sandbox = sandbox.available()
+    if sandbox_only and not in_sandbox:
+        raise ExtractionFailed(NO_SANDBOX)
     profile = scratch / "profile"
     _write_profile(profile)
     source = scratch / "in" / f"document.{office_format}"
@@ -104,6 +123,8 @@ def _convert(
         str(out),
         str(source),
     ]
+    if in_sandbox:
+        args = sandbox.sandboxed(args, writable=scratch, readable=[path.resolve()])
     try:
         printed = run_command(args, timeout, beat, cwd=scratch)
     except CommandTimedOut as e:
@@ -123,7 +144,13 @@ def _convert(
 
 
 def office_to_pdf(
-    path: Path, work: Path, timeout: float, beat: Beat, *, office_format: str | None = None
+    path: Path,
+    work: Path,
+    timeout: float,
+    beat: Beat,
+    *,
+    office_format: str | None = None,
+    sandbox_only: bool = False,
 ) -> Path:
     """A PDF of an office document, alone in a new folder under `work`: the caller removes
     that folder (the PDF's parent) when done with it.
@@ -135,7 +162,9 @@ def office_to_pdf(
         office_format = _sniffed_format(path)
     scratch = Path(tempfile.mkdtemp(dir=work, prefix="soffice-"))
     try:
-        out, _ = _convert(path, office_format, "pdf", scratch, timeout, beat)
+        out, _ = _convert(
+            path, office_format, "pdf", scratch, timeout, beat, sandbox_only=sandbox_only
+        )
         made = out / "document.pdf"
         if not made.is_file():
             raise ExtractionFailed("The document could not be converted: LibreOffice made no PDF.")

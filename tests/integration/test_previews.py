@@ -6,6 +6,7 @@ a video whose frames are over the pixel limit, a playlist that points at local f
 
 from __future__ import annotations
 
+import io
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -125,6 +127,76 @@ def test_a_document_that_links_outside_itself_gets_no_preview(
         "no preview: the document loads something from outside itself (file:///etc/hostname)"
     )
     assert requests == []
+
+
+def _legacy(target: str, tmp_path: Path) -> bytes:
+    """A .doc, .xls or .ppt as LibreOffice writes it (an RTF by hand)."""
+    if target == "rtf":
+        return extract_samples.make_rtf("An old format heading and words.")
+    source, name = {
+        "doc": (extract_samples.make_odt(["An old format heading", "and words."]), "s.odt"),
+        "xls": (extract_samples.make_ods({"Sheet": [["cell", "42"]]}), "s.ods"),
+        "ppt": (extract_samples.make_odp(["An old slide"]), "s.odp"),
+    }[target]
+    return extract_samples.convert_with_soffice(source, name, target, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("target", "sniffed", "shape"),
+    [
+        ("doc", "application/msword", "portrait"),
+        ("rtf", "text/rtf", "portrait"),
+        ("xls", "application/vnd.ms-excel", "portrait"),
+        ("ppt", "application/x-ole-storage", "landscape"),  # libmagic names no application
+    ],
+)
+def test_an_old_office_format_shows_its_first_page(
+    thumbnails: ThumbnailActivities,
+    blob_in_store: Callable[..., BlobRef],
+    tmp_path: Path,
+    target: str,
+    sniffed: str,
+    shape: str,
+) -> None:
+    blob = blob_in_store(_legacy(target, tmp_path))
+    assert blob.content_type == sniffed
+    result = _run(thumbnails, blob)
+    assert result.skipped_reason is None, result
+    width, height = result.thumbnails[-1].width, result.thumbnails[-1].height
+    assert (height > width) == (shape == "portrait"), (width, height)
+    assert max(width, height) == 1024
+
+
+def test_an_old_format_document_cannot_draw_a_picture_of_the_machine(
+    thumbnails: ThumbnailActivities,
+    blob_in_store: Callable[..., BlobRef],
+    s3: Any,
+    tmp_path: Path,
+) -> None:
+    # Another upload the worker happens to hold: a red picture. An RTF links it by path.
+    picture = tmp_path / "another-upload.png"
+    Image.new("RGB", (400, 200), (255, 0, 0)).save(picture)
+    rtf = (
+        "{\\rtf1\\ansi\\deff0{\\fonttbl{\\f0 Helvetica;}}\\f0 Words.\\par"
+        f'{{\\field{{\\*\\fldinst INCLUDEPICTURE "{picture}" \\\\d}}{{\\fldrslt }}}}\\par}}'
+    ).encode()
+    # LibreOffice on its own does draw it into the document: the attack is real.
+    plain_pdf = tmp_path / "plain.pdf"
+    plain_pdf.write_bytes(extract_samples.convert_with_soffice(rtf, "l.rtf", "pdf", tmp_path))
+    listed = subprocess.run(
+        ["pdfimages", "-list", str(plain_pdf)], capture_output=True, text=True, check=True
+    ).stdout
+    assert " 400   200 " in listed, listed
+
+    result = _run(thumbnails, blob_in_store(rtf))
+    assert result.skipped_reason is None and len(result.thumbnails) == 2, result
+    largest = result.thumbnails[-1]
+    body = s3.get_object(Bucket=largest.bucket, Key=largest.key)["Body"].read()
+    with Image.open(io.BytesIO(body)) as drawn:
+        pixels = list(drawn.convert("RGB").get_flattened_data())
+    # A white page with a line of words: not one red pixel.
+    assert pixels.count((255, 255, 255)) > len(pixels) // 2
+    assert not any(r > 200 and g < 80 and b < 80 for r, g, b in pixels)
 
 
 def test_a_video_gets_a_poster_and_its_duration_and_codecs(

@@ -14,7 +14,7 @@ debian_packages=(
   nginx postgresql libmagic1 fonts-dejavu-core
   libvips-tools
   libreoffice-core libreoffice-writer libreoffice-calc libreoffice-impress
-  ffmpeg librsvg2-bin
+  bubblewrap ffmpeg librsvg2-bin
 )
 if [ "${1:-}" = "--for-tests" ]; then
   debian_packages+=(chromium)
