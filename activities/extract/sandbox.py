@@ -31,8 +31,8 @@ PROBE_TIMEOUT_SECONDS = 10
 def sandboxed(
     command: Sequence[str], *, writable: Path, readable: Sequence[Path] = ()
 ) -> list[str]:
-    """`command` run inside the sandbox: `writable` (its scratch folder, also its HOME and
-    working folder) read-write, each of `readable` read-only, nothing else of the machine."""
+    """`command` run inside the sandbox: `writable` (its scratch folder and working folder)
+    read-write, each of `readable` read-only, nothing else of the machine."""
     args = [BWRAP, "--unshare-all", "--die-with-parent", "--new-session"]
     for system in _SYSTEM + _SYSTEM_FILES:
         args += ["--ro-bind-try", system, system]
@@ -43,8 +43,9 @@ def sandboxed(
     args += ["--bind", str(writable), str(writable)]
     for source in readable:
         args += ["--ro-bind", str(source), str(source)]
-    args += ["--chdir", str(writable), "--setenv", "HOME", str(writable), "--setenv", "TMPDIR"]
-    args += [str(writable), "--", *command]
+    # HOME and TMPDIR on the sandbox's own /tmp, gone with it (fontconfig's caches included).
+    args += ["--chdir", str(writable), "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp"]
+    args += ["--", *command]
     return args
 
 
