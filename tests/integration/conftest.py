@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
@@ -155,6 +155,40 @@ async def api(stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def temporal(stack: Settings) -> Client:
     return await Client.connect(stack.temporal_target, namespace=stack.temporal_namespace)
+
+
+def _live_endpoints(engine: Engine) -> dict[str, str]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT id::text, url FROM webhook_endpoint WHERE deleted_at IS NULL")
+        )
+        return {row.id: row.url for row in rows}
+
+
+@pytest.fixture(autouse=True)
+def no_webhook_endpoint_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every webhook endpoint a test registers, it deletes. One left behind is retried for
+    every later upload of its tenant, every 1-2 s with the test settings and for the whole
+    delivery deadline: the deliveries piled up over the session until the last tests
+    starved (the first integration test once left one on the shared tenant-a)."""
+    if "stack" not in request.fixturenames:
+        yield
+        return
+    engine: Engine = request.getfixturevalue("engine")
+    before = _live_endpoints(engine)
+    yield
+    left = {i: url for i, url in _live_endpoints(engine).items() if i not in before}
+    assert not left, f"the test left webhook endpoints registered: {left}"
+
+
+async def delete_webhooks(api: httpx.AsyncClient, key: str) -> None:
+    """Deletes every webhook endpoint of the key's tenant."""
+    headers = {"Authorization": f"Bearer {key}"}
+    listed = await api.get("/v1/webhooks", headers=headers)
+    assert listed.status_code == 200, listed.text
+    for webhook in listed.json()["webhooks"]:
+        deleted = await api.delete(f"/v1/webhooks/{webhook['id']}", headers=headers)
+        assert deleted.status_code == 204, deleted.text
 
 
 @pytest.hookimpl(wrapper=True)

@@ -12,7 +12,7 @@ import pytest
 
 from api.app import create_app
 from conveyor_core.settings import Settings
-from tests.integration.conftest import create_key
+from tests.integration.conftest import create_key, delete_webhooks
 from tests.integration.uploads import auth, declare, put, sample_bytes, wait_for_status
 from workers.stack import manage
 
@@ -142,6 +142,7 @@ async def test_every_route_with_an_id_hides_other_tenants_ids(
     assert (
         await api.delete(f"/v1/uploads/{ids['upload_id']}", headers=auth(key_a))
     ).status_code == 202
+    await delete_webhooks(api, key_a)
 
 
 async def test_other_tenants_files_are_404(api: httpx.AsyncClient, key_a: str, key_b: str) -> None:

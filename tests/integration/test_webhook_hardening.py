@@ -46,6 +46,22 @@ MARGIN = 2.0  # seconds past the deadline for the worker to close the connection
 # --- helpers ------------------------------------------------------------------------------
 
 
+# The endpoints own_delivery made during the running test, deleted after it.
+_OWN_ENDPOINTS: list[uuid.UUID] = []
+
+
+@pytest.fixture(autouse=True)
+def _own_endpoints_deleted(sessions: sessionmaker[Session]) -> Iterator[None]:
+    yield
+    with sessions() as session, session.begin():
+        session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id.in_(_OWN_ENDPOINTS))
+            .values(deleted_at=datetime.now(UTC))
+        )
+    _OWN_ENDPOINTS.clear()
+
+
 def own_delivery(sessions: sessionmaker[Session], file_id: str, url: str) -> str:
     """An endpoint and a pending delivery made in Postgres directly: no workflow runs it, so
     the test alone decides when it is attempted (through the activity)."""
@@ -62,6 +78,7 @@ def own_delivery(sessions: sessionmaker[Session], file_id: str, url: str) -> str
         )
         session.add(endpoint)
         session.flush()
+        _OWN_ENDPOINTS.append(endpoint.id)
         delivery_id = uuid.uuid4()
         session.add(
             WebhookDelivery(
