@@ -5,6 +5,7 @@ file's blob."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -36,6 +37,7 @@ from conveyor_core.types import (
     FileStatus,
     FinishReleaseInput,
     ObjectRef,
+    ProgressEvent,
     RecordStageInput,
     ReleaseInput,
     ReleaseResult,
@@ -62,7 +64,7 @@ _EVENT_ROWS = (
     )
     .render_derived(name="event", with_types=True)
 )
-INSERT_EVENTS = (
+_INSERT_EVENTS = (
     insert(FileEvent)
     .from_select(
         [
@@ -86,6 +88,13 @@ INSERT_EVENTS = (
     )
     .on_conflict_do_nothing(index_elements=["file_id", "seq"])
 )
+
+
+def insert_events(session: Session, file_id: uuid.UUID, events: Sequence[ProgressEvent]) -> None:
+    """Keeps a file's progress events (those it has already are left as they are)."""
+    rows = [{**asdict(e), "detail": (e.detail or "")[:1024] or None} for e in events]
+    # On the connection: the ORM would take a dict of parameters for rows to insert.
+    session.connection().execute(_INSERT_EVENTS, {"file_id": file_id, "events": rows})
 
 
 def stages_json(stages: dict[str, StageState]) -> dict[str, Any]:
@@ -128,16 +137,7 @@ def record_outcome(session: Session, inp: CommitInput) -> bool:
             f"file {inp.file_id} has no row", type=FILE_MISSING_ERROR, non_retryable=True
         )
     if inp.events:
-        # On the connection: the ORM would take a dict of parameters for rows to insert.
-        session.connection().execute(
-            INSERT_EVENTS,
-            {
-                "file_id": uuid.UUID(inp.file_id),
-                "events": [
-                    {**asdict(e), "detail": (e.detail or "")[:1024] or None} for e in inp.events
-                ],
-            },
-        )
+        insert_events(session, uuid.UUID(inp.file_id), inp.events)
     if inp.blob_status is not None and inp.blob_sha256 is not None:
         session.execute(
             update(Blob)

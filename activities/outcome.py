@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from activities.metadata import INSERT_EVENTS, record_outcome, stages_json
+from activities.metadata import insert_events, record_outcome, stages_json
 from activities.webhooks import enqueue_deliveries, enqueued
 from conveyor_core.db.models import Blob, File, FileEvent
 from conveyor_core.db.session import transaction
@@ -25,6 +25,7 @@ from conveyor_core.types import (
     CommitInput,
     EnqueueWebhooksResult,
     FileStatus,
+    ProgressEvent,
     QuarantinedBlob,
     QuarantineReadyInput,
     Visibility,
@@ -112,23 +113,12 @@ def _append_events(
     last = session.execute(
         select(func.coalesce(func.max(FileEvent.seq), 0)).where(FileEvent.file_id == file_id)
     ).scalar_one()
-    detail = (inp.state.detail or "")[:1024] or None
-    events = [
-        {
-            "seq": last + 1,
-            "kind": "stage",
-            "stage": inp.stage,
-            "status": inp.state.status.value,
-            "detail": detail,
-            "at": at.isoformat(),
-        },
-        {
-            "seq": last + 2,
-            "kind": "status",
-            "stage": None,
-            "status": QUARANTINED,
-            "detail": detail,
-            "at": at.isoformat(),
-        },
-    ]
-    session.connection().execute(INSERT_EVENTS, {"file_id": file_id, "events": events})
+    when, detail, status = at.isoformat(), inp.state.detail, inp.state.status.value
+    insert_events(
+        session,
+        file_id,
+        [
+            ProgressEvent(last + 1, "stage", status, when, stage=inp.stage, detail=detail),
+            ProgressEvent(last + 2, "status", QUARANTINED, when, detail=detail),
+        ],
+    )

@@ -193,6 +193,17 @@ def ocr_blob(blob: BlobRef, task_queue: str, **options: Any) -> Awaitable[OcrRes
     )
 
 
+def quarantine_blob(blob: BlobRef, quarantine_bucket: str) -> Awaitable[None]:
+    """Moves refused bytes out of every client's reach, as ingest and reprocess both do."""
+    return workflow.execute_activity_method(
+        StoreActivities.quarantine_object,
+        QuarantineInput(blob=blob, quarantine_bucket=quarantine_bucket),
+        start_to_close_timeout=timedelta(minutes=30),
+        heartbeat_timeout=STREAM_HEARTBEAT_TIMEOUT,
+        retry_policy=STORE_RETRY,
+    )
+
+
 def unscanned_refused(state: BlobState, scan_oversize: str) -> bool:
     """Ready bytes that were served unscanned (too large), for a tenant that refuses that."""
     scan = state.stages.get("scan")
@@ -540,7 +551,7 @@ class IngestWorkflow:
             if scan is None:
                 detail = f"scan: {self._progress.stages['scan'].detail}"
                 return await self._finish(inp, FileStatus.FAILED, detail, blob, BlobStatus.FAILED)
-            await self._quarantine(inp, blob)
+            await quarantine_blob(blob, inp.quarantine_bucket)
             return await self._finish(
                 inp, FileStatus.QUARANTINED, scan.detail, blob, BlobStatus.QUARANTINED
             )
@@ -606,7 +617,7 @@ class IngestWorkflow:
             if out is None:
                 detail = f"{gate.name}: {self._progress.stages[gate.name].detail}"
                 return await self._finish(inp, FileStatus.FAILED, detail, blob, BlobStatus.FAILED)
-            await self._quarantine(inp, blob)
+            await quarantine_blob(blob, inp.quarantine_bucket)
             return await self._finish(
                 inp, FileStatus.QUARANTINED, out.verdict, blob, BlobStatus.QUARANTINED
             )
@@ -657,15 +668,6 @@ class IngestWorkflow:
             self._metadata.update(out.metadata)
         self._record_events()
         return out
-
-    async def _quarantine(self, inp: IngestInput, blob: BlobRef) -> None:
-        await workflow.execute_activity_method(
-            StoreActivities.quarantine_object,
-            QuarantineInput(blob=blob, quarantine_bucket=inp.quarantine_bucket),
-            start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=STREAM_HEARTBEAT_TIMEOUT,
-            retry_policy=STORE_RETRY,
-        )
 
     # --- the stages before plugins (histories from before CURRENT_PATCH) ------------------
 

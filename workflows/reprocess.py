@@ -26,13 +26,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.outcome import OutcomeActivities
     from activities.publish import PublishActivities
     from activities.reprocess import ReprocessActivities
-    from activities.store import StoreActivities
     from conveyor_core.stages import PlannedStage
     from conveyor_core.types import (
         REPROCESS_STAGES,
         BlobRef,
         QuarantinedBlob,
-        QuarantineInput,
         QuarantineReadyInput,
         RecordStageInput,
         ReprocessBatch,
@@ -48,10 +46,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ingest import (
         DATABASE_RETRY,
         STORE_RETRY,
-        STREAM_HEARTBEAT_TIMEOUT,
         failure_reason,
         make_thumbnails,
         ocr_blob,
+        quarantine_blob,
     )
     from workflows.stage_runs import plan_stages, run_stage
     from workflows.webhooks import start_deliveries
@@ -221,13 +219,7 @@ class ReprocessWorkflow:
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=STORE_RETRY,
             )
-        await workflow.execute_activity_method(
-            StoreActivities.quarantine_object,
-            QuarantineInput(blob=blob, quarantine_bucket=done.quarantine_bucket),
-            start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=STREAM_HEARTBEAT_TIMEOUT,
-            retry_policy=STORE_RETRY,
-        )
+        await quarantine_blob(blob, done.quarantine_bucket)
         await start_deliveries(done.webhooks)
 
     async def _run_stage(
