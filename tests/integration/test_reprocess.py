@@ -142,10 +142,11 @@ async def test_a_rescan_with_a_new_signature_takes_down_every_file_of_those_byte
     stack: Settings,
     s3: Any,
     sessions: sessionmaker[Session],
-    key_b: str,
 ) -> None:
     tenant = f"rescan-{uuid.uuid4().hex[:8]}"
     key = create_key(stack, tenant)
+    # Tenants of their own: the shared test tenants must not hold quarantined files.
+    key_b = create_key(stack, f"rescan-other-{uuid.uuid4().hex[:8]}")
     marker = uuid.uuid4().hex.encode()
     bad = b"quarterly report " + marker + b" end\n"
     good = b"clean words " + uuid.uuid4().hex.encode() + b"\n"
