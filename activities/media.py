@@ -10,6 +10,7 @@ pixel limit is refused before anything is decoded.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,36 +102,42 @@ def poster_frame(
         f"scale=w='min(iw,{longest_side})':h='min(ih,{longest_side})'"
         ":force_original_aspect_ratio=decrease"
     )
-    _run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-nostdin",
-            "-y",
-            "-threads",
-            "1",
-            *SAFE_INPUT,
-            "-f",
-            MEDIA_DEMUXERS[content_type],
-            "-ss",
-            f"{at:.3f}",
-            "-i",
-            str(path),
-            "-frames:v",
-            "1",
-            "-vf",
-            fit,
-            "-f",
-            "image2",
-            "-c:v",
-            "png",
-            str(poster),
-        ],
-        "Drawing the video's poster frame",
-        timeout,
-        beat,
-    )
+    # Seeking into a stream with few key frames (an MPEG-TS of a camera) can find no frame
+    # to show: then the first frame.
+    deadline = time.monotonic() + timeout
+    for seconds in (at, 0.0) if at > 0 else (0.0,):
+        _run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-nostdin",
+                "-y",
+                "-threads",
+                "1",
+                *SAFE_INPUT,
+                "-f",
+                MEDIA_DEMUXERS[content_type],
+                "-ss",
+                f"{seconds:.3f}",
+                "-i",
+                str(path),
+                "-frames:v",
+                "1",
+                "-vf",
+                fit,
+                "-f",
+                "image2",
+                "-c:v",
+                "png",
+                str(poster),
+            ],
+            "Drawing the video's poster frame",
+            max(deadline - time.monotonic(), 1.0),
+            beat,
+        )
+        if poster.is_file():
+            break
     if not poster.is_file():
         raise MediaUnreadable("Not a readable video: no frame could be drawn.")
     return poster

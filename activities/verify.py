@@ -23,10 +23,30 @@ SNIFF_BYTES = 64 * 1024
 HEARTBEAT_EVERY_SECONDS = 5.0
 
 
+# An MPEG transport stream, which libmagic does not name: a sync byte at the start of every
+# packet of 188 bytes (TS), or of 192 bytes behind a 4-byte timestamp (M2TS, Blu-ray and
+# AVCHD cameras). Ten packets in a row are no accident.
+MPEG_TS = "video/mp2t"
+_TS_SYNC = 0x47
+_TS_LAYOUTS = ((188, 0), (192, 4))  # (packet size, offset of the sync byte)
+_TS_PACKETS = 10
+
+
 def sniff_content_type(head: bytes) -> str:
     if not head:
         return "application/x-empty"
-    return str(magic.from_buffer(head, mime=True))
+    sniffed = str(magic.from_buffer(head, mime=True))
+    if sniffed == "application/octet-stream" and _is_transport_stream(head):
+        return MPEG_TS
+    return sniffed
+
+
+def _is_transport_stream(head: bytes) -> bool:
+    return any(
+        len(head) >= size * _TS_PACKETS
+        and all(head[offset + size * n] == _TS_SYNC for n in range(_TS_PACKETS))
+        for size, offset in _TS_LAYOUTS
+    )
 
 
 class VerifyActivities:

@@ -110,6 +110,7 @@ MEDIA_DEMUXERS: dict[str, str] = {
     "audio/flac": "flac",
     "audio/x-flac": "flac",
     "audio/x-aiff": "aiff",
+    "video/mp2t": "mpegts",  # sniffed by activities/verify.py (libmagic does not name it)
 }
 # Everything the thumbnails stage draws: images, a PDF's or an office document's first page,
 # an SVG, a video's poster frame (audio: its duration and codec, no picture).

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import magic
 import pytest
 from PIL import Image
 from temporalio.exceptions import ApplicationError
@@ -209,6 +210,27 @@ def test_a_video_gets_a_poster_and_its_duration_and_codecs(
     assert result.metadata["video_codec"] == "h264" and result.metadata["audio_codec"] == "aac"
     assert (result.metadata["width"], result.metadata["height"]) == (640, 360)
     assert 1.9 <= result.metadata["duration"] <= 2.1
+
+
+@pytest.mark.parametrize("m2ts", [False, True], ids=["ts", "m2ts"])
+def test_a_transport_stream_is_named_and_gets_a_poster(
+    thumbnails: ThumbnailActivities,
+    blob_in_store: Callable[..., BlobRef],
+    tmp_path: Path,
+    m2ts: bool,
+) -> None:
+    """What cameras and broadcast recordings write: libmagic calls it octet-stream; the
+    verify stage names it by its packets, and its only key frame is its first."""
+    mode = ["-mpegts_m2ts_mode", "1"] if m2ts else []
+    codecs = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac"]
+    content = _ffmpeg(tmp_path, "clip.ts", *VIDEO, *codecs, "-f", "mpegts", *mode)
+    assert magic.from_buffer(content[:65536], mime=True) == "application/octet-stream"
+    blob = blob_in_store(content)
+    assert blob.content_type == "video/mp2t"
+    result = _run(thumbnails, blob)
+    assert [(t.width, t.height) for t in result.thumbnails] == [(256, 144), (640, 360)]
+    assert result.metadata["video_codec"] == "h264" and result.metadata["audio_codec"] == "aac"
+    assert 1.9 <= result.metadata["duration"] <= 2.2
 
 
 def test_audio_gets_its_duration_and_no_picture(
