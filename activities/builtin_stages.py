@@ -133,6 +133,7 @@ THUMBNAILS = StagePlugin(
         non_retryable_errors=MEDIA_ERRORS,
         writes=("derivatives", "metadata"),
         order=10,
+        batchable=True,
     ),
     activities=_thumbnails,
 )
@@ -146,6 +147,7 @@ OCR = StagePlugin(
         non_retryable_errors=MEDIA_ERRORS,
         writes=("text",),
         order=30,
+        batchable=True,
     ),
     activities=_ocr,
 )
@@ -171,6 +173,7 @@ TEXT = StagePlugin(
         non_retryable_errors=MEDIA_ERRORS,
         writes=("text", "metadata"),
         order=20,
+        batchable=True,
     ),
     activities=_text,
 )

@@ -20,4 +20,4 @@ class StagePlanActivities:
     def plan_stages(self, inp: PlanStagesInput) -> StagePlan:
         """Every installed stage (or the named ones), each skipped with a reason where it
         does not apply to the sniffed type."""
-        return plan_for(self._specs, inp.content_type, self._settings, inp.names)
+        return plan_for(self._specs, inp.content_type, self._settings, inp.names, inp.size)

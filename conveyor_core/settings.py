@@ -171,6 +171,10 @@ class Settings(BaseSettings):
     # makes it ready with its scan skipped ("scanned": false, and downloads say so). An
     # archive is never served unscanned. A tenant may have its own (`conveyor tenants limits`).
     scan_oversize: Literal["reject", "serve_unscanned"] = "reject"
+    # A file up to this size runs its batchable stages that share a queue (thumbnails, text,
+    # OCR) in one activity, one after the other; a larger one runs each in an activity of its
+    # own, at once, each showing its end as it comes. 0: never batched.
+    stage_batch_max_bytes: int = Field(default=16 * 1024**2, ge=0)
     thumbnail_sizes: list[int] = [256, 1024]
     max_image_pixels: int = 64_000_000  # decompression-bomb limit for every decoded image
     ocr_languages: str = "eng"

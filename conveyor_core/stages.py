@@ -51,6 +51,12 @@ class StageSpec:
     # cancelled when it fails, and its verdict quarantines the file.
     gate: bool = False
     order: int = 100  # lower first in the file JSON; the stages themselves run at once
+    # A small file's batchable stages that share a task queue run one after the other in one
+    # activity (`stage_batch`), downloading the bytes once: each activity costs the
+    # orchestration about as much as a small file's work. Only for a synchronous activity
+    # that needs nothing of its activity's own info (it runs inside the batch's); a stage
+    # that fails in a batch with a retryable error runs again on its own, with its retries.
+    batchable: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.writes) - WRITES
@@ -102,6 +108,9 @@ class PlannedStage:
     # file's plan has the answer in `skipped_reason` instead, and a smaller history.
     content_types: list[str] = field(default_factory=list)
     label: str = ""
+    # The stages of one file's plan with the same batch (their queue's name) run in one
+    # activity; None (and in every plan from before batches): an activity of its own.
+    batch: str | None = None
 
     def skip_reason(self, content_type: str) -> str | None:
         return skip_reason(self.content_types, self.label, content_type)
@@ -119,6 +128,7 @@ class StagePlan:
 class PlanStagesInput:
     content_type: str
     names: list[str] | None = None  # only these (a retry or a reprocess); None: all
+    size: int | None = None  # the blob's bytes: a small one's stages may run as a batch
 
 
 @dataclass
@@ -143,6 +153,39 @@ class StageOutput:
     verdict: str | None = None
 
 
+@dataclass
+class BatchedStage:
+    """One stage of a batch: its activity, run in the batch's, and the errors it never
+    retries."""
+
+    name: str
+    activity: str
+    non_retryable_errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StageBatchInput:
+    blob: BlobRef
+    stages: list[BatchedStage]  # run in this order
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BatchedStageResult:
+    """A batched stage's own outcome: its output, or the error it raised."""
+
+    output: StageOutput | None = None
+    error: str | None = None  # the stage's reason, as the file JSON says it
+    error_type: str | None = None
+    retryable: bool = False  # the stage may succeed on its own, with its retries
+    duration_ms: int = 0
+
+
+@dataclass
+class StageBatchOutput:
+    results: dict[str, BatchedStageResult] = field(default_factory=dict)
+
+
 def skip_reason(patterns: Sequence[str], label: str, content_type: str) -> str | None:
     for pattern in patterns:
         if pattern == "*" or pattern == content_type:
@@ -161,10 +204,14 @@ def resolve_queue(task_queue: str, settings: Settings) -> str:
 
 
 def plan_for(
-    specs: Sequence[StageSpec], content_type: str, settings: Settings, names: list[str] | None
+    specs: Sequence[StageSpec],
+    content_type: str,
+    settings: Settings,
+    names: list[str] | None,
+    size: int | None = None,
 ) -> StagePlan:
     chosen = [s for s in specs if names is None or s.name in names]
-    return StagePlan(
+    plan = StagePlan(
         stages=[
             PlannedStage(
                 name=s.name,
@@ -184,3 +231,18 @@ def plan_for(
             for s in sorted(chosen, key=lambda s: (s.order, s.name))
         ]
     )
+    if size is not None and 0 < settings.stage_batch_max_bytes >= size:
+        _batch(plan, {s.name for s in chosen if s.batchable and not s.gate})
+    return plan
+
+
+def _batch(plan: StagePlan, batchable: set[str]) -> None:
+    """Batches the stages that apply, may be batched and share a queue, two or more."""
+    queues: dict[str, list[PlannedStage]] = {}
+    for planned in plan.stages:
+        if planned.name in batchable and planned.skipped_reason is None:
+            queues.setdefault(planned.task_queue, []).append(planned)
+    for queue, members in queues.items():
+        if len(members) > 1:
+            for planned in members:
+                planned.batch = queue

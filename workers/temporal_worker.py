@@ -33,6 +33,7 @@ from activities.publish import PublishActivities
 from activities.reprocess import ReprocessActivities
 from activities.scan import ScanActivities
 from activities.seal import SealActivities
+from activities.stage_batch import StageBatch, batch_runs
 from activities.stage_plan import StagePlanActivities
 from activities.store import StoreActivities
 from activities.sweep import SweepActivities
@@ -44,7 +45,7 @@ from conveyor_core.object_move import make_object_mover
 from conveyor_core.objectstore import make_s3_client
 from conveyor_core.payloads import DATA_CONVERTER
 from conveyor_core.settings import Settings, get_settings
-from conveyor_core.stage_registry import load_stage_plugins
+from conveyor_core.stage_registry import StageRegistryError, load_stage_plugins
 from conveyor_core.stages import QUEUE_ROLES, StageContext, StagePlugin, resolve_queue
 from observability.logging import configure_logging
 from observability.metrics import ActivityMetricsInterceptor, serve_metrics
@@ -124,9 +125,18 @@ def queue_activities(
         settings.media_task_queue: [thumbnails.make_thumbnails, ocr.ocr_blob],
     }
     context = StageContext(settings=settings, s3=s3, sessions=sessions)
+    batchable: dict[str, list[Callable[..., Any]]] = {}
     for plugin in plugins:
         queue = resolve_queue(plugin.spec.task_queue, settings)
-        queues.setdefault(queue, []).extend(plugin.activities(context))
+        functions = plugin.activities(context)
+        queues.setdefault(queue, []).extend(functions)
+        if plugin.spec.batchable:
+            if plugin.spec.activity not in batch_runs(functions):
+                why = f"stage {plugin.spec.name!r} is batchable: its activity must be synchronous"
+                raise StageRegistryError(why)
+            batchable.setdefault(queue, []).extend(functions)
+    for queue, functions in batchable.items():
+        queues[queue].append(StageBatch(batch_runs(functions)).run)
     return queues
 
 

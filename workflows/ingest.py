@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Awaitable, Callable
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -33,7 +34,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.verify import VerifyActivities
     from activities.webhooks import WebhookActivities
     from conveyor_core.stage_rules import legacy_ocr_skip_reason, legacy_thumbnails_skip_reason
-    from conveyor_core.stages import UNSCANNED_SUFFIX, PlannedStage, StageOutput, StagePlan
+    from conveyor_core.stages import (
+        UNSCANNED_SUFFIX,
+        BatchedStageResult,
+        PlannedStage,
+        StageBatchOutput,
+        StageOutput,
+        StagePlan,
+    )
     from conveyor_core.types import (
         FILE_MISSING_ERROR,
         INVALID_DOCUMENT_ERROR,
@@ -83,7 +91,7 @@ with workflow.unsafe.imports_passed_through():
         tenant_sealed_key,
     )
     from workflows import search_attributes
-    from workflows.stage_runs import plan_stages, run_stage
+    from workflows.stage_runs import plan_stages, run_stage, run_stage_batch
     from workflows.webhooks import start_deliveries
 
 T = TypeVar("T")
@@ -214,6 +222,25 @@ def unscanned_refused(state: BlobState, scan_oversize: str) -> bool:
 def unscanned_reason(state: BlobState) -> str:
     detail = state.stages["scan"].detail or "too large to scan"
     return detail.removesuffix(UNSCANNED_SUFFIX)
+
+
+if TYPE_CHECKING:
+    # By stage name; None: it failed or was skipped. (Only for the checker: a module-level
+    # dict alias would be state the workflow modules are checked not to hold.)
+    StageOutputs = dict[str, StageOutput | None]
+
+
+def _distinct(tasks: Iterable[asyncio.Task[StageOutputs]]) -> list[asyncio.Task[StageOutputs]]:
+    """Each task once, in order: a batch's stages share one."""
+    return list(dict.fromkeys(tasks))
+
+
+def _left(planned: PlannedStage, tried: BatchedStageResult | None) -> int:
+    """The attempts a stage has left on its own after its batch: all of them if the batch
+    did not get to it; 0 stays unlimited."""
+    if tried is None or planned.max_attempts == 0:
+        return planned.max_attempts
+    return planned.max_attempts - 1
 
 
 def workflow_id_for(file_id: str) -> str:
@@ -600,16 +627,16 @@ class IngestWorkflow:
     async def _process_planned(self, inp: IngestInput, blob: BlobRef) -> IngestResult:
         """Every installed stage that applies, at once; a gate (the scan) that fails or finds
         something stops the others and decides the file's end."""
-        plan = await plan_stages(blob.content_type)
+        plan = await plan_stages(blob.content_type, size=blob.size)
         self._adopt_plan(plan, whole=True)
         runs = self._start_stages(inp, plan, blob)
         for gate in plan.stages:
             if not gate.gate or gate.name not in runs:
                 continue
-            out = await runs[gate.name]
+            out = (await runs[gate.name]).get(gate.name)
             if out is not None and out.verdict is None:
                 continue
-            others = [task for name, task in runs.items() if name != gate.name]
+            others = _distinct(task for name, task in runs.items() if name != gate.name)
             for task in others:
                 task.cancel()
             await asyncio.gather(*others, return_exceptions=True)
@@ -621,9 +648,15 @@ class IngestWorkflow:
             return await self._finish(
                 inp, FileStatus.QUARANTINED, out.verdict, blob, BlobStatus.QUARANTINED
             )
-        outputs = [await task for task in runs.values()]
-        made = [t for out in outputs if out is not None for t in out.thumbnails]
+        made = await self._thumbnails_made(runs)
         return await self._finish_ready(inp, blob, made)
+
+    @staticmethod
+    async def _thumbnails_made(runs: dict[str, asyncio.Task[StageOutputs]]) -> list[Thumbnail]:
+        outputs: StageOutputs = {}
+        for task in _distinct(runs.values()):
+            outputs.update(await task)
+        return [t for name in runs if (out := outputs.get(name)) for t in out.thumbnails]
 
     def _adopt_plan(self, plan: StagePlan, *, whole: bool) -> None:
         """The file shows the planned stages (whole: only those, in the plan's order), each
@@ -640,12 +673,30 @@ class IngestWorkflow:
 
     def _start_stages(
         self, inp: IngestInput, plan: StagePlan, blob: BlobRef
-    ) -> dict[str, asyncio.Task[Any]]:
-        return {
-            planned.name: asyncio.ensure_future(self._run_planned(inp, planned, blob))
-            for planned in plan.stages
-            if planned.skipped_reason is None
-        }
+    ) -> dict[str, asyncio.Task[StageOutputs]]:
+        """Each stage that applies, at once: alone, or with the others of its batch (the
+        same task for each of them)."""
+        runs: dict[str, asyncio.Task[StageOutputs]] = {}
+        batches: dict[str, list[PlannedStage]] = {}
+        for planned in plan.stages:
+            if planned.skipped_reason is not None:
+                continue
+            if planned.batch is not None:
+                batches.setdefault(planned.batch, []).append(planned)
+            else:
+                runs[planned.name] = asyncio.ensure_future(self._run_alone(inp, planned, blob))
+        for members in batches.values():
+            task = asyncio.ensure_future(self._run_batch(inp, members, blob))
+            runs.update((m.name, task) for m in members)
+        return runs
+
+    def _stage_options(self, inp: IngestInput) -> dict[str, Any]:
+        return {"thumbnail_sizes": list(inp.thumbnail_sizes), "scan_oversize": inp.scan_oversize}
+
+    async def _run_alone(
+        self, inp: IngestInput, planned: PlannedStage, blob: BlobRef
+    ) -> StageOutputs:
+        return {planned.name: await self._run_planned(inp, planned, blob)}
 
     async def _run_planned(
         self, inp: IngestInput, planned: PlannedStage, blob: BlobRef
@@ -655,19 +706,62 @@ class IngestWorkflow:
         options: dict[str, Any] = {}
         if not planned.gate:
             options["cancellation_type"] = WAIT_CANCELLATION
-        stage_options = {
-            "thumbnail_sizes": list(inp.thumbnail_sizes),
-            "scan_oversize": inp.scan_oversize,
-        }
-        out = await self._stage(planned.name, run_stage(planned, blob, stage_options, **options))
+        run = run_stage(planned, blob, self._stage_options(inp), **options)
+        out = await self._stage(planned.name, run)
+        self._take_output(planned.name, out)
+        return out
+
+    def _take_output(self, name: str, out: StageOutput | None) -> None:
         if out is not None:
             if out.verdict is not None:
-                self._progress.stages[planned.name].detail = out.verdict
+                self._progress.stages[name].detail = out.verdict
             else:
-                self._record_optional_stage(planned.name, out.skipped_reason, out.detail)
+                self._record_optional_stage(name, out.skipped_reason, out.detail)
             self._metadata.update(out.metadata)
         self._record_events()
-        return out
+
+    async def _run_batch(
+        self, inp: IngestInput, members: list[PlannedStage], blob: BlobRef
+    ) -> StageOutputs:
+        """A batch's stages in one activity. A stage that failed there with an error it may
+        not meet again runs on its own with the rest of its retries; if the batch itself
+        failed (its worker lost, out of time), every stage of it runs on its own."""
+        for planned in members:
+            self._progress.stages[planned.name].status = StageStatus.RUNNING
+        self._record_events()
+        run = run_stage_batch(
+            members, blob, self._stage_options(inp), cancellation_type=WAIT_CANCELLATION
+        )
+        try:
+            batch: StageBatchOutput | None = await run
+        except ActivityError:
+            batch = None
+        except asyncio.CancelledError:
+            for planned in members:
+                stage = self._progress.stages[planned.name]
+                stage.status, stage.detail = StageStatus.SKIPPED, "not run: the scan did not pass"
+            self._record_events()
+            return dict.fromkeys((m.name for m in members), None)
+        outputs: StageOutputs = {}
+        again: list[PlannedStage] = []
+        for planned in members:
+            result = batch.results.get(planned.name) if batch is not None else None
+            if result is None or (result.retryable and planned.max_attempts != 1):
+                again.append(
+                    dataclasses.replace(planned, batch=None, max_attempts=_left(planned, result))
+                )
+                continue
+            stage = self._progress.stages[planned.name]
+            stage.duration_ms = result.duration_ms
+            if result.output is None:
+                stage.status, stage.detail = StageStatus.FAILED, result.error
+            else:
+                stage.status = StageStatus.SUCCEEDED
+            outputs[planned.name] = result.output
+            self._take_output(planned.name, result.output)
+        retried = await asyncio.gather(*(self._run_planned(inp, p, blob) for p in again))
+        outputs.update(zip((p.name for p in again), retried, strict=True))
+        return outputs
 
     # --- the stages before plugins (histories from before CURRENT_PATCH) ------------------
 
@@ -851,13 +945,12 @@ class IngestWorkflow:
         self, inp: IngestInput, retry: RetryRequest, state: BlobState
     ) -> IngestResult:
         """A ready file's failed stages, run again as their plugins say now."""
-        plan = await plan_stages(state.blob.content_type, list(retry.stages))
+        plan = await plan_stages(state.blob.content_type, list(retry.stages), state.blob.size)
         plan = StagePlan(stages=[s for s in plan.stages if not s.gate])
         self._retried_stages = [s.name for s in plan.stages]
         self._adopt_plan(plan, whole=False)
         runs = self._start_stages(inp, plan, state.blob)
-        outputs = [await task for task in runs.values()]
-        made = [t for out in outputs if out is not None for t in out.thumbnails]
+        made = await self._thumbnails_made(runs)
         self._last_seen.pop("", None)
         return await self._finish(
             inp, FileStatus.READY, None, state.blob, thumbnails=made or state.thumbnails

@@ -13,8 +13,11 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.stage_plan import StagePlanActivities
     from conveyor_core.stages import (
+        BatchedStage,
         PlannedStage,
         PlanStagesInput,
+        StageBatchInput,
+        StageBatchOutput,
         StageInput,
         StageOutput,
         StagePlan,
@@ -52,11 +55,36 @@ def run_stage(
     )
 
 
-async def plan_stages(content_type: str, names: list[str] | None = None) -> StagePlan:
+def run_stage_batch(
+    stages: list[PlannedStage], blob: BlobRef, stage_options: dict[str, Any], **options: Any
+) -> Awaitable[StageBatchOutput]:
+    """The stages of one batch in one activity on their queue. It is one attempt at each:
+    tried once, as a whole (a stage's own error is in its result, not the batch's)."""
+    beats = [s.heartbeat_seconds for s in stages]
+    heartbeat = min(b for b in beats if b) if all(beats) else None
+    return workflow.execute_activity(
+        "stage_batch",
+        StageBatchInput(
+            blob=blob,
+            stages=[BatchedStage(s.name, s.activity, list(s.non_retryable_errors)) for s in stages],
+            options=stage_options,
+        ),
+        result_type=StageBatchOutput,
+        task_queue=stages[0].task_queue,
+        start_to_close_timeout=timedelta(seconds=sum(s.start_to_close_seconds for s in stages)),
+        heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat else None,
+        retry_policy=RetryPolicy(maximum_attempts=1),
+        **options,
+    )
+
+
+async def plan_stages(
+    content_type: str, names: list[str] | None = None, size: int | None = None
+) -> StagePlan:
     """The installed stages for this type (or the named ones), from the worker's registry."""
     plan: StagePlan = await workflow.execute_local_activity_method(
         StagePlanActivities.plan_stages,
-        PlanStagesInput(content_type=content_type, names=names),
+        PlanStagesInput(content_type=content_type, names=names, size=size),
         start_to_close_timeout=timedelta(seconds=10),
         retry_policy=PLAN_RETRY,
     )

@@ -17,15 +17,17 @@ from tests.integration.uploads import declare, put, wait_for_status
 from workers.stack.environment import settings_env
 
 # The seal and verify run as one activity; the claim, the plan and the outcome as local
-# activities; an image's text stage is skipped by its plan.
+# activities; an image's text stage is skipped by its plan, and its thumbnails and OCR run
+# in one batch, a span each.
 STAGES = (
-    "seal_and_verify",
-    "claim_blob",
-    "plan_stages",
-    "stage_scan",
-    "stage_thumbnails",
-    "stage_ocr",
-    "commit_outcome",
+    "RunActivity:seal_and_verify",
+    "RunActivity:claim_blob",
+    "RunActivity:plan_stages",
+    "RunActivity:stage_scan",
+    "RunActivity:stage_batch",
+    "RunStage:thumbnails",
+    "RunStage:ocr",
+    "RunActivity:commit_outcome",
 )
 
 
@@ -46,7 +48,7 @@ async def test_one_trace_covers_the_request_the_workflow_and_every_activity(
         trace = [s for s in spans if s.trace_id == request.trace_id]
         names = {s.name for s in trace}
         for stage in STAGES:
-            assert f"RunActivity:{stage}" in names, names
+            assert stage in names, names
         assert "CompleteWorkflow:IngestWorkflow" in names
         assert "relay object_uploaded" in names
         return trace
@@ -68,6 +70,10 @@ async def test_one_trace_covers_the_request_the_workflow_and_every_activity(
     assert relay.service == "conveyor-relay" and relay.parent_id == root.span_id
     signal = next(s for s in trace if s.name == "SignalWorkflow:object_uploaded")
     assert signal.parent_id == relay.span_id
+    # A batch's stages are spans of their own within the batch's activity.
+    batch = next(s for s in trace if s.name == "RunActivity:stage_batch")
+    for name in ("RunStage:thumbnails", "RunStage:ocr"):
+        assert next(s for s in trace if s.name == name).parent_id == batch.span_id, name
     services = {s.service for s in trace}
     assert {"conveyor-api", "conveyor-worker", "conveyor-relay"} <= services
 
@@ -84,4 +90,4 @@ async def test_one_trace_covers_the_request_the_workflow_and_every_activity(
     ).stdout
     assert printed.startswith(f"trace {root.trace_id}")
     for stage in STAGES:
-        assert f"RunActivity:{stage}" in printed
+        assert stage in printed

@@ -15,4 +15,5 @@ def plan_builtin_stages(inp: PlanStagesInput) -> StagePlan:
     on, which the tests pass as both scan and media queue)."""
     queue = activity.info().task_queue
     settings = Settings(scan_task_queue=queue, media_task_queue=queue)
-    return plan_for([SCAN.spec, THUMBNAILS.spec, OCR.spec], inp.content_type, settings, inp.names)
+    specs = [SCAN.spec, THUMBNAILS.spec, OCR.spec]
+    return plan_for(specs, inp.content_type, settings, inp.names, inp.size)

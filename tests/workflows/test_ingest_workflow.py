@@ -22,6 +22,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.stage_batch import StageBatch, batch_runs
 from conveyor_core.payloads import DATA_CONVERTER
 from conveyor_core.stages import StageInput, StageOutput
 from conveyor_core.types import (
@@ -122,6 +123,8 @@ class Stubs:
     # The deliveries enqueue_webhooks answers; the ingest workflow starts one child for each.
     webhook_deliveries: list[str] = field(default_factory=list)
     enqueued: list[EnqueueWebhooksInput] = field(default_factory=list)
+    # False: the queue's worker batches no stage (an older one), so every batch fails.
+    batches: bool = True
 
     def activities(self) -> list[Any]:
         @activity.defn(name="probe_object")
@@ -245,11 +248,13 @@ class Stubs:
             result = ocr_blob(OcrInput(blob=inp.blob))
             return StageOutput(skipped_reason=result.skipped_reason, detail=result.detail)
 
+        batched = batch_runs([stage_thumbnails, stage_ocr]) if self.batches else {}
         return [
             plan_builtin_stages,
             stage_scan,
             stage_thumbnails,
             stage_ocr,
+            StageBatch(batched).run,
             probe_object,
             delete_object,
             discard_upload,
@@ -638,5 +643,110 @@ async def test_ingest_histories_from_before_stage_plugins_still_replay(kind: str
     # Recorded (stub activities) by the workflow as it was before stages were plugins: one
     # ingest-2026-12 marker, and the typed scan, thumbnails and OCR activities.
     path = HISTORIES / f"ingest_{kind}_before_stage_plugins.json"
+    history = WorkflowHistory.from_json(f"ingest-{kind}", path.read_text())
+    await ingest_replayer().replay_workflow(history)
+
+
+def _image_of(size: int) -> VerifyResult:
+    return VerifyResult(ok=True, detail=None, sha256=SHA, size=size, content_type="image/png")
+
+
+async def test_a_small_files_thumbnails_and_ocr_run_in_one_activity(
+    env: WorkflowEnvironment,
+) -> None:
+    stubs = Stubs()
+    result, handle = await _run(env.client, stubs)
+    assert result.status == FileStatus.READY
+    assert activity_types(await handle.fetch_history()) == [
+        "seal_and_verify",
+        "claim_blob",
+        "plan_stages",
+        "stage_scan",
+        "stage_batch",
+        "commit_outcome",
+    ]
+    assert stubs.calls["make_thumbnails"] == 1 and stubs.calls["ocr_blob"] == 1
+    commit = stubs.commits[-1]
+    assert commit.stages["thumbnails"].status == StageStatus.SUCCEEDED
+    assert commit.stages["thumbnails"].detail == "1 sizes"
+    assert commit.stages["ocr"] == StageState(
+        StageStatus.SKIPPED, "no OCR for image/png", commit.stages["ocr"].duration_ms
+    )
+    assert commit.thumbnails[0].key == f"derivatives/{SHA}/thumb-256.webp"
+
+
+async def test_a_larger_files_stages_run_each_in_an_activity_of_its_own(
+    env: WorkflowEnvironment,
+) -> None:
+    # Over stage_batch_max_bytes (16 MiB by default): each stage shows its end as it comes.
+    stubs = Stubs(verify_result=_image_of(17 * 1024**2))
+    result, handle = await _run(env.client, stubs)
+    assert result.status == FileStatus.READY
+    scheduled = activity_types(await handle.fetch_history())
+    assert "stage_batch" not in scheduled
+    assert {"stage_thumbnails", "stage_ocr"} <= set(scheduled)
+    assert stubs.commits[-1].thumbnails[0].key == f"derivatives/{SHA}/thumb-256.webp"
+
+
+async def test_a_batched_stage_that_may_succeed_again_runs_again_on_its_own(
+    env: WorkflowEnvironment,
+) -> None:
+    tries: list[int] = []
+
+    def flaky() -> ThumbnailsResult:
+        tries.append(1)
+        if len(tries) == 1:
+            raise RuntimeError("the store reset the connection")
+        return Stubs().thumbnails()
+
+    stubs = Stubs(thumbnails=flaky)
+    result, handle = await _run(env.client, stubs)
+    assert result.status == FileStatus.READY
+    scheduled = activity_types(await handle.fetch_history())
+    # Its second attempt is an activity of its own, with its retry policy; OCR is not re-run.
+    assert scheduled.count("stage_batch") == 1 and scheduled.count("stage_thumbnails") == 1
+    assert "stage_ocr" not in scheduled
+    assert stubs.calls["make_thumbnails"] == 2 and stubs.calls["ocr_blob"] == 1
+    commit = stubs.commits[-1]
+    assert commit.stages["thumbnails"].status == StageStatus.SUCCEEDED
+    assert commit.thumbnails[0].key == f"derivatives/{SHA}/thumb-256.webp"
+
+
+async def test_a_batched_stage_out_of_attempts_fails_with_its_reason(
+    env: WorkflowEnvironment,
+) -> None:
+    # Thumbnails have 3 attempts: one in the batch, two on their own.
+    def broken() -> ThumbnailsResult:
+        raise RuntimeError("the store reset the connection")
+
+    stubs = Stubs(thumbnails=broken)
+    result, handle = await _run(env.client, stubs)
+    assert result.status == FileStatus.READY
+    assert stubs.calls["make_thumbnails"] == 3
+    stage = stubs.commits[-1].stages["thumbnails"]
+    assert stage.status == StageStatus.FAILED
+    assert stage.detail == "the store reset the connection"
+
+
+async def test_a_batch_that_cannot_run_runs_each_stage_on_its_own(
+    env: WorkflowEnvironment,
+) -> None:
+    # The queue's worker batches nothing (an older worker): the batch fails as a whole, and
+    # each stage runs as its own activity with all its attempts.
+    stubs = Stubs(batches=False)
+    result, handle = await _run(env.client, stubs)
+    assert result.status == FileStatus.READY
+    scheduled = activity_types(await handle.fetch_history())
+    assert scheduled.count("stage_batch") == 1
+    assert {"stage_thumbnails", "stage_ocr"} <= set(scheduled)
+    assert stubs.calls["make_thumbnails"] == 1 and stubs.calls["ocr_blob"] == 1
+    assert stubs.commits[-1].stages["thumbnails"].status == StageStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("kind", ["image", "pdf"])
+async def test_ingest_histories_from_before_stage_batches_still_replay(kind: str) -> None:
+    # Recorded (stub activities) by the workflow as it was before batches: a PNG's and a
+    # PDF's thumbnails and OCR each an activity of its own, from a plan without batches.
+    path = HISTORIES / f"ingest_{kind}_before_stage_batches.json"
     history = WorkflowHistory.from_json(f"ingest-{kind}", path.read_text())
     await ingest_replayer().replay_workflow(history)
