@@ -1,16 +1,45 @@
-"""Heartbeats while one blocking call runs (a server-side copy): a worker that dies during it
-is noticed within the activity's heartbeat timeout, not its start-to-close timeout."""
+"""Heartbeats: a worker that dies during an activity is noticed within the activity's
+heartbeat timeout, not its start-to-close timeout.
+
+`beat` is what a synchronous activity calls as it goes; `beating` heartbeats while one
+blocking call runs (a server-side copy).
+"""
 
 from __future__ import annotations
 
 import contextvars
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from temporalio import activity
 
 BEAT_EVERY_SECONDS = 5.0
+# An activity's first seconds send no heartbeat: the SDK sends an activity's first one at
+# once, and the server writes each to the workflow's state, as dear as a history event. A
+# short activity (most, for small files) then sends none, and a long one starts beating
+# after this, well within its timeout (the server counts it from the activity's start).
+QUIET_SECONDS = 3.0
+_FIRST_CALL: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "conveyor_first_heartbeat_call", default=None
+)
+
+
+def beat(*details: Any) -> None:
+    """activity.heartbeat, except in the activity's first QUIET_SECONDS (at most a quarter
+    of its heartbeat timeout), counted from its first call. The SDK runs each activity in a
+    context of its own, so the count is the activity's."""
+    now = time.monotonic()
+    first = _FIRST_CALL.get()
+    if first is None:
+        _FIRST_CALL.set(now)
+        first = now
+    timeout = activity.info().heartbeat_timeout
+    quiet = min(QUIET_SECONDS, timeout.total_seconds() / 4) if timeout else QUIET_SECONDS
+    if now - first >= quiet:
+        activity.heartbeat(*details)
 
 
 @contextmanager

@@ -26,6 +26,7 @@ from activities.extract import ExtractionFailed
 from activities.extract.commands import CommandFailed, CommandTimedOut, run_command
 from activities.extract.pdf import needs_password, pages_without_text
 from activities.extract.types import Beat
+from activities.heartbeat import beat
 from conveyor_core.db.models import BlobText
 from conveyor_core.db.session import transaction
 from conveyor_core.settings import Settings
@@ -169,9 +170,7 @@ def _resume_texts(sha256: str) -> list[str]:
 
 def _beat_progress(sha256: str, texts: list[str]) -> None:
     resumable = sum(len(t) for t in texts) <= RESUME_TEXT_LIMIT
-    activity.heartbeat(
-        {"sha256": sha256, "page": len(texts), "texts": texts if resumable else None}
-    )
+    beat({"sha256": sha256, "page": len(texts), "texts": texts if resumable else None})
 
 
 class OcrActivities:
@@ -191,7 +190,7 @@ class OcrActivities:
         with tempfile.TemporaryDirectory(prefix="conveyor-ocr-") as tmp:
             work = Path(tmp)
             source = work / "source"
-            download_blob(self._s3, blob, source, activity.heartbeat)
+            download_blob(self._s3, blob, source, beat)
             scanned: set[int] | None = None  # the PDF pages to OCR; None: all
             if blob.content_type == PDF and inp.skip_text_layer:
                 scanned = self._pages_without_text(source, work)
@@ -213,9 +212,7 @@ class OcrActivities:
         """The first `ocr_max_pages` pages whose text layer is empty (scanned pages)."""
         s = self._settings
         try:
-            empty = pages_without_text(
-                pdf, s.ocr_max_pages, s.ocr_page_timeout_seconds, activity.heartbeat
-            )
+            empty = pages_without_text(pdf, s.ocr_max_pages, s.ocr_page_timeout_seconds, beat)
         except ExtractionFailed as e:
             raise invalid(e.reason) from e
         return set(empty)
@@ -223,7 +220,7 @@ class OcrActivities:
     def _ocr_image(self, source: Path, work: Path) -> list[str]:
         png = work / "image.png"
         image_to_png(source, png, self._settings.max_image_pixels)
-        return [ocr_page(png, 1, self._settings, activity.heartbeat, TESSERACT_ENV)]
+        return [ocr_page(png, 1, self._settings, beat, TESSERACT_ENV)]
 
     def _ocr_pdf(
         self, sha256: str, pdf: Path, work: Path, only: set[int] | None

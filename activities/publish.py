@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.heartbeat import beating
+from activities.heartbeat import beat, beating
 from conveyor_core.db.models import Blob, File
 from conveyor_core.db.session import transaction
 from conveyor_core.settings import Settings
@@ -247,7 +247,7 @@ class PublishActivities:
                         **pinned(blob),
                     )
                 parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
-                activity.heartbeat(end + 1)
+                beat(end + 1)
             self._s3.complete_multipart_upload(
                 Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )

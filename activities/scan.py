@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import beat
 from conveyor_core.settings import Settings
 from conveyor_core.types import (
     SCAN_TOO_LARGE_ERROR,
@@ -202,5 +203,5 @@ class _Heartbeat:
 
     def __call__(self, sent: int) -> None:
         if time.monotonic() - self._last >= HEARTBEAT_EVERY_SECONDS:
-            activity.heartbeat(sent)
+            beat(sent)
             self._last = time.monotonic()

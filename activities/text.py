@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.downloads import download_blob
 from activities.extract import ExtractionFailed, NotApplicable, TextLimits, extract_text
+from activities.heartbeat import beat
 from activities.languages import detect_language, load_model
 from conveyor_core.db.models import BlobText
 from conveyor_core.db.session import transaction
@@ -46,11 +47,9 @@ class TextStage:
         with tempfile.TemporaryDirectory(prefix="conveyor-text-") as tmp:
             work = Path(tmp)
             source = work / "source"
-            download_blob(self._s3, blob, source, activity.heartbeat)
+            download_blob(self._s3, blob, source, beat)
             try:
-                found = extract_text(
-                    source, blob.content_type, self._limits, activity.heartbeat, work
-                )
+                found = extract_text(source, blob.content_type, self._limits, beat, work)
             except NotApplicable:
                 return StageOutput(skipped_reason=f"no text for {blob.content_type}")
             except ExtractionFailed as e:

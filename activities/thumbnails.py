@@ -30,6 +30,7 @@ from activities.extract.kinds import classify
 from activities.extract.office import NO_SANDBOX
 from activities.extract.pdf import needs_password
 from activities.extract.types import Beat
+from activities.heartbeat import beat
 from activities.image_metadata import read_image_metadata
 from activities.media import MediaUnreadable, poster_frame, probe
 from activities.previews import PreviewRefused, outside_link, render_svg
@@ -235,7 +236,7 @@ class ThumbnailActivities:
             drawn = self._render(blob, missing)
             for rendered in drawn.thumbnails:
                 stored[rendered.size] = self._store(blob, rendered)
-                activity.heartbeat()
+                beat()
         if drawn.skipped_reason is not None:
             return ThumbnailsResult(skipped_reason=drawn.skipped_reason, metadata=drawn.metadata)
         thumbnails = [thumb for thumb in stored.values() if thumb is not None]
@@ -246,11 +247,11 @@ class ThumbnailActivities:
     def _render(self, blob: BlobRef, sizes: list[int]) -> Drawn:
         with tempfile.TemporaryDirectory(prefix="conveyor-thumbnails-") as tmp:
             path = Path(tmp) / "source"
-            download_blob(self._s3, blob, path, activity.heartbeat)
+            download_blob(self._s3, blob, path, beat)
             try:
                 drawn = self._draw(blob.content_type, path, max(sizes))
                 if drawn.source is not None:
-                    activity.heartbeat()
+                    beat()
                     drawn.thumbnails = render_thumbnails(
                         drawn.source, sizes, formats=drawn.formats, max_pixels=self._max_pixels
                     )
@@ -260,7 +261,7 @@ class ThumbnailActivities:
 
     def _draw(self, content_type: str, path: Path, longest: int) -> Drawn:
         """What the thumbnails are drawn from (an image Pillow decodes), and what was found."""
-        beat, timeout = activity.heartbeat, PDF_RENDER_TIMEOUT_SECONDS
+        timeout = PDF_RENDER_TIMEOUT_SECONDS
         formats = IMAGE_DECODERS.get(content_type)
         if formats is not None:
             return Drawn(path, formats, read_image_metadata(path, formats))

@@ -11,6 +11,7 @@ import magic
 from botocore.exceptions import ClientError
 from temporalio import activity
 
+from activities.heartbeat import beat
 from conveyor_core.types import VerifyInput, VerifyResult
 from observability.metrics import BYTES_VERIFIED
 
@@ -75,7 +76,7 @@ class VerifyActivities:
                 if len(head) < SNIFF_BYTES:
                     head += chunk[: SNIFF_BYTES - len(head)]
                 if time.monotonic() - last_beat > HEARTBEAT_EVERY_SECONDS:
-                    activity.heartbeat(size)
+                    beat(size)
                     last_beat = time.monotonic()
         finally:
             body.close()

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities import heartbeat
 from activities.ocr import OcrActivities
 from conveyor_core.db.models import Blob, BlobText
 from conveyor_core.settings import Settings
@@ -132,8 +133,10 @@ def test_ocr_image_upright_from_exif(
 
 
 def test_ocr_pdf_reads_second_page_and_heartbeats_each_page(
-    stack: Settings, s3: Any, sessions: sessionmaker[Session]
+    stack: Settings, s3: Any, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # As past an activity's first seconds, which send no heartbeat (tests/unit/test_heartbeat)
+    monkeypatch.setattr(heartbeat, "QUIET_SECONDS", 0)
     blank = text_page([])
     words = text_page(["QUARTERLY REPORT", "Total due 1234 EUR"])
     blob = stored_blob(pdf_bytes([blank, words]), "application/pdf", s3, sessions, stack)
