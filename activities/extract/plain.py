@@ -22,6 +22,13 @@ BOMS = (
 BYTES_PER_CHAR = 4
 # When several single-byte charsets read the bytes equally well, the most common wins.
 PREFERRED = "cp1252"
+# Hungarian's ő and ű (0xF5, 0xFB in ISO-8859-2 and windows-1250) read as õ and û in
+# windows-1252, letters too, so a short text ties. Read as windows-1252, Hungarian has õ or
+# û and none of the letters of the languages that have them there (Portuguese ã ç, French
+# à è ê â î ô, Estonian ä): then it is Central European.
+HUNGARIAN_TELLS = frozenset("õûÕÛ")
+WESTERN_TELLS = frozenset("ãçàèêâîôœäÃÇÀÈÊÂÎÔŒÄ")
+CENTRAL_EUROPEAN = ("iso8859_2", "cp1250")
 
 
 def label(encoding: str) -> str:
@@ -58,8 +65,17 @@ def _detect(data: bytes) -> str:
     most_coherent = max(match.coherence for match in calm)
     best = [match for match in calm if match.coherence == most_coherent]
     if any(PREFERRED in match.could_be_from_charset for match in best):
+        central = any(c in m.could_be_from_charset for m in best for c in CENTRAL_EUROPEAN)
+        if central and _reads_as_hungarian(data.decode(PREFERRED, "replace")):
+            # windows-1250 only if it uses the bytes ISO-8859-2 keeps for control codes
+            return "cp1250" if any(0x80 <= b <= 0x9F for b in data) else "iso8859_2"
         return PREFERRED
     return str(best[0].encoding)
+
+
+def _reads_as_hungarian(western: str) -> bool:
+    letters = set(western)
+    return bool(letters & HUNGARIAN_TELLS) and not letters & WESTERN_TELLS
 
 
 def decode(data: bytes, *, declared: str | None = None, cut: bool = False) -> tuple[str, str]:
