@@ -19,6 +19,7 @@ from activities.extract.types import Beat
 from conveyor_core.stage_rules import MEDIA_DEMUXERS
 
 SAFE_INPUT = ["-protocol_whitelist", "file", "-probesize", "20000000"]
+MPEG_SEQUENCE_HEADER = b"\x00\x00\x01\xb3"
 
 
 class MediaUnreadable(Exception):
@@ -34,9 +35,21 @@ def _run(args: list[str], what: str, timeout: float, beat: Beat) -> str:
         raise MediaUnreadable(f"Not a readable {what.split()[-1]} ({e}).") from e
 
 
+def demuxer_for(path: Path, content_type: str) -> str:
+    """The one demuxer the file is read with: its type's. libmagic calls both an MPEG
+    program stream (.mpg, .vob) and a bare MPEG video stream (.m2v) video/mpeg; the latter
+    starts with a sequence header, not a pack header."""
+    demuxer = MEDIA_DEMUXERS[content_type]
+    if demuxer == "mpeg":
+        with path.open("rb") as f:
+            if f.read(4) == MPEG_SEQUENCE_HEADER:
+                return "mpegvideo"
+    return demuxer
+
+
 def probe(path: Path, content_type: str, timeout: float, beat: Beat) -> dict[str, Any]:
     """duration (s), video_codec, audio_codec, width and height, as the streams say."""
-    demuxer = MEDIA_DEMUXERS[content_type]
+    demuxer = demuxer_for(path, content_type)
     out = _run(
         [
             "ffprobe",
@@ -117,7 +130,7 @@ def poster_frame(
                 "1",
                 *SAFE_INPUT,
                 "-f",
-                MEDIA_DEMUXERS[content_type],
+                demuxer_for(path, content_type),
                 "-ss",
                 f"{seconds:.3f}",
                 "-i",

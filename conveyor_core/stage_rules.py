@@ -103,6 +103,7 @@ MEDIA_DEMUXERS: dict[str, str] = {
     "video/x-msvideo": "avi",
     "video/x-flv": "flv",
     "video/ogg": "ogg",
+    "video/mpeg": "mpeg",  # a program stream; a bare video stream: mpegvideo (activities/media)
     "audio/ogg": "ogg",
     "audio/mpeg": "mp3",
     "audio/x-wav": "wav",

@@ -233,6 +233,31 @@ def test_a_transport_stream_is_named_and_gets_a_poster(
     assert 1.9 <= result.metadata["duration"] <= 2.2
 
 
+@pytest.mark.parametrize(
+    ("name", "muxer", "audio"),
+    [("clip.mpg", "mpeg", "mp2"), ("clip.vob", "vob", "mp2"), ("clip.m2v", "mpeg2video", None)],
+)
+def test_an_mpeg_program_or_video_stream_gets_a_poster(
+    thumbnails: ThumbnailActivities,
+    blob_in_store: Callable[..., BlobRef],
+    tmp_path: Path,
+    name: str,
+    muxer: str,
+    audio: str | None,
+) -> None:
+    """DVDs, older cameras and broadcast captures: libmagic calls a program stream and a
+    bare MPEG-2 video stream alike video/mpeg; each is read with its own demuxer."""
+    codecs = ["-c:v", "mpeg2video", "-r", "25", *(["-c:a", audio] if audio else ["-an"])]
+    blob = blob_in_store(_ffmpeg(tmp_path, name, *VIDEO, *codecs, "-f", muxer))
+    assert blob.content_type == "video/mpeg"
+    result = _run(thumbnails, blob)
+    assert [(t.width, t.height) for t in result.thumbnails] == [(256, 144), (640, 360)]
+    assert result.metadata["video_codec"] == "mpeg2video"
+    assert result.metadata.get("audio_codec") == audio
+    if audio:  # a bare video stream has no container to say its duration
+        assert 1.9 <= result.metadata["duration"] <= 2.2
+
+
 def test_audio_gets_its_duration_and_no_picture(
     thumbnails: ThumbnailActivities, blob_in_store: Callable[..., BlobRef], tmp_path: Path
 ) -> None:
