@@ -22,7 +22,8 @@ BEAT_EVERY_SECONDS = 5.0
 # short activity (most, for small files) then sends none, and a long one starts beating
 # after this, well within its timeout (the server counts it from the activity's start).
 QUIET_SECONDS = 3.0
-_FIRST_CALL: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+# (the activity attempt's task token, when it first called beat)
+_FIRST_CALL: contextvars.ContextVar[tuple[bytes, float] | None] = contextvars.ContextVar(
     "conveyor_first_heartbeat_call", default=None
 )
 
@@ -30,15 +31,16 @@ _FIRST_CALL: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 def beat(*details: Any) -> None:
     """activity.heartbeat, except in the activity's first QUIET_SECONDS (at most a quarter
     of its heartbeat timeout), counted from its first call. The SDK runs each activity in a
-    context of its own, so the count is the activity's."""
+    context of its own; the task token tells attempts apart in a context that is not."""
     now = time.monotonic()
+    info = activity.info()
     first = _FIRST_CALL.get()
-    if first is None:
-        _FIRST_CALL.set(now)
-        first = now
-    timeout = activity.info().heartbeat_timeout
+    if first is None or first[0] != info.task_token:
+        first = (info.task_token, now)
+        _FIRST_CALL.set(first)
+    timeout = info.heartbeat_timeout
     quiet = min(QUIET_SECONDS, timeout.total_seconds() / 4) if timeout else QUIET_SECONDS
-    if now - first >= quiet:
+    if now - first[1] >= quiet:
         activity.heartbeat(*details)
 
 

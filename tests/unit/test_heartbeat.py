@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import time
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -44,7 +45,11 @@ class Clock:
 
 def _activity_env(beats: list[tuple[object, ...]], heartbeat_timeout: float) -> Any:
     env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, heartbeat_timeout=timedelta(seconds=heartbeat_timeout))
+    env.info = dataclasses.replace(
+        env.info,
+        heartbeat_timeout=timedelta(seconds=heartbeat_timeout),
+        task_token=uuid.uuid4().bytes,  # each attempt has its own
+    )
     env.on_heartbeat = lambda *details: beats.append(details)
     return env
 
@@ -95,3 +100,17 @@ def test_the_quiet_start_is_at_most_a_quarter_of_the_heartbeat_timeout(
 
     _run_as_the_sdk_does(env, run)
     assert beats == [("due",)]
+
+
+def test_an_attempt_counts_from_its_own_first_call_in_a_context_an_earlier_one_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(heartbeat.time, "monotonic", clock)
+    beats: list[tuple[object, ...]] = []
+    earlier, later = _activity_env(beats, 30), _activity_env(beats, 30)
+    context = contextvars.copy_context()
+    context.run(earlier.run, lambda: heartbeat.beat("earlier"))
+    clock.now += 60
+    context.run(later.run, lambda: heartbeat.beat("later"))  # its first call: quiet
+    assert beats == []
