@@ -117,7 +117,7 @@ def poster_frame(
     )
     # Seeking into a stream with few key frames (an MPEG-TS of a camera) can find no frame
     # to show: then the first frame.
-    deadline = time.monotonic() + timeout
+    deadline, demuxer = time.monotonic() + timeout, demuxer_for(path, content_type)
     for seconds in (at, 0.0) if at > 0 else (0.0,):
         _run(
             [
@@ -130,7 +130,7 @@ def poster_frame(
                 "1",
                 *SAFE_INPUT,
                 "-f",
-                demuxer_for(path, content_type),
+                demuxer,
                 "-ss",
                 f"{seconds:.3f}",
                 "-i",

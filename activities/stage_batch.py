@@ -27,7 +27,7 @@ from conveyor_core.stages import (
     StageInput,
     StageOutput,
 )
-from observability.metrics import ACTIVITY_FAILURES, ACTIVITY_SECONDS
+from observability.metrics import observe_activity
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -81,12 +81,11 @@ class StageBatch:
                 seconds = time.perf_counter() - started
                 result = _failed(stage, e, seconds)
                 span.set_attribute("conveyor.stage.error", result.error or "")
-                ACTIVITY_FAILURES.labels(stage.activity, result.error_type).inc()
-                ACTIVITY_SECONDS.labels(stage.activity, "failed").observe(seconds)
+                observe_activity(stage.activity, seconds, result.error_type)
                 log.warning("stage %s failed in a batch: %s", stage.name, result.error)
                 return result
         seconds = time.perf_counter() - started
-        ACTIVITY_SECONDS.labels(stage.activity, "succeeded").observe(seconds)
+        observe_activity(stage.activity, seconds)
         return BatchedStageResult(output=output, duration_ms=int(seconds * 1000))
 
 

@@ -231,7 +231,8 @@ def plan_for(
             for s in sorted(chosen, key=lambda s: (s.order, s.name))
         ]
     )
-    if size is not None and 0 < settings.stage_batch_max_bytes >= size:
+    limit = settings.stage_batch_max_bytes
+    if size is not None and limit > 0 and size <= limit:
         _batch(plan, {s.name for s in chosen if s.batchable and not s.gate})
     return plan
 

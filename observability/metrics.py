@@ -71,6 +71,13 @@ def serve_metrics(port: int, host: str) -> None:
     start_http_server(port, addr=host)
 
 
+def observe_activity(name: str, seconds: float, error_type: str | None = None) -> None:
+    """One activity run (or one stage run inside a batch), under its activity's name."""
+    if error_type is not None:
+        ACTIVITY_FAILURES.labels(name, error_type).inc()
+    ACTIVITY_SECONDS.labels(name, "failed" if error_type else "succeeded").observe(seconds)
+
+
 class ActivityMetricsInterceptor(Interceptor):
     """Times every activity and counts its failures by error type."""
 
@@ -86,8 +93,7 @@ class _TimedActivity(ActivityInboundInterceptor):
             result = await super().execute_activity(input)
         except BaseException as e:
             error_type = getattr(e, "type", None) or type(e).__name__
-            ACTIVITY_FAILURES.labels(name, error_type).inc()
-            ACTIVITY_SECONDS.labels(name, "failed").observe(time.perf_counter() - started)
+            observe_activity(name, time.perf_counter() - started, error_type)
             raise
-        ACTIVITY_SECONDS.labels(name, "succeeded").observe(time.perf_counter() - started)
+        observe_activity(name, time.perf_counter() - started)
         return result

@@ -33,7 +33,7 @@ from activities.publish import PublishActivities
 from activities.reprocess import ReprocessActivities
 from activities.scan import ScanActivities
 from activities.seal import SealActivities
-from activities.stage_batch import StageBatch, batch_runs
+from activities.stage_batch import StageBatch, StageRun, batch_runs
 from activities.stage_plan import StagePlanActivities
 from activities.store import StoreActivities
 from activities.sweep import SweepActivities
@@ -125,18 +125,19 @@ def queue_activities(
         settings.media_task_queue: [thumbnails.make_thumbnails, ocr.ocr_blob],
     }
     context = StageContext(settings=settings, s3=s3, sessions=sessions)
-    batchable: dict[str, list[Callable[..., Any]]] = {}
+    batchable: dict[str, dict[str, StageRun]] = {}
     for plugin in plugins:
         queue = resolve_queue(plugin.spec.task_queue, settings)
         functions = plugin.activities(context)
         queues.setdefault(queue, []).extend(functions)
         if plugin.spec.batchable:
-            if plugin.spec.activity not in batch_runs(functions):
+            runs = batch_runs(functions)
+            if plugin.spec.activity not in runs:
                 why = f"stage {plugin.spec.name!r} is batchable: its activity must be synchronous"
                 raise StageRegistryError(why)
-            batchable.setdefault(queue, []).extend(functions)
-    for queue, functions in batchable.items():
-        queues[queue].append(StageBatch(batch_runs(functions)).run)
+            batchable.setdefault(queue, {}).update(runs)
+    for queue, runs in batchable.items():
+        queues[queue].append(StageBatch(runs).run)
     return queues
 
 

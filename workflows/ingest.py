@@ -169,6 +169,7 @@ CPU_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 # The reconcile probe backs off, so a day-long wait costs a few hundred events, not thousands.
 RECONCILE_MAX_INTERVAL = timedelta(minutes=10)
 PROCESSING_STAGES = ("scan", "thumbnails", "ocr")
+NOT_RUN = "not run: the scan did not pass"
 
 
 def make_thumbnails(
@@ -574,7 +575,7 @@ class IngestWorkflow:
             for task in (thumbnails_task, ocr_task):
                 task.cancel()
             await asyncio.gather(thumbnails_task, ocr_task, return_exceptions=True)
-            self._skip_pending("not run: the scan did not pass")
+            self._skip_pending(NOT_RUN)
             if scan is None:
                 detail = f"scan: {self._progress.stages['scan'].detail}"
                 return await self._finish(inp, FileStatus.FAILED, detail, blob, BlobStatus.FAILED)
@@ -739,7 +740,7 @@ class IngestWorkflow:
         except asyncio.CancelledError:
             for planned in members:
                 stage = self._progress.stages[planned.name]
-                stage.status, stage.detail = StageStatus.SKIPPED, "not run: the scan did not pass"
+                stage.status, stage.detail = StageStatus.SKIPPED, NOT_RUN
             self._record_events()
             return dict.fromkeys((m.name for m in members), None)
         outputs: StageOutputs = {}
@@ -849,7 +850,7 @@ class IngestWorkflow:
             stage.status, stage.detail = StageStatus.FAILED, failure_reason(e)
             return None
         except asyncio.CancelledError:
-            stage.status, stage.detail = StageStatus.SKIPPED, "not run: the scan did not pass"
+            stage.status, stage.detail = StageStatus.SKIPPED, NOT_RUN
             return None
         finally:
             stage.duration_ms = int((workflow.now() - started).total_seconds() * 1000)

@@ -60,8 +60,7 @@ def run_stage_batch(
 ) -> Awaitable[StageBatchOutput]:
     """The stages of one batch in one activity on their queue. It is one attempt at each:
     tried once, as a whole (a stage's own error is in its result, not the batch's)."""
-    beats = [s.heartbeat_seconds for s in stages]
-    heartbeat = min(b for b in beats if b) if all(beats) else None
+    heartbeat = min(s.heartbeat_seconds or 0 for s in stages)  # 0: one of them has none
     return workflow.execute_activity(
         "stage_batch",
         StageBatchInput(
